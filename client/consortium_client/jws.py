@@ -1,0 +1,123 @@
+"""JWS compact serialization (RFC 7515) with Ed25519, for hash statements.
+
+The signature covers the exact payload bytes, so no JSON canonicalization is involved: a verifier
+checks the bytes it received, then parses them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+STATEMENT_TYP = "hash-statement+jws"
+# RFC 9864 gives Ed25519 its fully specified name; RFC 8037's "EdDSA" is what older libraries emit.
+ALLOWED_ALGS = frozenset({"Ed25519", "EdDSA"})
+ED25519_SIGNATURE_BYTES = 64
+
+
+class JWSError(ValueError):
+    """A statement that is not a well-formed Ed25519 JWS. `code` is stable and documented."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Strict base64url without padding, as RFC 7515 requires."""
+    if "=" in text or any(c in text for c in "+/ \n\r\t"):
+        raise binascii.Error("not unpadded base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class ParsedJWS:
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    payload_bytes: bytes
+    signing_input: bytes
+    signature: bytes
+
+    @property
+    def kid(self) -> str:
+        return self.header["kid"]
+
+
+def sign(private_key: Ed25519PrivateKey, kid: str, payload: bytes | dict[str, Any]) -> str:
+    """Sign payload bytes (or a dict, serialized compactly) as a hash statement."""
+    if isinstance(payload, dict):
+        payload = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    header = {"alg": "Ed25519", "kid": kid, "typ": STATEMENT_TYP}
+    header_b64 = b64url_encode(json.dumps(header, separators=(",", ":")).encode("ascii"))
+    signing_input = f"{header_b64}.{b64url_encode(payload)}".encode("ascii")
+    return f"{signing_input.decode('ascii')}.{b64url_encode(private_key.sign(signing_input))}"
+
+
+def _decode_json_object(segment: str, what: str) -> tuple[dict[str, Any], bytes]:
+    try:
+        raw = b64url_decode(segment)
+    except (binascii.Error, ValueError):
+        raise JWSError("jws_bad_base64", f"The {what} is not valid base64url.") from None
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        code = "jws_bad_header" if what == "header" else "payload_malformed"
+        raise JWSError(code, f"The {what} is not UTF-8 JSON.") from None
+    if not isinstance(value, dict):
+        code = "jws_bad_header" if what == "header" else "payload_malformed"
+        raise JWSError(code, f"The {what} is not a JSON object.")
+    return value, raw
+
+
+def parse(token: str) -> ParsedJWS:
+    """Parse a compact JWS and check its protected header; does not verify the signature."""
+    if not isinstance(token, str):
+        raise JWSError("jws_malformed", "A statement must be a string in JWS compact serialization.")
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise JWSError("jws_malformed", "A statement must have three non-empty dot-separated parts.")
+    header, _ = _decode_json_object(parts[0], "header")
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGS:
+        raise JWSError("alg_not_allowed", f"alg must be Ed25519 or EdDSA, not {str(alg)[:20]!r}.")
+    if "crit" in header:
+        raise JWSError("jws_bad_header", "No critical header extensions are understood.")
+    typ = header.get("typ")
+    if typ is not None and typ != STATEMENT_TYP:
+        raise JWSError("typ_invalid", f"typ must be {STATEMENT_TYP!r}.")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > 128:
+        raise JWSError("kid_missing", "The header must name the signing key in kid.")
+    payload, payload_bytes = _decode_json_object(parts[1], "payload")
+    try:
+        signature = b64url_decode(parts[2])
+    except (binascii.Error, ValueError):
+        raise JWSError("jws_bad_base64", "The signature is not valid base64url.") from None
+    if len(signature) != ED25519_SIGNATURE_BYTES:
+        raise JWSError("signature_invalid", "An Ed25519 signature is 64 bytes.")
+    return ParsedJWS(
+        header=header,
+        payload=payload,
+        payload_bytes=payload_bytes,
+        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
+        signature=signature,
+    )
+
+
+def verify_signature(parsed: ParsedJWS, public_key: Ed25519PublicKey) -> bool:
+    try:
+        public_key.verify(parsed.signature, parsed.signing_input)
+    except InvalidSignature:
+        return False
+    return True

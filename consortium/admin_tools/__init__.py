@@ -1,0 +1,62 @@
+"""Admin building blocks shared by the apps: every change made in the admin lands in the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.forms.models import model_to_dict
+
+from audit.services import audit_record
+
+
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, (list, tuple, set)):
+            out[key] = sorted(str(getattr(v, "pk", v)) for v in value)
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            out[key] = value
+        else:
+            out[key] = str(getattr(value, "pk", value))
+    return out
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Records who changed which fields from what to what, for adds, edits and deletions."""
+
+    def save_model(self, request, obj, form, change):
+        fields = list(form.changed_data) if change else [f for f in form.fields]
+        before = jsonable({f: form.initial.get(f) for f in fields}) if change else None
+        super().save_model(request, obj, form, change)
+        self._pending_audit = (obj, fields, before, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        obj, fields, before, change = self._pending_audit
+        after = jsonable({k: v for k, v in model_to_dict(obj).items() if k in fields})
+        if not change or before != after:
+            action = f"{obj._meta.model_name}.{'change' if change else 'create'}"
+            audit_record(actor=request.user, action=action, obj=obj, before=before, after=after)
+
+    def delete_model(self, request, obj):
+        audit_record(actor=request.user, action=f"{obj._meta.model_name}.delete", obj=obj,
+                     before=jsonable(model_to_dict(obj)))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For records the pipeline writes: administrators inspect them, never edit them by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

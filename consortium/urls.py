@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from members.apis import ServerJWKSApi
+
+from .api.views import not_found
+
+api_v1 = [
+    path("", include("members.urls")),
+    path("", include("hashes.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path(".well-known/jwks.json", ServerJWKSApi.as_view(), name="server-jwks"),
+    path("admin/", admin.site.urls),
+]
+
+# Unknown API paths answer in the API's error shape, not with an HTML page.
+handler404 = not_found
+handler500 = 'consortium.api.views.server_error'

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consortium.api.errors import DomainError
+from consortium.api.pagination import Pagination
+
+from .models import Statement
+from .selectors import feed_page, hash_detail, statement_get, statement_list
+from .services.submission import statements_submit
+from .visibility import Viewer
+
+
+class StatementOutputSerializer(serializers.ModelSerializer):
+    member = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    statement = serializers.CharField(source="raw")
+    labels = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    incident = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    share = serializers.SerializerMethodField()
+    retracts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Statement
+        fields = [
+            "id", "jti", "kind", "state", "rejection_code", "rejection_message", "member", "statement",
+            "received_at", "verified_at", "published_at", "retracted_at", "content_type", "signals",
+            "labels", "incident", "share", "retracts",
+        ]
+
+    def get_share(self, obj: Statement) -> str | None:
+        if obj.state in (Statement.State.RECEIVED, Statement.State.REJECTED):
+            return None
+        return obj.share_group.slug if obj.share_group_id else "consortium"
+
+    def get_retracts(self, obj: Statement) -> str | None:
+        return str(obj.retracts_id) if obj.retracts_id else None
+
+
+class StatementsApi(APIView):
+    """POST: submit 1 to SUBMIT_MAX_STATEMENTS signed statements. GET: the member's own statements."""
+
+    required_scope = {"GET": "read", "POST": "submit"}
+
+    class InputSerializer(serializers.Serializer):
+        statements = serializers.ListField(child=serializers.CharField())
+
+    class AcceptedSerializer(serializers.Serializer):
+        index = serializers.IntegerField()
+        id = serializers.CharField()
+        jti = serializers.CharField()
+        state = serializers.CharField()
+
+    class OutputSerializer(serializers.Serializer):
+        accepted = serializers.ListField(child=serializers.DictField())
+        rejected = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(request=InputSerializer, responses={202: OutputSerializer}, summary="Submit signed statements")
+    def post(self, request):
+        data = request.data
+        statements = data.get("statements") if isinstance(data, dict) else None
+        if not isinstance(statements, list):
+            raise DomainError("statements_missing", 'The body must be {"statements": ["<jws>", ...]}.')
+        if not statements:
+            raise DomainError("statements_empty", "Send at least one statement.")
+        limit = settings.SUBMIT_MAX_STATEMENTS
+        if len(statements) > limit:
+            raise DomainError("too_many_statements", f"Send at most {limit} statements per request.",
+                              {"max": limit, "received": len(statements)}, status=413)
+        result = statements_submit(member=request.user.member, statements=statements)
+        return Response({"accepted": result.accepted, "rejected": result.rejected}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("state", str, enum=Statement.State.values), OpenApiParameter("limit", int),
+                    OpenApiParameter("offset", int)],
+        responses=StatementOutputSerializer(many=True), summary="The calling member's statements, newest first",
+    )
+    def get(self, request):
+        state = request.query_params.get("state")
+        if state and state not in Statement.State.values:
+            raise DomainError("validation_error", f"state must be one of {', '.join(Statement.State.values)}.")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(
+            statement_list(member=request.user.member, state=state)
+            .select_related("member", "incident", "share_group").prefetch_related("labels"),
+            request, view=self,
+        )
+        return paginator.get_paginated_response(StatementOutputSerializer(page, many=True).data)
+
+
+class StatementDetailApi(APIView):
+    required_scope = "read"
+
+    @extend_schema(responses=StatementOutputSerializer, summary="One of the calling member's statements")
+    def get(self, request, statement_id):
+        statement = statement_get(member=request.user.member, statement_id=statement_id)
+        return Response(StatementOutputSerializer(statement).data)
+
+
+class HashDetailApi(APIView):
+    required_scope = "read"
+
+    @extend_schema(responses=serializers.DictField(), summary="A hash, as its visible statements describe it")
+    def get(self, request, hash_id: int):
+        return Response(hash_detail(viewer=Viewer.for_member(request.user.member), hash_id=hash_id))
+
+
+class FeedApi(APIView):
+    required_scope = "read"
+
+    class InputSerializer(serializers.Serializer):
+        after = serializers.IntegerField(min_value=0, default=0)
+        limit = serializers.IntegerField(min_value=1, required=False)
+
+    class OutputSerializer(serializers.Serializer):
+        events = serializers.ListField(child=serializers.DictField())
+        next_after = serializers.IntegerField()
+        has_more = serializers.BooleanField()
+
+    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer, summary="The ordered event feed")
+    def get(self, request):
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        limit = min(params.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT), settings.FEED_MAX_LIMIT)
+        page = feed_page(viewer=Viewer.for_member(request.user.member), after=params.validated_data["after"], limit=limit)
+        return Response(page)

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from members.models import Member, SharingGroup, SigningKey
+
+
+class SignalType(models.TextChoices):
+    PDQ = "pdq"
+    VPDQ = "vpdq"
+    MD5 = "md5"
+    SHA256 = "sha256"
+
+
+class Label(models.Model):
+    """A taxonomy entry. Administrators manage the taxonomy; statements may only use active labels."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Incident(models.Model):
+    """A declared crisis (for example a live-streamed attack). Statements for an active incident are
+    processed on the priority queue."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        CLOSED = "closed"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    declared_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-declared_at"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Statement(models.Model):
+    """One signed statement as received: the raw JWS is kept byte for byte so anyone can re-verify it."""
+
+    class Kind(models.TextChoices):
+        HASH = "hash"
+        RETRACT = "retract"
+
+    class State(models.TextChoices):
+        RECEIVED = "received"
+        VERIFIED = "verified"
+        PUBLISHED = "published"
+        REJECTED = "rejected"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="statements")
+    jti = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    raw = models.TextField()
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the raw JWS, to tell a resubmission from a replay.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
+    rejection_code = models.CharField(max_length=64, blank=True, db_index=True)
+    rejection_message = models.CharField(max_length=500, blank=True)
+    priority = models.BooleanField(default=False, help_text="Names an active incident: processed first.")
+    received_at = models.DateTimeField(default=timezone.now)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    # Filled in by verification, from the signed payload.
+    key = models.ForeignKey(SigningKey, null=True, blank=True, on_delete=models.PROTECT)
+    issued_at = models.DateTimeField(null=True, blank=True)
+    content_type = models.CharField(max_length=16, blank=True)
+    signals = models.JSONField(null=True, blank=True, help_text="The signals, validated and normalised.")
+    note = models.TextField(blank=True)
+    labels = models.ManyToManyField(Label, blank=True, related_name="statements")
+    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.PROTECT)
+    share_group = models.ForeignKey(
+        SharingGroup, null=True, blank=True, on_delete=models.PROTECT,
+        help_text="Empty: shared with the whole consortium.",
+    )
+    retracts = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="retractions")
+    retract_reason = models.TextField(blank=True)
+    retracted_at = models.DateTimeField(null=True, blank=True, help_text="When its member retracted it.")
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["member", "jti"], name="statement_jti_unique_per_member")]
+        indexes = [
+            models.Index(fields=["state", "-priority", "received_at"], name="statement_work_queue"),
+            models.Index(fields=["member", "-received_at"], name="statement_member_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}:{self.jti}"
+
+
+class Cluster(models.Model):
+    """A variant family: hashes of the same content (edits, re-encodes) linked by distance."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"cluster {self.pk}"
+
+
+class Hash(models.Model):
+    """One distinct signal value. Every statement asserting it is a corroboration."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        RETRACTED = "retracted"
+
+    signal_type = models.CharField(max_length=16, choices=SignalType.choices)
+    value = models.CharField(max_length=64, help_text="Lower-case hex; for vPDQ the SHA-256 of its frame list.")
+    frames = models.JSONField(null=True, blank=True, help_text="vPDQ frames as submitted.")
+    quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=16, blank=True)
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="hashes")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["signal_type", "value"], name="hash_signal_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.signal_type}:{self.value[:16]}"
+
+
+class Corroboration(models.Model):
+    """A statement asserting a hash. Retracting the statement ends it; the row stays for the record."""
+
+    hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="corroborations")
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="corroborations")
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="+")
+    distance = models.PositiveSmallIntegerField(default=0, help_text="Bits from the hash's value (0: exact).")
+    created_at = models.DateTimeField(default=timezone.now)
+    retracted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hash", "statement"], name="corroboration_unique")]
+        indexes = [models.Index(fields=["hash", "retracted_at"], name="corroboration_live")]
+
+
+class Event(models.Model):
+    """One entry of the ordered log. `seq` is assigned under the feed lock, so sequence numbers
+    become visible in order (see hashes.feed)."""
+
+    class Type(models.TextChoices):
+        ADDED = "hash.added"
+        UPDATED = "hash.updated"
+        RETRACTED = "hash.retracted"
+
+    seq = models.BigIntegerField(primary_key=True)
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    type = models.CharField(max_length=32, choices=Type.choices)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="events")
+    cause = models.ForeignKey(Statement, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Live corroborating statements before and after the change; each reader sees the part its
+    # visibility allows, so one row serves every member without leaking across sharing groups.
+    statements_before = models.JSONField(default=list)
+    statements_after = models.JSONField(default=list)
+    hash_state = models.CharField(max_length=16)
+    cluster_id_at = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.type} hash {self.hash_id}"
+
+
+class FeedHead(models.Model):
+    """Single row holding the last assigned seq. Locking it serialises publishers, which is what
+    makes the feed gap-free for readers (see hashes.feed)."""
+
+    last_seq = models.BigIntegerField(default=0)

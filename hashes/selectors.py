@@ -1,0 +1,168 @@
+"""Every read about statements, hashes and the feed, always scoped by the asking member's Viewer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from django.db.models import QuerySet
+
+from consortium.api.errors import NotFound
+from members.models import Member
+
+from .models import Corroboration, Event, Hash, Statement
+from .visibility import Viewer, visible_hashes
+
+# How far one feed request scans for events the reader may see before it answers with what it has.
+FEED_SCAN_FACTOR = 10
+
+
+@dataclass(frozen=True)
+class StatementFacts:
+    """What the feed needs of one statement, loaded once per page."""
+
+    id: str
+    member_id: int
+    member_slug: str
+    member_kind: str
+    share_group_id: int | None
+    raw: str
+    labels: tuple[str, ...]
+
+
+def statement_facts(ids: Iterable[str]) -> dict[str, StatementFacts]:
+    rows = (
+        Statement.objects.filter(id__in=set(ids))
+        .select_related("member")
+        .prefetch_related("labels")
+        .only("id", "member__slug", "member__kind", "share_group_id", "raw")
+    )
+    return {
+        str(s.id): StatementFacts(
+            id=str(s.id), member_id=s.member_id, member_slug=s.member.slug, member_kind=s.member.kind,
+            share_group_id=s.share_group_id, raw=s.raw, labels=tuple(sorted(l.slug for l in s.labels.all())),
+        )
+        for s in rows
+    }
+
+
+def visible_facts(viewer: Viewer, ids: Iterable[str], facts: dict[str, StatementFacts]) -> list[StatementFacts]:
+    return [
+        facts[i] for i in ids
+        if i in facts and viewer.sees(share_group_id=facts[i].share_group_id, member_id=facts[i].member_id)
+    ]
+
+
+def hash_view(hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str) -> dict[str, Any]:
+    """A hash as one member sees it: only what its visible live statements say."""
+    submitters: dict[str, str] = {}
+    for fact in live:
+        submitters.setdefault(fact.member_slug, fact.member_kind)
+    body: dict[str, Any] = {"id": hash_.pk, "signal_type": hash_.signal_type}
+    if hash_.signal_type == "vpdq":
+        body["frames"] = hash_.frames
+    else:
+        body["value"] = hash_.value
+    if hash_.quality is not None:
+        body["quality"] = hash_.quality
+    body.update({
+        "content_type": hash_.content_type,
+        "cluster": cluster_id,
+        "state": state,
+        "labels": sorted({label for fact in live for label in fact.labels}),
+        "submitters": [{"member": slug, "kind": kind} for slug, kind in submitters.items()],
+        "corroboration_count": len(live),
+        "statements": [fact.raw for fact in live],
+    })
+    return body
+
+
+def render_event(event: Event, viewer: Viewer, facts: dict[str, StatementFacts]) -> dict[str, Any] | None:
+    """The event as this viewer sees it, or None if nothing it may see changed.
+
+    The type is the viewer's: a hash that becomes visible to it is `hash.added` for it, one whose
+    last visible statement goes is `hash.retracted`, whatever happened in parts it cannot see."""
+    before = visible_facts(viewer, event.statements_before, facts)
+    after = visible_facts(viewer, event.statements_after, facts)
+    if [f.id for f in before] == [f.id for f in after]:
+        return None
+    if not before:
+        kind = Event.Type.ADDED
+    elif not after:
+        kind = Event.Type.RETRACTED
+    else:
+        kind = Event.Type.UPDATED
+    body = {
+        "seq": event.seq,
+        "id": str(event.event_id),
+        "type": kind,
+        "occurred_at": event.occurred_at.isoformat(),
+        "hash": hash_view(event.hash, after, cluster_id=event.cluster_id_at,
+                          state=Hash.State.RETRACTED if not after else Hash.State.ACTIVE),
+    }
+    cause = facts.get(str(event.cause_id)) if event.cause_id else None
+    if cause is not None and viewer.sees(share_group_id=cause.share_group_id, member_id=cause.member_id):
+        body["cause"] = {"member": cause.member_slug, "statement": cause.raw}
+    return body
+
+
+def feed_page(*, viewer: Viewer, after: int, limit: int) -> dict[str, Any]:
+    """Events after `after` that the viewer may see, in seq order.
+
+    `next_after` is the last seq scanned, not the last returned, so a reader that keeps asking after
+    `next_after` skips invisible events without ever skipping a visible one."""
+    events: list[dict[str, Any]] = []
+    cursor, scanned, budget = after, 0, limit * FEED_SCAN_FACTOR
+    while len(events) < limit and scanned < budget:
+        chunk = list(Event.objects.filter(seq__gt=cursor).select_related("hash").order_by("seq")[:limit])
+        if not chunk:
+            break
+        ids = {i for e in chunk for i in (*e.statements_before, *e.statements_after)}
+        facts = statement_facts(ids | {str(e.cause_id) for e in chunk if e.cause_id})
+        for event in chunk:
+            cursor, scanned = event.seq, scanned + 1
+            rendered = render_event(event, viewer, facts)
+            if rendered is not None:
+                events.append(rendered)
+                if len(events) == limit:
+                    break
+    has_more = Event.objects.filter(seq__gt=cursor).exists()
+    return {"events": events, "next_after": cursor, "has_more": has_more}
+
+
+def hash_detail(*, viewer: Viewer, hash_id: int) -> dict[str, Any]:
+    hash_ = visible_hashes(viewer).filter(pk=hash_id).first()
+    if hash_ is None:
+        raise NotFound("No hash with this id is visible to you.")
+    rows = list(Corroboration.objects.filter(hash=hash_).order_by("id").values_list(
+        "statement_id", "retracted_at", "distance", "created_at"))
+    facts = statement_facts(str(r[0]) for r in rows)
+    live_ids = [str(r[0]) for r in rows if r[1] is None]
+    live = visible_facts(viewer, live_ids, facts)
+    body = hash_view(hash_, live, cluster_id=hash_.cluster_id,
+                     state=Hash.State.ACTIVE if live else Hash.State.RETRACTED)
+    body["created_at"] = hash_.created_at.isoformat()
+    body["updated_at"] = hash_.updated_at.isoformat()
+    body["corroborations"] = [
+        {"statement_id": str(sid), "member": facts[str(sid)].member_slug, "distance": distance,
+         "created_at": created.isoformat(), "retracted_at": retracted.isoformat() if retracted else None}
+        for sid, retracted, distance, created in rows
+        if str(sid) in facts and viewer.sees(share_group_id=facts[str(sid)].share_group_id,
+                                             member_id=facts[str(sid)].member_id)
+    ]
+    return body
+
+
+def statement_get(*, member: Member, statement_id: Any) -> Statement:
+    """A member sees only its own submissions here; others' statements reach it through the feed."""
+    statement = Statement.objects.filter(member=member, id=statement_id).prefetch_related("labels").first()
+    if statement is None:
+        raise NotFound("No statement of yours has this id.")
+    return statement
+
+
+def statement_list(*, member: Member, state: str | None = None) -> QuerySet[Statement]:
+    statements = Statement.objects.filter(member=member).order_by("-received_at", "id")
+    if state:
+        statements = statements.filter(state=state)
+    return statements

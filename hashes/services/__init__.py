@@ -1,0 +1,1 @@
+"""Every write about statements and hashes: receive, verify, publish (the pipeline), taxonomy."""

@@ -1,0 +1,42 @@
+"""Recovery: find work that a lost message or a killed worker left in the database and queue it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.utils import timezone
+
+from ..models import Statement
+from .submission import enqueue_verification
+
+logger = logging.getLogger(__name__)
+
+
+def sweep(*, stale_after_seconds: int) -> dict[str, int]:
+    from ..tasks import publish_verified
+
+    cutoff = timezone.now() - timedelta(seconds=stale_after_seconds)
+    stale = list(
+        Statement.objects.filter(state=Statement.State.RECEIVED, received_at__lt=cutoff)
+        .order_by("-priority", "received_at").only("id", "priority")[:20000]
+    )
+    if stale:
+        logger.warning("Sweep: re-queueing verification of %d statements received before %s.", len(stale), cutoff)
+        enqueue_verification(stale)
+    waiting = Statement.objects.filter(state=Statement.State.VERIFIED).exists()
+    if waiting:
+        publish_verified.apply_async(queue="publish")
+    return {"requeued": len(stale), "publish": int(waiting)}
+
+
+def drain(*, batch_size: int = 500) -> None:
+    """Run the whole pipeline in this process until nothing is left (operator command, tests)."""
+    from . import publishing, verification
+
+    while True:
+        ids = list(Statement.objects.filter(state=Statement.State.RECEIVED).values_list("id", flat=True)[:batch_size])
+        if not ids:
+            break
+        verification.statements_verify(ids=ids)
+    publishing.publish_verified(batch_size=batch_size)

@@ -1,0 +1,192 @@
+"""Pipeline step 3: dedupe and publish. Runs under the feed lock, so exactly one publisher works at
+a time and every dedupe decision sees every hash published before it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import Cluster, Corroboration, Event, Hash, Statement
+from ..signals.parse import vpdq_digest
+from .feed import events_append, feed_lock
+
+SignalKey = tuple[str, str]
+
+
+def signal_key(signal: dict[str, Any]) -> SignalKey:
+    if signal["type"] == "vpdq":
+        return "vpdq", vpdq_digest([frame["pdq"] for frame in signal["frames"]])
+    return signal["type"], signal["value"]
+
+
+@dataclass
+class Batch:
+    """The hashes a batch touches, their live corroborating statements, and what it will write."""
+
+    now: Any
+    hashes: dict[SignalKey, Hash] = field(default_factory=dict)
+    live: dict[int, list[str]] = field(default_factory=dict)
+    corroborations: list[Corroboration] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    changed_hashes: dict[int, Hash] = field(default_factory=dict)
+    published: list[Statement] = field(default_factory=list)
+    rejected: list[Statement] = field(default_factory=list)
+
+    def record(self, hash_: Hash, cause: Statement, before: list[str], after: list[str]) -> None:
+        if not before:
+            kind = Event.Type.ADDED
+        elif not after:
+            kind = Event.Type.RETRACTED
+        else:
+            kind = Event.Type.UPDATED
+        self.events.append(Event(
+            type=kind, occurred_at=self.now, hash=hash_, cause=cause, statements_before=before,
+            statements_after=after, hash_state=hash_.state, cluster_id_at=hash_.cluster_id,
+        ))
+
+
+def load_hashes(batch: Batch, keys: set[SignalKey], extra_hash_ids: set[int]) -> None:
+    by_type: dict[str, set[str]] = {}
+    for signal_type, value in keys:
+        by_type.setdefault(signal_type, set()).add(value)
+    for signal_type, values in by_type.items():
+        for hash_ in Hash.objects.filter(signal_type=signal_type, value__in=values):
+            batch.hashes[(hash_.signal_type, hash_.value)] = hash_
+    missing = extra_hash_ids - {h.pk for h in batch.hashes.values()}
+    for hash_ in Hash.objects.filter(pk__in=missing):
+        batch.hashes[(hash_.signal_type, hash_.value)] = hash_
+    ids = [h.pk for h in batch.hashes.values()]
+    batch.live = {pk: [] for pk in ids}
+    for hash_id, statement_id in (
+        Corroboration.objects.filter(hash_id__in=ids, retracted_at__isnull=True)
+        .order_by("id").values_list("hash_id", "statement_id")
+    ):
+        batch.live[hash_id].append(str(statement_id))
+
+
+def create_new_hashes(batch: Batch, statements: list[Statement]) -> None:
+    fresh: dict[SignalKey, Hash] = {}
+    for statement in statements:
+        for signal in statement.signals or ():
+            key = signal_key(signal)
+            if key not in batch.hashes and key not in fresh:
+                fresh[key] = Hash(
+                    signal_type=key[0], value=key[1], frames=signal.get("frames"), quality=signal.get("quality"),
+                    content_type=statement.content_type, created_at=batch.now, updated_at=batch.now,
+                )
+    if not fresh:
+        return
+    # Until near-duplicate matching links them, each new hash starts a variant family of its own.
+    clusters = Cluster.objects.bulk_create([Cluster(created_at=batch.now) for _ in fresh])
+    for hash_, cluster in zip(fresh.values(), clusters):
+        hash_.cluster = cluster
+    for hash_ in Hash.objects.bulk_create(list(fresh.values())):
+        batch.hashes[(hash_.signal_type, hash_.value)] = hash_
+        batch.live[hash_.pk] = []
+
+
+def apply_hash_statement(batch: Batch, statement: Statement) -> None:
+    sid = str(statement.id)
+    for signal in statement.signals or ():
+        hash_ = batch.hashes[signal_key(signal)]
+        before = batch.live[hash_.pk]
+        if sid in before:
+            continue  # the same signal twice in one statement corroborates once
+        after = before + [sid]
+        batch.live[hash_.pk] = after
+        batch.corroborations.append(Corroboration(
+            hash=hash_, statement=statement, member_id=statement.member_id, created_at=batch.now))
+        if hash_.state == Hash.State.RETRACTED:
+            hash_.state = Hash.State.ACTIVE
+        hash_.updated_at = batch.now
+        batch.changed_hashes[hash_.pk] = hash_
+        batch.record(hash_, statement, before, after)
+
+
+def apply_retraction(batch: Batch, statement: Statement, target_hash_ids: list[int]) -> None:
+    target = statement.retracts
+    target_id = str(target.id)
+    for hash_ in (h for h in batch.hashes.values() if h.pk in target_hash_ids):
+        before = batch.live[hash_.pk]
+        if target_id not in before:
+            continue
+        after = [s for s in before if s != target_id]
+        batch.live[hash_.pk] = after
+        if not after:
+            hash_.state = Hash.State.RETRACTED
+        hash_.updated_at = batch.now
+        batch.changed_hashes[hash_.pk] = hash_
+        batch.record(hash_, statement, before, after)
+
+
+def publish_batch(*, limit: int) -> int:
+    """Publish up to `limit` verified statements in one transaction; returns how many were settled
+    (published or rejected)."""
+    with transaction.atomic():
+        head = feed_lock()
+        statements = list(
+            Statement.objects.filter(state=Statement.State.VERIFIED)
+            # A retraction waits until what it retracts is published (it is picked up by a later batch).
+            .exclude(kind=Statement.Kind.RETRACT, retracts__state__in=[Statement.State.RECEIVED, Statement.State.VERIFIED])
+            .order_by("-priority", "received_at", "id")
+            .select_related("retracts")[:limit]
+        )
+        if not statements:
+            return 0
+        batch = Batch(now=timezone.now())
+        retract_targets = [s.retracts_id for s in statements if s.kind == Statement.Kind.RETRACT]
+        target_hashes: dict[Any, list[int]] = {}
+        for statement_id, hash_id in Corroboration.objects.filter(
+            statement_id__in=retract_targets, retracted_at__isnull=True
+        ).values_list("statement_id", "hash_id"):
+            target_hashes.setdefault(statement_id, []).append(hash_id)
+        keys = {signal_key(sig) for s in statements for sig in (s.signals or ())}
+        load_hashes(batch, keys, {h for ids in target_hashes.values() for h in ids})
+        create_new_hashes(batch, statements)
+
+        retracted_now: set[Any] = set()
+        for statement in statements:
+            if statement.kind == Statement.Kind.HASH:
+                apply_hash_statement(batch, statement)
+            else:
+                target = statement.retracts
+                if target.state == Statement.State.REJECTED:
+                    reject(batch, statement, "retract_target_invalid", "The retracted statement was rejected.")
+                    continue
+                if target.retracted_at is not None or target.id in retracted_now:
+                    reject(batch, statement, "already_retracted", "That statement has been retracted already.")
+                    continue
+                apply_retraction(batch, statement, target_hashes.get(target.id, []))
+                retracted_now.add(target.id)
+            statement.state, statement.published_at = Statement.State.PUBLISHED, batch.now
+            batch.published.append(statement)
+
+        Corroboration.objects.bulk_create(batch.corroborations)
+        if retracted_now:
+            Corroboration.objects.filter(statement_id__in=retracted_now, retracted_at__isnull=True).update(
+                retracted_at=batch.now)
+            Statement.objects.filter(id__in=retracted_now).update(retracted_at=batch.now)
+        Hash.objects.bulk_update(batch.changed_hashes.values(), ["state", "updated_at"])
+        Statement.objects.bulk_update(batch.published, ["state", "published_at"])
+        Statement.objects.bulk_update(batch.rejected, ["state", "rejection_code", "rejection_message"])
+        events_append(head, batch.events)
+    return len(batch.published) + len(batch.rejected)
+
+
+def reject(batch: Batch, statement: Statement, code: str, message: str) -> None:
+    statement.state = Statement.State.REJECTED
+    statement.rejection_code, statement.rejection_message = code, message
+    batch.rejected.append(statement)
+
+
+def publish_verified(*, batch_size: int, max_batches: int = 50) -> int:
+    total = 0
+    for _ in range(max_batches):
+        settled = publish_batch(limit=batch_size)
+        total += settled
+        if settled == 0:
+            break
+    return total

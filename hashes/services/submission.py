@@ -1,0 +1,142 @@
+"""Pipeline step 1: receive. Check each statement's envelope, store it durably, answer at once."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from audit.services import audit_record
+from consortium_client import jws
+from members.models import Member
+
+from ..models import Incident, Statement
+
+logger = logging.getLogger(__name__)
+
+MAX_JTI_LENGTH = 200
+
+
+@dataclass
+class SubmitResult:
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    index: int
+    raw: str
+    digest: str
+    jti: str
+    kind: str
+    incident: str | None
+
+
+class EnvelopeError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def check_envelope(index: int, raw: Any, member: Member) -> Envelope:
+    """What can be checked without keys or other statements. The rest is verification's job, so
+    that a rejected statement is still on record with its code."""
+    if not isinstance(raw, str):
+        raise EnvelopeError("statement_not_string", "Each statement is a JWS compact serialization string.")
+    if len(raw) > settings.STATEMENT_MAX_BYTES:
+        raise EnvelopeError("statement_too_large", f"A statement may be at most {settings.STATEMENT_MAX_BYTES} bytes.")
+    try:
+        parsed = jws.parse(raw)
+    except jws.JWSError as exc:
+        raise EnvelopeError(exc.code, exc.message) from None
+    payload = parsed.payload
+    if payload.get("iss") != member.slug:
+        raise EnvelopeError("iss_mismatch", "iss must be the slug of the member the token belongs to.")
+    jti = payload.get("jti")
+    if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI_LENGTH:
+        raise EnvelopeError("jti_invalid", f"jti must be a string of 1 to {MAX_JTI_LENGTH} characters.")
+    kind = payload.get("kind")
+    if kind not in Statement.Kind.values:
+        raise EnvelopeError("kind_invalid", "kind must be 'hash' or 'retract'.")
+    incident = payload.get("incident")
+    return Envelope(
+        index=index, raw=raw, digest=hashlib.sha256(raw.encode("utf-8")).hexdigest(), jti=jti, kind=kind,
+        incident=incident if isinstance(incident, str) else None,
+    )
+
+
+def rejection(index: int, code: str, message: str) -> dict[str, Any]:
+    return {"index": index, "error": {"code": code, "message": message}}
+
+
+def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
+    """Store every statement whose envelope is sound and queue it for verification.
+
+    A jti the member used before answers with the existing submission when the bytes are the same
+    (a client retrying) and is rejected when they differ (a replay with other content)."""
+    result = SubmitResult()
+    envelopes: list[Envelope] = []
+    for index, raw in enumerate(statements):
+        try:
+            envelopes.append(check_envelope(index, raw, member))
+        except EnvelopeError as exc:
+            result.rejected.append(rejection(index, exc.code, exc.message))
+
+    active_incidents = set(
+        Incident.objects.filter(slug__in={e.incident for e in envelopes if e.incident}, state=Incident.State.ACTIVE)
+        .values_list("slug", flat=True)
+    )
+    with transaction.atomic():
+        new_rows: dict[str, Statement] = {}
+        for envelope in envelopes:
+            if envelope.jti not in new_rows:
+                new_rows[envelope.jti] = Statement(
+                    id=uuid.uuid4(), member=member, jti=envelope.jti, kind=envelope.kind, raw=envelope.raw,
+                    digest=envelope.digest, priority=envelope.incident in active_incidents,
+                )
+        # Concurrent submissions of one jti race here; the unique constraint settles it, and the
+        # read below tells each caller which row won.
+        Statement.objects.bulk_create(new_rows.values(), ignore_conflicts=True)
+        stored = {
+            s.jti: s
+            for s in Statement.objects.filter(member=member, jti__in=list(new_rows)).only("id", "jti", "digest", "state", "priority")
+        }
+        created = [s for jti, s in stored.items() if s.id == new_rows[jti].id]
+        for envelope in envelopes:
+            row = stored[envelope.jti]
+            if row.digest != envelope.digest:
+                result.rejected.append(rejection(
+                    envelope.index, "jti_conflict", "This jti was used before for a different statement."))
+            else:
+                result.accepted.append({"index": envelope.index, "id": str(row.id), "jti": row.jti, "state": row.state})
+        if created:
+            audit_record(
+                actor=member, action="statements.submit", object_type="hashes.statement",
+                object_id=str(created[0].id), after={"count": len(created), "ids": [str(s.id) for s in created]},
+            )
+            transaction.on_commit(lambda: enqueue_verification(created))
+    result.accepted.sort(key=lambda a: a["index"])
+    result.rejected.sort(key=lambda r: r["index"])
+    return result
+
+
+def enqueue_verification(statements: list[Statement]) -> None:
+    """Best effort: the statements are stored, so if the broker is unreachable the periodic sweep
+    finds them in the database and queues them later. The client's 202 stands either way."""
+    from ..tasks import verify_statements
+
+    try:
+        for priority in (True, False):
+            ids = [str(s.id) for s in statements if s.priority is priority]
+            size = settings.VERIFY_CHUNK_SIZE
+            for start in range(0, len(ids), size):
+                options = {"queue": "priority"} if priority else {}
+                verify_statements.apply_async(args=[ids[start:start + size]], **options)
+    except Exception:
+        logger.exception("Could not queue verification of %d statements; the sweep will retry.", len(statements))

@@ -1,0 +1,222 @@
+"""Pipeline step 2: verify. Every check of DESIGN.md "Signed statements", each failure with its own
+stable code. Runs in parallel workers; each statement's result is written once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone as dt_timezone
+from typing import Any, Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from consortium_client import jws
+from consortium_client.keys import load_public_jwk
+from members.models import SigningKey
+
+from ..models import Incident, Label, Statement
+from ..signals.parse import SignalError, parse_signals
+
+CONTENT_TYPES = ("photo", "video", "file")
+CONSORTIUM_SHARE = "consortium"
+MAX_REASON_CHARS = 2000
+
+
+class Rejection(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass
+class Context:
+    """Everything the checks look up, loaded once per batch instead of once per statement."""
+
+    keys: dict[str, SigningKey]
+    labels: dict[str, Label]
+    incidents: dict[str, Incident]
+    groups_by_member: dict[int, dict[str, int]]
+    own_statements: dict[tuple[int, str], Statement]
+    now: datetime = field(default_factory=timezone.now)
+
+
+def load_context(statements: list[Statement], parsed: dict[Any, jws.ParsedJWS]) -> Context:
+    from members.models import SharingGroup
+
+    kids = {p.kid for p in parsed.values()}
+    payloads = {statement_id: p.payload for statement_id, p in parsed.items()}
+    member_ids = {s.member_id for s in statements}
+    incident_slugs = {p.get("incident") for p in payloads.values() if isinstance(p.get("incident"), str)}
+    retract_keys = {(s.member_id, payloads[s.id].get("retracts")) for s in statements
+                    if isinstance(payloads[s.id].get("retracts"), str)}
+    groups: dict[int, dict[str, int]] = {m: {} for m in member_ids}
+    for member_id, group_id, slug in SharingGroup.members.through.objects.filter(member_id__in=member_ids).values_list(
+        "member_id", "sharinggroup_id", "sharinggroup__slug"
+    ):
+        groups[member_id][slug] = group_id
+    own: dict[tuple[int, str], Statement] = {}
+    if retract_keys:
+        for target in Statement.objects.filter(
+            member_id__in=member_ids, jti__in={jti for _, jti in retract_keys}
+        ).only("id", "member_id", "jti", "kind", "state", "retracted_at", "share_group_id"):
+            own[(target.member_id, target.jti)] = target
+    return Context(
+        keys={k.kid: k for k in SigningKey.objects.filter(kid__in=kids)},
+        labels={label.slug: label for label in Label.objects.filter(is_active=True)},
+        incidents={i.slug: i for i in Incident.objects.filter(slug__in=incident_slugs)},
+        groups_by_member=groups,
+        own_statements=own,
+    )
+
+
+@dataclass
+class Verified:
+    key: SigningKey
+    issued_at: datetime
+    fields: dict[str, Any]
+    labels: list[Label] = field(default_factory=list)
+
+
+def check_key(statement: Statement, parsed: jws.ParsedJWS, ctx: Context) -> SigningKey:
+    key = ctx.keys.get(parsed.kid)
+    if key is None:
+        raise Rejection("key_unknown", "No key has this kid.")
+    if key.member_id != statement.member_id:
+        raise Rejection("key_wrong_member", "This key belongs to another member.")
+    if key.state == SigningKey.State.PENDING:
+        raise Rejection("key_pending", "This key has not been approved by an administrator yet.")
+    if key.state == SigningKey.State.REVOKED:
+        raise Rejection("key_revoked", "This key has been revoked.")
+    # A retired key signs nothing new, but what it signed before retirement stays valid.
+    if key.state == SigningKey.State.RETIRED and statement.received_at >= key.state_changed_at:
+        raise Rejection("key_retired", "This key was retired before the statement was received.")
+    if not jws.verify_signature(parsed, load_public_jwk(key.jwk())):
+        raise Rejection("signature_invalid", "The signature does not verify with this key.")
+    return key
+
+
+def check_iat(payload: dict[str, Any], ctx: Context) -> datetime:
+    iat = payload.get("iat")
+    if not isinstance(iat, int) or isinstance(iat, bool) or iat < 0:
+        raise Rejection("iat_invalid", "iat must be a whole number of Unix seconds.")
+    try:
+        issued = datetime.fromtimestamp(iat, tz=dt_timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        raise Rejection("iat_invalid", "iat is out of range.") from None
+    if issued > ctx.now + timedelta(seconds=settings.IAT_MAX_FUTURE_SECONDS):
+        raise Rejection("iat_in_future", f"iat is more than {settings.IAT_MAX_FUTURE_SECONDS} seconds in the future.")
+    return issued
+
+
+def check_hash_payload(statement: Statement, payload: dict[str, Any], ctx: Context) -> Verified | dict[str, Any]:
+    try:
+        signals = parse_signals(
+            payload.get("signals"), min_quality=settings.PDQ_MIN_QUALITY,
+            max_signals=settings.STATEMENT_MAX_SIGNALS, max_frames=settings.VPDQ_MAX_FRAMES,
+        )
+    except SignalError as exc:
+        raise Rejection(exc.code, exc.message) from None
+    content_type = payload.get("content_type")
+    if content_type not in CONTENT_TYPES:
+        raise Rejection("content_type_invalid", f"content_type must be one of {', '.join(CONTENT_TYPES)}.")
+    slugs = payload.get("labels", [])
+    if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
+        raise Rejection("labels_invalid", "labels must be a list of label slugs.")
+    unknown = sorted(set(slugs) - ctx.labels.keys())
+    if unknown:
+        raise Rejection("label_unknown", f"Unknown label(s): {', '.join(unknown)[:200]}.")
+    incident = None
+    if payload.get("incident") is not None:
+        incident = ctx.incidents.get(payload["incident"]) if isinstance(payload["incident"], str) else None
+        if incident is None:
+            raise Rejection("incident_unknown", "No incident has this slug.")
+        if incident.state != Incident.State.ACTIVE:
+            raise Rejection("incident_closed", "This incident is closed.")
+    share = payload.get("share", CONSORTIUM_SHARE)
+    share_group_id = None
+    if share != CONSORTIUM_SHARE:
+        share_group_id = ctx.groups_by_member[statement.member_id].get(share) if isinstance(share, str) else None
+        if share_group_id is None:
+            raise Rejection("share_not_allowed", "share must be 'consortium' or a sharing group this member belongs to.")
+    note = payload.get("note", "")
+    if not isinstance(note, str) or len(note) > settings.STATEMENT_NOTE_MAX_CHARS:
+        raise Rejection("note_invalid", f"note must be text of at most {settings.STATEMENT_NOTE_MAX_CHARS} characters.")
+    return {
+        "fields": {
+            "content_type": content_type, "signals": [s.as_json() for s in signals], "note": note,
+            "incident": incident, "share_group_id": share_group_id,
+        },
+        "labels": [ctx.labels[s] for s in sorted(set(slugs))],
+    }
+
+
+def check_retract_payload(statement: Statement, payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    target_jti, reason = payload.get("retracts"), payload.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_CHARS:
+        raise Rejection("reason_invalid", f"reason must be non-empty text of at most {MAX_REASON_CHARS} characters.")
+    target = ctx.own_statements.get((statement.member_id, target_jti)) if isinstance(target_jti, str) else None
+    # Only the member's own statements are found: another member's jti is simply not there.
+    if target is None:
+        raise Rejection("retract_target_not_found", "retracts must be the jti of an earlier statement of this member.")
+    if target.kind != Statement.Kind.HASH or target.state == Statement.State.REJECTED:
+        raise Rejection("retract_target_invalid", "Only an accepted hash statement can be retracted.")
+    if target.retracted_at is not None:
+        raise Rejection("already_retracted", "That statement has been retracted already.")
+    # The retraction travels with what it retracts: whoever could see the statement sees it go.
+    return {"fields": {"retracts": target, "retract_reason": reason, "share_group_id": target.share_group_id}, "labels": []}
+
+
+def verify_one(statement: Statement, parsed: jws.ParsedJWS, ctx: Context) -> Verified:
+    key = check_key(statement, parsed, ctx)
+    payload = parsed.payload
+    if payload.get("iss") != statement.member.slug:
+        raise Rejection("iss_mismatch", "iss is not the submitting member.")
+    if not statement.member.is_active:
+        raise Rejection("member_suspended", "The member was suspended before this statement was verified.")
+    issued_at = check_iat(payload, ctx)
+    if statement.kind == Statement.Kind.HASH:
+        checked = check_hash_payload(statement, payload, ctx)
+    else:
+        checked = check_retract_payload(statement, payload, ctx)
+    return Verified(key=key, issued_at=issued_at, fields=checked["fields"], labels=checked["labels"])
+
+
+def statements_verify(*, ids: Iterable[str]) -> list[Statement]:
+    """Verify the received statements among `ids`; returns those that passed.
+
+    Rows are claimed with SKIP LOCKED, so two workers given the same ids (a redelivered message, the
+    sweep) never both write a result; a statement already past `received` is left alone."""
+    with transaction.atomic():
+        statements = list(
+            Statement.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(id__in=list(ids), state=Statement.State.RECEIVED)
+            .select_related("member")
+        )
+        if not statements:
+            return []
+        parsed = {s.id: jws.parse(s.raw) for s in statements}  # the envelope was checked on receipt
+        ctx = load_context(statements, parsed)
+        passed: list[Statement] = []
+        label_links = []
+        now = timezone.now()
+        for statement in statements:
+            try:
+                verified = verify_one(statement, parsed[statement.id], ctx)
+            except Rejection as exc:
+                statement.state = Statement.State.REJECTED
+                statement.rejection_code, statement.rejection_message = exc.code, exc.message[:500]
+                statement.verified_at = now
+                continue
+            statement.state, statement.verified_at = Statement.State.VERIFIED, now
+            statement.key, statement.issued_at = verified.key, verified.issued_at
+            for name, value in verified.fields.items():
+                setattr(statement, name, value)
+            label_links += [Statement.labels.through(statement_id=statement.id, label_id=l.id) for l in verified.labels]
+            passed.append(statement)
+        Statement.objects.bulk_update(statements, [
+            "state", "rejection_code", "rejection_message", "verified_at", "key", "issued_at", "content_type",
+            "signals", "note", "incident", "share_group", "retracts", "retract_reason",
+        ])
+        Statement.labels.through.objects.bulk_create(label_links, ignore_conflicts=True)
+    return passed

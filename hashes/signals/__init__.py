@@ -1,0 +1,1 @@
+"""Pure signal code (no Django): parsing, distances, media hashing and the match index."""

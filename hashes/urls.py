@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import apis
+
+urlpatterns = [
+    path("statements/", apis.StatementsApi.as_view(), name="statements"),
+    path("statements/<uuid:statement_id>/", apis.StatementDetailApi.as_view(), name="statement-detail"),
+    path("hashes/<int:hash_id>/", apis.HashDetailApi.as_view(), name="hash-detail"),
+    path("feed/", apis.FeedApi.as_view(), name="feed"),
+]

@@ -1,0 +1,44 @@
+"""The one rule for who may see what. Every way out (feed, hash detail, match, webhooks, exports)
+asks this module; nothing else decides visibility.
+
+A statement is visible to a member when it was shared with the whole consortium, shared with a
+sharing group the member belongs to, or made by the member itself. A hash is visible when at least
+one of its statements is, and a member sees of a hash only what its visible statements say."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from members.models import Member
+
+from .models import Corroboration, Hash
+
+
+@dataclass(frozen=True)
+class Viewer:
+    member_id: int
+    group_ids: frozenset[int]
+
+    @classmethod
+    def for_member(cls, member: Member) -> Viewer:
+        return cls(member.pk, frozenset(member.sharing_groups.values_list("pk", flat=True)))
+
+    def sees(self, *, share_group_id: int | None, member_id: int) -> bool:
+        return share_group_id is None or share_group_id in self.group_ids or member_id == self.member_id
+
+    def statement_q(self, prefix: str = "") -> Q:
+        return (
+            Q(**{f"{prefix}share_group__isnull": True})
+            | Q(**{f"{prefix}share_group_id__in": self.group_ids})
+            | Q(**{f"{prefix}member_id": self.member_id})
+        )
+
+
+def visible_hashes(viewer: Viewer, *, live_only: bool = False) -> QuerySet[Hash]:
+    """Hashes with a statement the viewer may see (live ones only, if asked)."""
+    corroborations = Corroboration.objects.filter(viewer.statement_q("statement__"), hash_id=OuterRef("pk"))
+    if live_only:
+        corroborations = corroborations.filter(retracted_at__isnull=True)
+    return Hash.objects.filter(Exists(corroborations))

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from consortium.admin_tools import AuditedAdmin
+from consortium.api.errors import DomainError
+
+from .models import ApiToken, Member, SharingGroup, SigningKey
+from .services import key_register, key_set_state, member_set_status, token_create, token_revoke
+
+
+class IssueTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False)
+    scopes = forms.MultipleChoiceField(choices=ApiToken.Scope.choices, widget=forms.CheckboxSelectMultiple,
+                                       initial=[ApiToken.Scope.SUBMIT, ApiToken.Scope.READ, ApiToken.Scope.MATCH])
+    expires_at = forms.DateTimeField(required=False, help_text="Optional, e.g. 2027-01-31 00:00")
+
+
+class RegisterKeyForm(forms.Form):
+    jwk = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+                          help_text='The public JWK, e.g. {"kty":"OKP","crv":"Ed25519","x":"..."}')
+    approve = forms.BooleanField(required=False, initial=True, help_text="Make it active at once.")
+
+
+@admin.register(Member)
+class MemberAdmin(AuditedAdmin):
+    list_display = ["slug", "name", "kind", "status", "created_at"]
+    list_filter = ["kind", "status"]
+    search_fields = ["slug", "name"]
+    actions = ["suspend", "reactivate"]
+    change_form_template = "admin/members/member_change_form.html"
+
+    def get_urls(self):
+        own = [
+            path("<int:member_id>/issue-token/", self.admin_site.admin_view(self.issue_token_view),
+                 name="members_member_issue_token"),
+            path("<int:member_id>/register-key/", self.admin_site.admin_view(self.register_key_view),
+                 name="members_member_register_key"),
+        ]
+        return own + super().get_urls()
+
+    @admin.action(description="Suspend selected members (they can do nothing until reactivated)")
+    def suspend(self, request, queryset):
+        for member in queryset:
+            member_set_status(member=member, status=Member.Status.SUSPENDED, actor=request.user)
+
+    @admin.action(description="Reactivate selected members")
+    def reactivate(self, request, queryset):
+        for member in queryset:
+            member_set_status(member=member, status=Member.Status.ACTIVE, actor=request.user)
+
+    def issue_token_view(self, request, member_id: int):
+        if not self.has_change_permission(request):
+            return redirect("admin:index")
+        member = get_object_or_404(Member, pk=member_id)
+        form = IssueTokenForm(request.POST or None)
+        context = {**self.admin_site.each_context(request), "member": member, "form": form,
+                   "title": f"Issue an API token for {member.slug}", "opts": self.model._meta}
+        if request.method == "POST" and form.is_valid():
+            issued = token_create(member=member, scopes=form.cleaned_data["scopes"], name=form.cleaned_data["name"],
+                                  expires_at=form.cleaned_data["expires_at"], actor=request.user)
+            # Rendered in this response only: never put in a message, a session or a log.
+            context["plaintext"] = issued.plaintext
+            response = TemplateResponse(request, "admin/members/issue_token.html", context)
+            response["Cache-Control"] = "no-store"
+            return response
+        return TemplateResponse(request, "admin/members/issue_token.html", context)
+
+    def register_key_view(self, request, member_id: int):
+        if not self.has_change_permission(request):
+            return redirect("admin:index")
+        member = get_object_or_404(Member, pk=member_id)
+        form = RegisterKeyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                key = key_register(member=member, jwk=json.loads(form.cleaned_data["jwk"]), actor=request.user,
+                                   approve=form.cleaned_data["approve"])
+            except json.JSONDecodeError:
+                form.add_error("jwk", "This is not JSON.")
+            except DomainError as exc:
+                form.add_error("jwk", f"{exc.code}: {exc.message}")
+            else:
+                messages.success(request, f"Key {key.kid} registered ({key.state}).")
+                return redirect(reverse("admin:members_member_change", args=[member.pk]))
+        context = {**self.admin_site.each_context(request), "member": member, "form": form,
+                   "title": f"Register a signing key for {member.slug}", "opts": self.model._meta}
+        return TemplateResponse(request, "admin/members/register_key.html", context)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "member", "name", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at"]
+    list_filter = ["member", "revoked_at"]
+    search_fields = ["prefix", "member__slug", "name"]
+    readonly_fields = ["member", "prefix", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at", "name"]
+    exclude = ["digest"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # tokens are issued from the member's page, where the secret is shown once
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke instead, so the record of the credential stays
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            token_revoke(token=token, actor=request.user)
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(admin.ModelAdmin):
+    list_display = ["kid", "member", "state", "created_at", "state_changed_at"]
+    list_filter = ["state", "member"]
+    search_fields = ["kid", "member__slug"]
+    readonly_fields = ["member", "kid", "thumbprint", "public_key", "state", "created_at", "state_changed_at"]
+    actions = ["approve", "retire", "revoke"]
+
+    def has_add_permission(self, request):
+        return False  # registered from the member's page, the API or `manage.py member key`
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # statements refer to keys for ever; revoke instead
+
+    def _transition(self, request, queryset, state: str) -> None:
+        for key in queryset:
+            try:
+                key_set_state(key=key, state=state, actor=request.user)
+            except DomainError as exc:
+                self.message_user(request, f"{key.kid}: {exc.message}", level=messages.ERROR)
+
+    @admin.action(description="Approve selected pending keys")
+    def approve(self, request, queryset):
+        self._transition(request, queryset, SigningKey.State.ACTIVE)
+
+    @admin.action(description="Retire selected keys (no new statements; old ones stay valid)")
+    def retire(self, request, queryset):
+        self._transition(request, queryset, SigningKey.State.RETIRED)
+
+    @admin.action(description="Revoke selected keys (compromised)")
+    def revoke(self, request, queryset):
+        self._transition(request, queryset, SigningKey.State.REVOKED)
+
+
+@admin.register(SharingGroup)
+class SharingGroupAdmin(AuditedAdmin):
+    list_display = ["slug", "name", "created_at"]
+    search_fields = ["slug", "name"]
+    filter_horizontal = ["members"]

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consortium.server_keys import server_jwks
+
+from .models import SigningKey
+from .selectors import published_keys
+from .services import key_register
+
+
+class MeApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        slug = serializers.CharField()
+        name = serializers.CharField()
+        kind = serializers.CharField()
+        status = serializers.CharField()
+        scopes = serializers.ListField(child=serializers.CharField())
+        sharing_groups = serializers.ListField(child=serializers.CharField())
+
+    @extend_schema(responses=OutputSerializer, summary="The calling member")
+    def get(self, request):
+        member = request.user.member
+        return Response(self.OutputSerializer({
+            "slug": member.slug, "name": member.name, "kind": member.kind, "status": member.status,
+            "scopes": request.user.token.scopes,
+            "sharing_groups": list(member.sharing_groups.values_list("slug", flat=True)),
+        }).data)
+
+
+class JWKSerializer(serializers.Serializer):
+    kty = serializers.CharField()
+    crv = serializers.CharField()
+    x = serializers.CharField()
+    kid = serializers.CharField()
+    alg = serializers.CharField(required=False)
+    use = serializers.CharField(required=False)
+    member = serializers.CharField(required=False)
+    state = serializers.CharField(required=False)
+
+
+class JWKSetSerializer(serializers.Serializer):
+    keys = JWKSerializer(many=True)
+
+
+class KeysApi(APIView):
+    """GET: the JWK Set of every member's active and retired keys. POST: register a public key,
+    which stays pending until an administrator approves it."""
+
+    required_scope = {"GET": "read", "POST": "submit"}
+
+    class InputSerializer(serializers.Serializer):
+        kty = serializers.CharField()
+        crv = serializers.CharField()
+        x = serializers.CharField()
+        kid = serializers.CharField(required=False, max_length=128)
+
+    class OutputSerializer(serializers.Serializer):
+        kid = serializers.CharField()
+        state = serializers.CharField()
+        jwk = serializers.DictField()
+
+    @extend_schema(responses=JWKSetSerializer, summary="Members' public signing keys (JWK Set)")
+    def get(self, request):
+        return Response({"keys": published_keys()})
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, summary="Register a public signing key")
+    def post(self, request):
+        key: SigningKey = key_register(member=request.user.member, jwk=request.data, actor=request.user.member)
+        body = {"kid": key.kid, "state": key.state, "jwk": key.jwk()}
+        return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class ServerJWKSApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses=JWKSetSerializer, summary="The server's own public keys (webhook v1a signatures)")
+    def get(self, request):
+        return Response(server_jwks())

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from .models import ApiToken, Member
+from .services import token_find, token_touch
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """The authenticated caller of the member API: a member acting through one token."""
+
+    member: Member
+    token: ApiToken
+    is_authenticated: bool = True
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.token.scopes
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <token>` (or `Token <token>`)."""
+
+    keywords = ("bearer", "token")
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].decode("latin-1").lower() not in self.keywords:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("The Authorization header must be '<scheme> <token>'.", "invalid_token")
+        try:
+            plaintext = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("The token is not valid.", "invalid_token") from None
+        token = token_find(plaintext)
+        if token is None:
+            raise exceptions.AuthenticationFailed("The token is not valid.", "invalid_token")
+        if token.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("This token has been revoked.", "token_revoked")
+        if token.is_expired(timezone.now()):
+            raise exceptions.AuthenticationFailed("This token has expired.", "token_expired")
+        token_touch(token)
+        return ApiClient(member=token.member, token=token), token
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="consortium"'

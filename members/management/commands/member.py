@@ -1,0 +1,69 @@
+"""Scriptable onboarding. Each subcommand prints only its result, so it composes in shell scripts:
+
+    python manage.py member add <slug> --name "<name>" --kind platform|government|ngo
+    python manage.py member token <slug> --scopes submit,read,match [--name N] [--expires-days D]
+    python manage.py member key <slug> --jwk '<public JWK JSON>' [--approve]
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from consortium.api.errors import DomainError
+from members.models import Member
+from members.services import key_register, member_create, token_create
+
+
+class Command(BaseCommand):
+    help = "Onboard members: add a member, issue an API token, register a signing key."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        add = sub.add_parser("add", help="Create a member; prints its slug.")
+        add.add_argument("slug")
+        add.add_argument("--name", required=True)
+        add.add_argument("--kind", required=True, choices=Member.Kind.values)
+        token = sub.add_parser("token", help="Issue an API token; prints it (shown once).")
+        token.add_argument("slug")
+        token.add_argument("--scopes", default="submit,read,match")
+        token.add_argument("--name", default="")
+        token.add_argument("--expires-days", type=int, default=None)
+        key = sub.add_parser("key", help="Register a public JWK; prints its kid.")
+        key.add_argument("slug")
+        key.add_argument("--jwk", required=True)
+        key.add_argument("--approve", action="store_true", help="Make it active at once.")
+
+    def handle(self, *args, action: str, **options):
+        try:
+            if action == "add":
+                member = member_create(slug=options["slug"], name=options["name"], kind=options["kind"])
+                self.stdout.write(member.slug)
+                return
+            member = self.get_member(options["slug"])
+            if action == "token":
+                days = options["expires_days"]
+                issued = token_create(
+                    member=member, scopes=options["scopes"].split(","), name=options["name"],
+                    expires_at=timezone.now() + timedelta(days=days) if days else None,
+                )
+                self.stdout.write(issued.plaintext)
+            else:
+                try:
+                    jwk = json.loads(options["jwk"])
+                except json.JSONDecodeError as exc:
+                    raise CommandError(f"jwk_invalid: --jwk is not JSON ({exc.msg}).") from None
+                key = key_register(member=member, jwk=jwk, approve=options["approve"])
+                self.stdout.write(key.kid)
+        except DomainError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}") from None
+
+    @staticmethod
+    def get_member(slug: str) -> Member:
+        member = Member.objects.filter(slug=slug).first()
+        if member is None:
+            raise CommandError(f"member_unknown: no member has the slug {slug!r}.")
+        return member

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class Member(models.Model):
+    class Kind(models.TextChoices):
+        PLATFORM = "platform"
+        GOVERNMENT = "government"
+        NGO = "ngo"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        SUSPENDED = "suspended"
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class SharingGroup(models.Model):
+    """A subset of members that share statements only among themselves."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    members = models.ManyToManyField(Member, related_name="sharing_groups", blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class ApiToken(models.Model):
+    """A bearer credential. The token itself is shown once; only its SHA-256 digest is stored, found
+    by its public prefix and compared in constant time."""
+
+    class Scope(models.TextChoices):
+        SUBMIT = "submit"
+        READ = "read"
+        MATCH = "match"
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.member.slug}:{self.prefix}"
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+
+class SigningKey(models.Model):
+    """A member's Ed25519 public key. Keys registered through the API wait for an administrator, so
+    a stolen API token alone can never add a key that signs."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        ACTIVE = "active"
+        RETIRED = "retired"
+        REVOKED = "revoked"
+
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="signing_keys")
+    kid = models.CharField(max_length=128, unique=True)
+    thumbprint = models.CharField(max_length=64, unique=True)
+    public_key = models.CharField(max_length=64, help_text="The raw public key, base64url (the JWK's x).")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["member__slug", "created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.member.slug}:{self.kid} ({self.state})"
+
+    def jwk(self) -> dict[str, str]:
+        return {"kty": "OKP", "crv": "Ed25519", "x": self.public_key, "kid": self.kid, "alg": "Ed25519", "use": "sig"}

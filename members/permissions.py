@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from rest_framework import exceptions, permissions
+
+from .authentication import ApiClient
+
+
+class MemberSuspended(exceptions.PermissionDenied):
+    default_detail = "This member is suspended."
+    default_code = "member_suspended"
+
+
+class InsufficientScope(exceptions.PermissionDenied):
+    default_code = "insufficient_scope"
+
+
+class IsActiveMember(permissions.BasePermission):
+    """An authenticated, active member whose token carries the scope the view requires: the view's
+    `required_scope`, either one scope or a mapping from HTTP method to scope."""
+
+    def has_permission(self, request, view) -> bool:
+        client = request.user
+        if not isinstance(client, ApiClient):
+            raise exceptions.NotAuthenticated()
+        if not client.member.is_active:
+            raise MemberSuspended()
+        scope = getattr(view, "required_scope", None)
+        if isinstance(scope, dict):
+            scope = scope.get(request.method)
+        if scope and not client.has_scope(scope):
+            raise InsufficientScope(f"This token lacks the {scope!r} scope.")
+        return True

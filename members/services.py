@@ -1,0 +1,175 @@
+"""Every write about members, their credentials and keys. Each records an audit event."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+from consortium.api.errors import Conflict, DomainError
+from consortium_client.keys import JWKError, load_public_jwk, thumbprint
+
+from .models import ApiToken, Member, SharingGroup, SigningKey
+
+TOKEN_PREFIX = "cst"
+# Writing last_used_at on every request would turn each read into a write; a minute's precision is
+# what an administrator needs to tell a live credential from a dead one.
+LAST_USED_PRECISION = timedelta(seconds=60)
+
+
+def member_snapshot(member: Member) -> dict[str, Any]:
+    return {"slug": member.slug, "name": member.name, "kind": member.kind, "status": member.status}
+
+
+@transaction.atomic
+def member_create(*, slug: str, name: str, kind: str, actor: Any = None) -> Member:
+    if kind not in Member.Kind.values:
+        raise DomainError("member_kind_invalid", f"kind must be one of {', '.join(Member.Kind.values)}.")
+    if Member.objects.filter(slug=slug).exists():
+        raise Conflict("member_exists", f"A member with slug {slug!r} exists already.")
+    member = Member(slug=slug, name=name, kind=kind)
+    member.full_clean()
+    member.save()
+    audit_record(actor=actor, action="member.create", obj=member, after=member_snapshot(member))
+    return member
+
+
+@transaction.atomic
+def member_set_status(*, member: Member, status: str, actor: Any = None) -> Member:
+    before = member_snapshot(member)
+    member.status = status
+    member.save(update_fields=["status"])
+    audit_record(actor=actor, action=f"member.{status}", obj=member, before=before, after=member_snapshot(member))
+    return member
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    plaintext: str
+
+
+def parse_scopes(scopes: Iterable[str]) -> list[str]:
+    wanted = sorted({s.strip() for s in scopes if s.strip()})
+    unknown = [s for s in wanted if s not in ApiToken.Scope.values]
+    if not wanted or unknown:
+        raise DomainError(
+            "token_scope_invalid", f"Scopes are a non-empty subset of {', '.join(ApiToken.Scope.values)}.",
+            {"unknown": unknown},
+        )
+    return wanted
+
+
+@transaction.atomic
+def token_create(
+    *, member: Member, scopes: Iterable[str], name: str = "", expires_at: datetime | None = None, actor: Any = None
+) -> IssuedToken:
+    scope_list = parse_scopes(scopes)
+    prefix = secrets.token_hex(6)
+    plaintext = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    token = ApiToken.objects.create(
+        member=member, name=name, prefix=prefix, digest=token_digest(plaintext), scopes=scope_list, expires_at=expires_at
+    )
+    audit_record(
+        actor=actor, action="token.create", obj=token,
+        after={"member": member.slug, "prefix": prefix, "scopes": scope_list,
+               "expires_at": expires_at.isoformat() if expires_at else None},
+    )
+    return IssuedToken(token=token, plaintext=plaintext)
+
+
+@transaction.atomic
+def token_revoke(*, token: ApiToken, actor: Any = None) -> ApiToken:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit_record(actor=actor, action="token.revoke", obj=token, before={"revoked": False}, after={"revoked": True})
+    return token
+
+
+def token_find(plaintext: str) -> ApiToken | None:
+    """The token for this credential, whatever its state, or None if it is not one of ours."""
+    parts = plaintext.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        return None
+    token = ApiToken.objects.select_related("member").filter(prefix=parts[1]).first()
+    if token is None or not hmac.compare_digest(token.digest, token_digest(plaintext)):
+        return None
+    return token
+
+
+def token_touch(token: ApiToken) -> None:
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+
+
+def key_snapshot(key: SigningKey) -> dict[str, Any]:
+    return {"member": key.member.slug, "kid": key.kid, "state": key.state}
+
+
+@transaction.atomic
+def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool = False) -> SigningKey:
+    """Register a public JWK as pending (active at once only when an operator approves)."""
+    try:
+        load_public_jwk(jwk)
+    except JWKError as exc:
+        raise DomainError(exc.code, exc.message) from None
+    kid = jwk.get("kid") or thumbprint(jwk)
+    if not isinstance(kid, str) or not 1 <= len(kid) <= 128:
+        raise DomainError("jwk_invalid", "kid must be a string of 1 to 128 characters.")
+    print_ = thumbprint(jwk)
+    if SigningKey.objects.filter(thumbprint=print_).exists():
+        raise Conflict("key_exists", "This public key is registered already.")
+    if SigningKey.objects.filter(kid=kid).exists():
+        raise Conflict("kid_taken", f"The key id {kid!r} is taken; choose another or omit kid.")
+    state = SigningKey.State.ACTIVE if approve else SigningKey.State.PENDING
+    try:
+        key = SigningKey.objects.create(member=member, kid=kid, thumbprint=print_, public_key=jwk["x"], state=state)
+    except IntegrityError:
+        raise Conflict("key_exists", "This key or key id is registered already.") from None
+    audit_record(actor=actor, action="key.register", obj=key, after=key_snapshot(key))
+    return key
+
+
+# Which state may follow which. Revocation is final; a retired key never signs again.
+KEY_TRANSITIONS = {
+    SigningKey.State.PENDING: {SigningKey.State.ACTIVE, SigningKey.State.REVOKED},
+    SigningKey.State.ACTIVE: {SigningKey.State.RETIRED, SigningKey.State.REVOKED},
+    SigningKey.State.RETIRED: {SigningKey.State.REVOKED},
+    SigningKey.State.REVOKED: set(),
+}
+
+
+@transaction.atomic
+def key_set_state(*, key: SigningKey, state: str, actor: Any = None) -> SigningKey:
+    key = SigningKey.objects.select_for_update().select_related("member").get(pk=key.pk)
+    if state not in KEY_TRANSITIONS[SigningKey.State(key.state)]:
+        raise DomainError("key_transition_invalid", f"A {key.state} key cannot become {state}.")
+    before = key_snapshot(key)
+    key.state, key.state_changed_at = state, timezone.now()
+    key.save(update_fields=["state", "state_changed_at"])
+    audit_record(actor=actor, action=f"key.{state}", obj=key, before=before, after=key_snapshot(key))
+    return key
+
+
+@transaction.atomic
+def group_set_members(*, group: SharingGroup, members: Iterable[Member], actor: Any = None) -> SharingGroup:
+    before = sorted(group.members.values_list("slug", flat=True))
+    group.members.set(list(members))
+    after = sorted(group.members.values_list("slug", flat=True))
+    if before != after:
+        audit_record(actor=actor, action="group.members", obj=group, before={"members": before}, after={"members": after})
+    return group
