@@ -40,23 +40,47 @@ class StatementOutputSerializer(serializers.ModelSerializer):
         return str(obj.retracts_id) if obj.retracts_id else None
 
 
+class AcceptedSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.CharField()
+    jti = serializers.CharField()
+    state = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class RejectedSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    error = ErrorSerializer()
+
+
+class StatementPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = StatementOutputSerializer(many=True)
+
+
 class StatementsApi(APIView):
     """POST: submit 1 to SUBMIT_MAX_STATEMENTS signed statements. GET: the member's own statements."""
 
     required_scope = {"GET": "read", "POST": "submit"}
 
     class InputSerializer(serializers.Serializer):
-        statements = serializers.ListField(child=serializers.CharField())
+        statements = serializers.ListField(child=serializers.CharField(), min_length=1)
 
-    class AcceptedSerializer(serializers.Serializer):
-        index = serializers.IntegerField()
-        id = serializers.CharField()
-        jti = serializers.CharField()
-        state = serializers.CharField()
+        class Meta:
+            ref_name = "StatementSubmission"
 
     class OutputSerializer(serializers.Serializer):
-        accepted = serializers.ListField(child=serializers.DictField())
-        rejected = serializers.ListField(child=serializers.DictField())
+        accepted = AcceptedSerializer(many=True)
+        rejected = RejectedSerializer(many=True)
+
+        class Meta:
+            ref_name = "SubmitResult"
 
     @extend_schema(request=InputSerializer, responses={202: OutputSerializer}, summary="Submit signed statements")
     def post(self, request):
@@ -76,7 +100,7 @@ class StatementsApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("state", str, enum=Statement.State.values), OpenApiParameter("limit", int),
                     OpenApiParameter("offset", int)],
-        responses=StatementOutputSerializer(many=True), summary="The calling member's statements, newest first",
+        responses=StatementPageSerializer, summary="The calling member's statements, newest first",
     )
     def get(self, request):
         state = request.query_params.get("state")
@@ -115,10 +139,16 @@ class FeedApi(APIView):
         after = serializers.IntegerField(min_value=0, default=0)
         limit = serializers.IntegerField(min_value=1, required=False)
 
+        class Meta:
+            ref_name = "FeedQuery"
+
     class OutputSerializer(serializers.Serializer):
         events = serializers.ListField(child=serializers.DictField())
         next_after = serializers.IntegerField()
         has_more = serializers.BooleanField()
+
+        class Meta:
+            ref_name = "FeedPage"
 
     @extend_schema(parameters=[InputSerializer], responses=OutputSerializer, summary="The ordered event feed")
     def get(self, request):

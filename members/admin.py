@@ -34,6 +34,7 @@ class MemberAdmin(AuditedAdmin):
     list_filter = ["kind", "status"]
     search_fields = ["slug", "name"]
     actions = ["suspend", "reactivate"]
+    readonly_fields = ["created_at"]
     change_form_template = "admin/members/member_change_form.html"
 
     def get_urls(self):
@@ -153,3 +154,4 @@ class SharingGroupAdmin(AuditedAdmin):
     list_display = ["slug", "name", "created_at"]
     search_fields = ["slug", "name"]
     filter_horizontal = ["members"]
+    readonly_fields = ["created_at"]

@@ -22,6 +22,9 @@ class MeApi(APIView):
         scopes = serializers.ListField(child=serializers.CharField())
         sharing_groups = serializers.ListField(child=serializers.CharField())
 
+        class Meta:
+            ref_name = "Me"
+
     @extend_schema(responses=OutputSerializer, summary="The calling member")
     def get(self, request):
         member = request.user.member
@@ -59,10 +62,16 @@ class KeysApi(APIView):
         x = serializers.CharField()
         kid = serializers.CharField(required=False, max_length=128)
 
+        class Meta:
+            ref_name = "PublicJWKInput"
+
     class OutputSerializer(serializers.Serializer):
         kid = serializers.CharField()
         state = serializers.CharField()
         jwk = serializers.DictField()
+
+        class Meta:
+            ref_name = "RegisteredKey"
 
     @extend_schema(responses=JWKSetSerializer, summary="Members' public signing keys (JWK Set)")
     def get(self, request):

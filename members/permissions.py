@@ -26,7 +26,7 @@ class IsActiveMember(permissions.BasePermission):
             raise MemberSuspended()
         scope = getattr(view, "required_scope", None)
         if isinstance(scope, dict):
-            scope = scope.get(request.method)
+            scope = scope.get("GET" if request.method == "HEAD" else request.method)
         if scope and not client.has_scope(scope):
             raise InsufficientScope(f"This token lacks the {scope!r} scope.")
         return True

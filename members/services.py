@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
 from consortium.api.errors import Conflict, DomainError
-from consortium_client.keys import JWKError, load_public_jwk, thumbprint
+from consortium_client.keys import JWKError, load_public_jwk, public_jwk, thumbprint
 
 from .models import ApiToken, Member, SharingGroup, SigningKey
 
@@ -35,7 +36,10 @@ def member_create(*, slug: str, name: str, kind: str, actor: Any = None) -> Memb
     if Member.objects.filter(slug=slug).exists():
         raise Conflict("member_exists", f"A member with slug {slug!r} exists already.")
     member = Member(slug=slug, name=name, kind=kind)
-    member.full_clean()
+    try:
+        member.full_clean()
+    except ValidationError as exc:
+        raise DomainError("member_invalid", "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
     member.save()
     audit_record(actor=actor, action="member.create", obj=member, after=member_snapshot(member))
     return member
@@ -124,10 +128,12 @@ def key_snapshot(key: SigningKey) -> dict[str, Any]:
 def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool = False) -> SigningKey:
     """Register a public JWK as pending (active at once only when an operator approves)."""
     try:
-        load_public_jwk(jwk)
+        public_key = load_public_jwk(jwk)
     except JWKError as exc:
         raise DomainError(exc.code, exc.message) from None
-    kid = jwk.get("kid") or thumbprint(jwk)
+    # Re-encoded from the key bytes: base64url spellings that differ only in unused bits are one key.
+    jwk = {**public_jwk(public_key), "kid": jwk.get("kid")}
+    kid = jwk["kid"] or thumbprint(jwk)
     if not isinstance(kid, str) or not 1 <= len(kid) <= 128:
         raise DomainError("jwk_invalid", "kid must be a string of 1 to 128 characters.")
     print_ = thumbprint(jwk)

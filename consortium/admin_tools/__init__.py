@@ -29,11 +29,12 @@ class AuditedAdmin(admin.ModelAdmin):
         fields = list(form.changed_data) if change else [f for f in form.fields]
         before = jsonable({f: form.initial.get(f) for f in fields}) if change else None
         super().save_model(request, obj, form, change)
-        self._pending_audit = (obj, fields, before, change)
+        # Kept on the request, not on this ModelAdmin, which every thread of the server shares.
+        request._pending_audit = (obj, fields, before, change)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
-        obj, fields, before, change = self._pending_audit
+        obj, fields, before, change = request._pending_audit
         after = jsonable({k: v for k, v in model_to_dict(obj).items() if k in fields})
         if not change or before != after:
             action = f"{obj._meta.model_name}.{'change' if change else 'create'}"

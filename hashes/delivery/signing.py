@@ -98,7 +98,7 @@ class Signer:
     def signature(self, msg_id: str, timestamp: int, body: bytes) -> str:
         """The `webhook-signature` header value."""
         content = signed_content(msg_id, timestamp, body)
-        parts = []
+        parts: list[str] = []
         for prepared in self._hmacs:
             mac = prepared.copy()
             mac.update(content)

@@ -1,0 +1,192 @@
+"""Hash an uploaded file into the signals a statement carries: PDQ or vPDQ, plus MD5 and SHA-256.
+
+Images and videos are told apart by their first bytes, never by the file name. Videos are decoded
+with PyAV (whose wheels carry FFmpeg) and every sampled frame is hashed with pdqhash exactly as
+Meta's vpdq does: frames counted in decoding order, each converted at its own size to RGB24 by
+swscale's area filter with BT.601 coefficients, its timestamp being index / average frame rate.
+The media is only read, in memory or from the caller's temporary file, and nothing is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from typing import Any
+
+from hashes.signals.errors import (
+    MEDIA_TOO_LARGE,
+    MEDIA_TOO_LONG,
+    MEDIA_UNREADABLE,
+    MEDIA_UNSUPPORTED,
+    VIDEO_UNSUPPORTED,
+    MediaError,
+)
+from hashes.signals.pdq import MAX_PIXELS, hash_image, hash_rgb
+
+Source = bytes | str | os.PathLike[str]
+
+# ISO base media (MP4, MOV, 3GP) also wraps still images; these brands are images.
+_IMAGE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"mif2"}
+# QuickTime files may start with one of these atoms instead of `ftyp`.
+_QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
+_MIN_FRAME_SIDE = 5  # vpdq refuses smaller frames: PDQ needs a few pixels to downscale from
+_READ_CHUNK = 1 << 20
+
+
+def hash_media(
+    source: Source,
+    *,
+    max_bytes: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+    max_video_seconds: float | None = None,
+    seconds_per_hash: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Signals for an image or a video, in the statement wire shape.
+
+    Images give `{"type": "pdq", "value", "quality"}`, videos `{"type": "vpdq", "frames": [...]}`;
+    both are followed by `md5` and `sha256` of the exact bytes. `seconds_per_hash` 0 hashes every
+    frame, as vpdq's own tool does by default. Raises MediaError with a stable code.
+    """
+    size = len(source) if isinstance(source, (bytes, bytearray)) else _file_size(source)
+    if max_bytes is not None and size > max_bytes:
+        raise MediaError(
+            MEDIA_TOO_LARGE, f"The file has {size} bytes; at most {max_bytes} are accepted.", {"max_bytes": max_bytes}
+        )
+    if size == 0:
+        raise MediaError(MEDIA_UNREADABLE, "The file is empty.")
+    if media_kind(_head(source)) == "video":
+        frames = hash_video(
+            source, max_pixels=max_pixels, max_seconds=max_video_seconds, seconds_per_hash=seconds_per_hash
+        )
+        perceptual: dict[str, Any] = {"type": "vpdq", "frames": frames}
+    else:
+        pdq = hash_image(source, max_pixels=max_pixels)
+        perceptual = {"type": "pdq", "value": pdq.value, "quality": pdq.quality}
+    md5, sha256 = _digests(source)
+    return [perceptual, {"type": "md5", "value": md5}, {"type": "sha256", "value": sha256}]
+
+
+def media_kind(head: bytes) -> str:
+    """"video" when the first bytes are a video container's, else "image" (Pillow decides)."""
+    box = head[4:8]
+    if box == b"ftyp":
+        return "image" if head[8:12] in _IMAGE_BRANDS else "video"
+    if box in _QUICKTIME_ATOMS:
+        return "video"
+    if head.startswith((b"\x1a\x45\xdf\xa3", b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")):
+        return "video"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):  # ASF / WMV
+        return "video"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "video"
+    if len(head) > 376 and head[0] == head[188] == head[376] == 0x47:  # MPEG transport stream
+        return "video"
+    return "image"
+
+
+def video_supported() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def hash_video(
+    source: Source,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_seconds: float | None = None,
+    seconds_per_hash: float = 0.0,
+) -> list[dict[str, Any]]:
+    """vPDQ frames `{"i", "t", "pdq", "q"}` of a video's first video stream."""
+    if seconds_per_hash < 0:
+        raise ValueError("seconds_per_hash must not be negative")
+    try:
+        import av
+    except ImportError as exc:
+        raise MediaError(VIDEO_UNSUPPORTED, "This server cannot decode video (PyAV is not installed).") from exc
+    try:
+        container = av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else os.fspath(source))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise MediaError(MEDIA_UNREADABLE, "The video could not be opened.") from exc
+    with container:
+        if not container.streams.video:
+            raise MediaError(MEDIA_UNSUPPORTED, "The file has no video stream.")
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > max_pixels:
+            raise MediaError(MEDIA_TOO_LARGE, f"Video frames of {width}x{height} are too large.")
+        # vpdq's rule: the average frame rate, else the rate every timestamp can be expressed in.
+        rate = stream.average_rate or stream.base_rate
+        if not rate:
+            raise MediaError(MEDIA_UNREADABLE, "The video's frame rate is unknown.")
+        fps = float(rate)
+        if max_seconds is not None:
+            declared = _declared_seconds(container, stream)
+            if declared is not None and declared > max_seconds:
+                raise MediaError(
+                    MEDIA_TOO_LONG,
+                    f"The video lasts {declared:.1f} s; at most {max_seconds:g} s are accepted.",
+                    {"max_seconds": max_seconds},
+                )
+        every = max(1, int(seconds_per_hash * fps))
+        stream.thread_type = "AUTO"
+        frames: list[dict[str, Any]] = []
+        try:
+            for number, frame in enumerate(container.decode(stream)):
+                if max_seconds is not None and number / fps > max_seconds:
+                    # The container's declared duration can lie; the frames cannot.
+                    raise MediaError(
+                        MEDIA_TOO_LONG, f"The video lasts over {max_seconds:g} s.", {"max_seconds": max_seconds}
+                    )
+                if number % every:
+                    continue
+                if frame.width < _MIN_FRAME_SIDE or frame.height < _MIN_FRAME_SIDE:
+                    raise MediaError(MEDIA_UNSUPPORTED, "The video's frames are too small to hash.")
+                if frame.width * frame.height > max_pixels:
+                    raise MediaError(MEDIA_TOO_LARGE, "The video's frames are too large.")
+                pixels = frame.to_ndarray(format="rgb24", interpolation="AREA", src_colorspace="ITU601")
+                pdq = hash_rgb(pixels)
+                frames.append({"i": number, "t": round(number / fps, 3), "pdq": pdq.value, "q": pdq.quality})
+        except (av.FFmpegError, ValueError) as exc:
+            raise MediaError(MEDIA_UNREADABLE, "The video could not be decoded.") from exc
+    if not frames:
+        raise MediaError(MEDIA_UNREADABLE, "The video has no frames.")
+    return frames
+
+
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
+def _file_size(path: str | os.PathLike[str]) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as exc:
+        raise MediaError(MEDIA_UNREADABLE, "The file could not be read.") from exc
+
+
+def _head(source: Source, length: int = 512) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source[:length])
+    with open(source, "rb") as handle:
+        return handle.read(length)
+
+
+def _digests(source: Source) -> tuple[str, str]:
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    if isinstance(source, (bytes, bytearray)):
+        md5.update(source)
+        sha256.update(source)
+    else:
+        with open(source, "rb") as handle:
+            while chunk := handle.read(_READ_CHUNK):
+                md5.update(chunk)
+                sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import pytest
+
+from .stack import Stack
+
+
+@pytest.fixture
+def stack(tmp_path, transactional_db):
+    """gunicorn, a Celery worker and beat from deploy/Procfile, on the test database."""
+    (tmp_path / "var").mkdir()
+    live = Stack(workdir=tmp_path)
+    live.purge_broker()
+    try:
+        yield live
+    finally:
+        live.stop()
+        for name in ("web", "worker", "beat", "worker2"):
+            log = live.logs(name)
+            if log:
+                print(f"----- {name} log (tail) -----\n{log}")

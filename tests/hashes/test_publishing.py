@@ -1,0 +1,154 @@
+"""Dedupe and publish: exact duplicates corroborate, retractions withdraw, the feed tells it all."""
+
+from __future__ import annotations
+
+from hashes.models import Corroboration, Hash, Incident, Statement
+from tests.factories import md5, pdq, vpdq
+
+
+def test_an_exact_duplicate_corroborates_the_existing_hash(alice, homeoffice, bob, pipeline):
+    alice.submit(alice.statement([md5(1)], labels=["glorification"]))
+    pipeline()
+    homeoffice.submit(homeoffice.statement([md5(1)], labels=["graphic-violence"]))
+    pipeline()
+
+    assert Hash.objects.count() == 1
+    events = bob.feed()["events"]
+    assert [e["type"] for e in events] == ["hash.added", "hash.updated"]
+    latest = events[-1]["hash"]
+    assert latest["submitters"] == [{"member": "alice", "kind": "platform"}, {"member": "homeoffice", "kind": "government"}]
+    assert latest["corroboration_count"] == 2
+    assert latest["labels"] == ["glorification", "graphic-violence"]
+    assert len(latest["statements"]) == 2
+    assert events[0]["hash"]["id"] == latest["id"]
+
+
+def test_duplicates_within_one_batch_make_one_hash(alice, bob, pipeline):
+    alice.submit(alice.statement([md5(5)]), alice.statement([md5(5)]))
+    bob.submit(bob.statement([md5(5)]))
+    pipeline()
+
+    assert Hash.objects.count() == 1
+    assert Corroboration.objects.count() == 3
+
+
+def test_the_same_vpdq_video_is_one_hash(alice, bob, pipeline):
+    alice.submit(alice.statement([vpdq(1, 2, 3)], content_type="video"))
+    bob.submit(bob.statement([vpdq(1, 2, 3)], content_type="video"))
+    pipeline()
+
+    video = Hash.objects.get()
+    assert video.corroborations.count() == 2
+    assert [f["pdq"] for f in video.frames] == [f"{n:064x}" for n in (1, 2, 3)]
+
+
+def test_a_statement_with_several_signals_creates_each_hash(alice, pipeline):
+    alice.submit(alice.statement([md5(1), pdq(2)]))
+    pipeline()
+
+    assert set(Hash.objects.values_list("signal_type", flat=True)) == {"md5", "pdq"}
+    assert Hash.objects.values("cluster").distinct().count() == 2
+
+
+def test_a_retraction_removes_only_that_members_corroboration(alice, bob, charlie, pipeline):
+    alice.submit(alice.statement([md5(1)], jti="a1"))
+    bob.submit(bob.statement([md5(1)]))
+    pipeline()
+
+    alice.submit(alice.retraction("a1"))
+    pipeline()
+
+    events = charlie.feed()["events"]
+    assert [e["type"] for e in events] == ["hash.added", "hash.updated", "hash.updated"]
+    assert events[-1]["hash"]["submitters"] == [{"member": "bob", "kind": "platform"}]
+    assert events[-1]["hash"]["state"] == "active"
+    assert Statement.objects.get(jti="a1").retracted_at is not None
+
+
+def test_a_hash_with_no_corroboration_left_is_retracted(alice, bob, pipeline):
+    alice.submit(alice.statement([md5(1), md5(2)], jti="a1"))
+    pipeline()
+
+    alice.submit(alice.retraction("a1", reason="wrong upload"))
+    pipeline()
+
+    events = bob.feed()["events"]
+    assert [e["type"] for e in events[-2:]] == ["hash.retracted", "hash.retracted"]
+    assert events[-1]["hash"]["state"] == "retracted"
+    assert events[-1]["cause"]["member"] == "alice"
+    assert set(Hash.objects.values_list("state", flat=True)) == {"retracted"}
+    hash_id = events[-1]["hash"]["id"]
+    detail = bob.api.get(f"/api/v1/hashes/{hash_id}/").json()
+    assert detail["state"] == "retracted"
+    assert detail["corroborations"][0]["retracted_at"] is not None
+
+
+def test_a_retracted_hash_comes_back_when_someone_submits_it_again(alice, bob, pipeline):
+    alice.submit(alice.statement([md5(1)], jti="a1"))
+    pipeline()
+    alice.submit(alice.retraction("a1"))
+    pipeline()
+
+    bob.submit(bob.statement([md5(1)]))
+    pipeline()
+
+    assert [e["type"] for e in bob.feed()["events"]] == ["hash.added", "hash.retracted", "hash.added"]
+    assert Hash.objects.get().state == "active"
+
+
+def test_a_retraction_submitted_with_its_target_waits_for_it(alice, pipeline):
+    alice.submit(alice.statement([md5(1)], jti="a1"))
+    alice.submit(alice.retraction("a1"))  # verified before its target is published
+    pipeline()
+
+    assert Hash.objects.get().state == "retracted"
+    assert set(Statement.objects.values_list("state", flat=True)) == {"published"}
+
+
+def test_a_member_cannot_retract_another_members_statement(alice, bob, pipeline):
+    alice.submit(alice.statement([md5(1)], jti="a1"))
+    pipeline()
+
+    bob.submit(bob.retraction("a1"))
+    pipeline()
+
+    retraction = Statement.objects.get(member=bob.member)
+    assert (retraction.state, retraction.rejection_code) == ("rejected", "retract_target_not_found")
+    assert Hash.objects.get().state == "active"
+
+
+def test_retracting_twice_is_rejected_the_second_time(alice, pipeline):
+    alice.submit(alice.statement([md5(1)], jti="a1"))
+    pipeline()
+    alice.submit(alice.retraction("a1", jti="r1"))
+    pipeline()
+
+    alice.submit(alice.retraction("a1", jti="r2"))
+    pipeline()
+
+    assert Statement.objects.get(jti="r2").rejection_code == "already_retracted"
+
+
+def test_a_retraction_needs_a_reason_and_a_hash_statement_target(alice, pipeline):
+    alice.submit(alice.statement([md5(1)], jti="a1"))
+    pipeline()
+    alice.submit(alice.retraction("a1", reason=" ", jti="r1"))
+    alice.submit(alice.retraction("a1", jti="r2"))
+    pipeline()
+    alice.submit(alice.retraction("r2", jti="r3"))
+    pipeline()
+
+    codes = dict(Statement.objects.filter(kind="retract").values_list("jti", "rejection_code"))
+    assert codes == {"r1": "reason_invalid", "r2": "", "r3": "retract_target_invalid"}
+
+
+def test_statements_for_an_active_incident_are_published_first(alice, bob, pipeline):
+    Incident.objects.create(slug="christchurch", name="Christchurch attack")
+    alice.submit(*[alice.statement([md5(n)]) for n in range(1, 6)])
+    body = bob.submit(bob.statement([md5(99)], incident="christchurch", labels=["content-incident"]))
+
+    assert Statement.objects.get(id=body["accepted"][0]["id"]).priority is True
+    pipeline()
+
+    events = bob.feed()["events"]
+    assert events[0]["hash"]["value"] == f"{99:032x}"

@@ -1,0 +1,95 @@
+"""One visibility rule on every way out: alice and bob share in "trusted"; charlie is outside."""
+
+from __future__ import annotations
+
+from hashes.models import Hash, Statement
+from tests.factories import md5
+
+
+def hash_id() -> int:
+    return Hash.objects.get().pk
+
+
+def test_a_group_statement_reaches_group_members_only(alice, bob, charlie, trusted_group, pipeline):
+    alice.submit(alice.statement([md5(1)], share="trusted"))
+    pipeline()
+
+    assert [e["type"] for e in bob.feed()["events"]] == ["hash.added"]
+    assert charlie.feed()["events"] == []
+    assert bob.api.get(f"/api/v1/hashes/{hash_id()}/").status_code == 200
+    response = charlie.api.get(f"/api/v1/hashes/{hash_id()}/")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_a_member_sees_of_a_hash_only_its_visible_statements(alice, bob, charlie, homeoffice, trusted_group, pipeline):
+    alice.submit(alice.statement([md5(1)], share="trusted", labels=["recruitment"]))
+    pipeline()
+    homeoffice.submit(homeoffice.statement([md5(1)], labels=["glorification"]))
+    pipeline()
+
+    # To charlie the hash appears when the Home Office's consortium-wide statement arrives.
+    charlie_events = charlie.feed()["events"]
+    assert [e["type"] for e in charlie_events] == ["hash.added"]
+    seen = charlie_events[0]["hash"]
+    assert seen["submitters"] == [{"member": "homeoffice", "kind": "government"}]
+    assert seen["labels"] == ["glorification"] and seen["corroboration_count"] == 1
+    assert len(seen["statements"]) == 1
+    detail = charlie.api.get(f"/api/v1/hashes/{hash_id()}/").json()
+    assert [c["member"] for c in detail["corroborations"]] == ["homeoffice"]
+    assert detail["labels"] == ["glorification"]
+
+    bob_seen = bob.feed()["events"][-1]["hash"]
+    assert [s["member"] for s in bob_seen["submitters"]] == ["alice", "homeoffice"]
+    assert bob_seen["labels"] == ["glorification", "recruitment"]
+
+
+def test_a_change_invisible_to_a_member_is_not_an_event_for_it(alice, bob, charlie, homeoffice, trusted_group, pipeline):
+    homeoffice.submit(homeoffice.statement([md5(1)]))
+    pipeline()
+    alice.submit(alice.statement([md5(1)], share="trusted"))
+    pipeline()
+
+    assert [e["type"] for e in charlie.feed()["events"]] == ["hash.added"]
+    assert [e["type"] for e in bob.feed()["events"]] == ["hash.added", "hash.updated"]
+
+
+def test_retracting_a_group_statement_retracts_the_hash_for_the_group_only(
+    alice, bob, charlie, homeoffice, trusted_group, pipeline
+):
+    alice.submit(alice.statement([md5(1)], share="trusted", jti="g1"))
+    homeoffice.submit(homeoffice.statement([md5(1)]))
+    pipeline()
+    alice.submit(alice.retraction("g1"))
+    pipeline()
+
+    assert [e["type"] for e in charlie.feed()["events"]] == ["hash.added"]
+    assert bob.feed()["events"][-1]["type"] == "hash.updated"
+
+
+def test_a_member_reads_only_its_own_statements(alice, bob, pipeline):
+    body = alice.submit(alice.statement([md5(1)]))
+    statement_id = body["accepted"][0]["id"]
+
+    response = bob.api.get(f"/api/v1/statements/{statement_id}/")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    assert bob.api.get("/api/v1/statements/").json()["results"] == []
+    assert [s["id"] for s in alice.api.get("/api/v1/statements/").json()["results"]] == [statement_id]
+
+
+def test_the_statement_list_filters_by_state(alice, pipeline):
+    alice.submit(alice.statement([md5(1)]), alice.statement([{"type": "md5", "value": "bad"}]))
+    pipeline()
+
+    rejected = alice.api.get("/api/v1/statements/?state=rejected").json()["results"]
+    assert [s["rejection_code"] for s in rejected] == ["signal_value_invalid"]
+    response = alice.api.get("/api/v1/statements/?state=lost")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error"
+
+
+def test_a_member_that_left_a_group_stops_seeing_its_statements(alice, bob, trusted_group, pipeline):
+    alice.submit(alice.statement([md5(1)], share="trusted"))
+    pipeline()
+    trusted_group.members.remove(bob.member)
+
+    assert bob.feed()["events"] == []
+    assert Statement.objects.get().share_group == trusted_group

@@ -1,0 +1,107 @@
+"""The OpenAPI schema and the browsable docs: public, complete (every /api/v1/ route is documented),
+describing each response by its own shape, and served entirely from this server (no CDN)."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+
+from tests.members.routes import api_routes, openapi_path
+
+
+class AssetLinks(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+@pytest.fixture
+def schema(anonymous, db) -> dict:
+    response = anonymous.get("/api/schema/?format=json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def response_schema(schema: dict, path: str, method: str, status: str) -> dict:
+    content = schema["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+    if "$ref" in content:
+        return schema["components"]["schemas"][content["$ref"].rsplit("/", 1)[1]]
+    return content
+
+
+def test_the_schema_is_public_openapi_3_in_yaml_by_default(anonymous, db):
+    response = anonymous.get("/api/schema/")
+
+    assert response.status_code == 200
+    assert response.content.startswith(b"openapi: 3.")
+
+
+def test_the_schema_documents_every_api_route(schema):
+    expected = {openapi_path(route) for route in api_routes()}
+
+    assert expected >= {"/api/v1/me/", "/api/v1/keys/", "/api/v1/statements/", "/api/v1/feed/"}
+    assert expected <= set(schema["paths"])
+    assert "/.well-known/jwks.json" in schema["paths"]
+
+
+def test_each_response_is_documented_with_its_own_shape(schema):
+    assert {"slug", "kind", "scopes"} <= set(response_schema(schema, "/api/v1/me/", "get", "200")["properties"])
+    assert {"kid", "state"} <= set(response_schema(schema, "/api/v1/keys/", "post", "201")["properties"])
+    assert {"accepted", "rejected"} <= set(response_schema(schema, "/api/v1/statements/", "post", "202")["properties"])
+    assert {"events", "next_after"} <= set(response_schema(schema, "/api/v1/feed/", "get", "200")["properties"])
+
+
+def test_the_schema_declares_bearer_token_authentication(schema):
+    schemes = schema.get("components", {}).get("securitySchemes", {})
+    bearer = [name for name, scheme in schemes.items() if scheme.get("scheme", "").lower() == "bearer"]
+
+    assert bearer
+    assert any(name in requirement for requirement in schema["paths"]["/api/v1/me/"]["get"]["security"]
+               for name in bearer)
+
+
+def test_the_statement_list_is_documented_as_the_paginated_page_it_returns(schema, alice):
+    body = alice.api.get("/api/v1/statements/").json()
+    documented = response_schema(schema, "/api/v1/statements/", "get", "200")
+
+    assert documented.get("type") == "object"
+    assert set(body) <= set(documented["properties"])
+
+
+# --- docs without a CDN ----------------------------------------------------------------------------
+
+@pytest.fixture
+def docs(anonymous, db) -> str:
+    response = anonymous.get("/api/docs/")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    return response.content.decode()
+
+
+@pytest.fixture
+def asset_urls(docs) -> list[str]:
+    links = AssetLinks()
+    links.feed(docs)
+    assert links.urls, "the docs page links no scripts or styles"
+    return links.urls
+
+
+def test_the_docs_load_nothing_from_another_host(docs, asset_urls):
+    assert all(url.startswith("/") and not url.startswith("//") for url in asset_urls), asset_urls
+    assert "http://" not in docs and "https://" not in docs
+
+
+def test_the_assets_the_docs_use_are_served_here(anonymous, asset_urls):
+    assert any(url.endswith(".js") for url in asset_urls) and any(url.endswith(".css") for url in asset_urls)
+    for url in asset_urls:
+        response = anonymous.get(url)
+        assert response.status_code == 200, url
+        assert b"".join(response.streaming_content if response.streaming else [response.content]), url
+
+
+def test_the_docs_read_the_local_schema(docs):
+    assert '"/api/schema/"' in docs
