@@ -63,6 +63,28 @@ def ed25519_verify_rate(n: int = 20_000) -> float:
     return n / (time.perf_counter() - start)
 
 
+def cpu_seconds_by_component(stack) -> dict[str, float]:
+    """CPU time (user + system) of every process, grouped: each stack process with its children,
+    PostgreSQL, Redis, and this benchmark client. Read from `ps`, so nothing extra is installed."""
+    groups = {process.pid: name for name, process in stack.processes.items()}
+    totals: dict[str, float] = {}
+    out = subprocess.run(["ps", "-eo", "pgid=,pid=,cputimes=,comm="], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        pgid, pid, seconds, comm = line.split(None, 3)
+        if int(pgid) in groups:
+            name = groups[int(pgid)]
+        elif comm.startswith("postgres"):
+            name = "postgresql"
+        elif comm.startswith("redis"):
+            name = "redis"
+        elif int(pid) == os.getpid():
+            name = "benchmark client"
+        else:
+            continue
+        totals[name] = totals.get(name, 0.0) + float(seconds)
+    return totals
+
+
 def main() -> None:
     args = parse_args()
     recreate_database(args.database_url)
@@ -95,7 +117,12 @@ def main() -> None:
         try:
             stack.wait_for_web()
             time.sleep(3)  # let both workers connect before the clock starts
+            before = cpu_seconds_by_component(stack)
             run(stack, actor, statements, values, args)
+            after = cpu_seconds_by_component(stack)
+            print("CPU seconds spent during the run, by component (2 cores):")
+            for name in sorted(after, key=lambda n: -(after[n] - before.get(n, 0.0))):
+                print(f"  {name:18} {after[name] - before.get(name, 0.0):7.1f} s")
         finally:
             stack.stop()
 

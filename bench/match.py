@@ -6,11 +6,11 @@ For each size, two corpora are made (uniform random hashes, and clustered ones: 
 within a few bits of a centre plus near-blank clumps), with the brute-force answers to the first
 queries. A child process per corpus then builds every engine on the same hashes, one after the
 other, each build's memory being the growth of the process's RSS, with freed heap handed back to
-the kernel before and after each build. Single queries are interleaved, query by
-query, across the engines, so that whatever else the machine is doing slows them alike; batches
-run twice each, alternating, and the better run counts. All answer radius <= 31 (faiss counts
-d < radius, so it is asked for 32). Engines are built from the hex strings a database would hand
-them and single queries are hex strings, so parsing is included everywhere.
+the kernel before and after each build. Single queries run in turns of 50 per engine, so that
+whatever else the machine is doing slows every engine alike; batches run twice each, alternating,
+and the better run counts. All answer radius <= 31 (faiss counts d < radius, so it is asked for
+32). Engines are built from the hex strings a database would hand them and single queries are hex
+strings, so parsing is included everywhere.
 
 Baselines need the packages in bench/requirements.txt; a missing one is skipped with a message.
 """
@@ -42,6 +42,9 @@ ENGINES = ("ours", "faiss-flat", "pdqindex")
 TITLES = {"ours": "ours (PdqIndex)", "faiss-flat": "faiss IndexBinaryFlat", "pdqindex": "threatexchange PDQIndex"}
 # Adding to PDQIndex rebuilds its id map (about a second at 1 M), so it gets few tries.
 ADD_TRIES = {"ours": 1000, "faiss-flat": 200, "pdqindex": 3}
+# Engines take turns by blocks of queries: long enough for each to run with its own data in cache,
+# as a dedicated matcher would, short enough that a burst of other load hits every engine.
+LATENCY_BLOCK = 50
 
 
 def main() -> None:
@@ -198,12 +201,13 @@ def _run_engines(names: list[str], data: Path) -> dict[str, dict[str, Any]]:
             engine.search(query)
     latencies: dict[str, list[float]] = {name: [] for name in engines}
     found: dict[str, list[Any]] = {name: [] for name in engines}
-    for query in query_hexes:
+    for start in range(0, len(query_hexes), LATENCY_BLOCK):
         for name, engine in engines.items():
-            started = time.perf_counter()
-            result = engine.search(query)
-            latencies[name].append(time.perf_counter() - started)
-            found[name].append(result)
+            for query in query_hexes[start : start + LATENCY_BLOCK]:
+                started = time.perf_counter()
+                result = engine.search(query)
+                latencies[name].append(time.perf_counter() - started)
+                found[name].append(result)
     batch_seconds: dict[str, float] = {name: float("inf") for name in engines}
     batches: dict[str, list[Any]] = {}
     for _ in range(2):

@@ -214,7 +214,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     # A message a dead worker held comes back after this long; the sweep usually recovers it sooner.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900)}
+    # "priority": workers take from their queues in the order listed (deploy/Procfile), so incident
+    # work goes first; kombu's default rotates between queues.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
+        "queue_order_strategy": "priority",
+    }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

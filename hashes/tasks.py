@@ -11,15 +11,21 @@ from .services import pipeline, publishing, verification
 
 @shared_task(ignore_result=True)
 def verify_statements(ids: list[str]) -> None:
-    passed = verification.statements_verify(ids=ids)
-    if passed:
-        priority = any(s.priority for s in passed)
-        publish_verified.apply_async(queue="priority" if priority else "publish")
+    # Publishing right here, rather than in a task of its own, keeps a verified statement from
+    # queueing behind unverified ones; if another worker is publishing, it takes these too.
+    if verification.statements_verify(ids=ids):
+        publish()
 
 
 @shared_task(ignore_result=True)
 def publish_verified() -> None:
-    publishing.publish_verified(batch_size=settings.PUBLISH_BATCH_SIZE)
+    publish()
+
+
+def publish() -> None:
+    run = publishing.publish_verified(batch_size=settings.PUBLISH_BATCH_SIZE)
+    if not run.finished:
+        publish_verified.apply_async(queue="publish")
 
 
 @shared_task(ignore_result=True)

@@ -15,11 +15,12 @@ from ..models import Event, FeedHead
 FEED_HEAD_ID = 1
 
 
-def feed_lock() -> FeedHead:
-    """Take the feed lock for the rest of the current transaction."""
+def feed_lock(*, wait: bool = True) -> FeedHead | None:
+    """Take the feed lock for the rest of the current transaction; with wait=False, answer None at
+    once if another transaction holds it."""
     assert transaction.get_connection().in_atomic_block, "the feed lock only means something inside a transaction"
     FeedHead.objects.get_or_create(pk=FEED_HEAD_ID)
-    return FeedHead.objects.select_for_update().get(pk=FEED_HEAD_ID)
+    return FeedHead.objects.select_for_update(skip_locked=not wait).filter(pk=FEED_HEAD_ID).first()
 
 
 def events_append(head: FeedHead, events: list[Event]) -> list[Event]:

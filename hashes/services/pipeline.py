@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from ..models import Statement
+from .publishing import publishable
 from .submission import enqueue_verification
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def sweep(*, stale_after_seconds: int) -> dict[str, int]:
     if stale:
         logger.warning("Sweep: re-queueing verification of %d statements received before %s.", len(stale), cutoff)
         enqueue_verification(stale)
-    waiting = Statement.objects.filter(state=Statement.State.VERIFIED).exists()
+    waiting = publishable().exists()
     if waiting:
         publish_verified.apply_async(queue="publish")
     return {"requeued": len(stale), "publish": int(waiting)}

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
+
 from django.utils import timezone
+
+from consortium.db import update_rows
 
 from ..models import Cluster, Corroboration, Event, Hash, Statement
 from ..signals.parse import vpdq_digest
@@ -122,18 +126,24 @@ def apply_retraction(batch: Batch, statement: Statement, target_hash_ids: list[i
         batch.record(hash_, statement, before, after)
 
 
-def publish_batch(*, limit: int) -> int:
+def publishable() -> QuerySet[Statement]:
+    """Verified statements ready to publish, incidents first. A retraction waits until what it
+    retracts is published."""
+    return (
+        Statement.objects.filter(state=Statement.State.VERIFIED)
+        .exclude(kind=Statement.Kind.RETRACT, retracts__state__in=[Statement.State.RECEIVED, Statement.State.VERIFIED])
+        .order_by("-priority", "received_at", "id")
+    )
+
+
+def publish_batch(*, limit: int) -> int | None:
     """Publish up to `limit` verified statements in one transaction; returns how many were settled
-    (published or rejected)."""
+    (published or rejected), or None when another publisher holds the feed lock."""
     with transaction.atomic():
-        head = feed_lock()
-        statements = list(
-            Statement.objects.filter(state=Statement.State.VERIFIED)
-            # A retraction waits until what it retracts is published (it is picked up by a later batch).
-            .exclude(kind=Statement.Kind.RETRACT, retracts__state__in=[Statement.State.RECEIVED, Statement.State.VERIFIED])
-            .order_by("-priority", "received_at", "id")
-            .select_related("retracts")[:limit]
-        )
+        head = feed_lock(wait=False)
+        if head is None:
+            return None
+        statements = list(publishable().select_related("retracts")[:limit])
         if not statements:
             return 0
         batch = Batch(now=timezone.now())
@@ -169,9 +179,13 @@ def publish_batch(*, limit: int) -> int:
             Corroboration.objects.filter(statement_id__in=retracted_now, retracted_at__isnull=True).update(
                 retracted_at=batch.now)
             Statement.objects.filter(id__in=retracted_now).update(retracted_at=batch.now)
-        Hash.objects.bulk_update(batch.changed_hashes.values(), ["state", "updated_at"])
-        Statement.objects.bulk_update(batch.published, ["state", "published_at"])
-        Statement.objects.bulk_update(batch.rejected, ["state", "rejection_code", "rejection_message"])
+        for state in Hash.State.values:
+            ids = [h.pk for h in batch.changed_hashes.values() if h.state == state]
+            if ids:
+                Hash.objects.filter(pk__in=ids).update(state=state, updated_at=batch.now)
+        Statement.objects.filter(id__in=[s.id for s in batch.published]).update(
+            state=Statement.State.PUBLISHED, published_at=batch.now)
+        update_rows(Statement, batch.rejected, ["state", "rejection_code", "rejection_message"])
         events_append(head, batch.events)
     return len(batch.published) + len(batch.rejected)
 
@@ -182,11 +196,24 @@ def reject(batch: Batch, statement: Statement, code: str, message: str) -> None:
     batch.rejected.append(statement)
 
 
-def publish_verified(*, batch_size: int, max_batches: int = 50) -> int:
+@dataclass(frozen=True)
+class PublishRun:
+    settled: int
+    finished: bool  # False: it stopped at max_batches with work left, and the caller should go on
+
+
+def publish_verified(*, batch_size: int, max_batches: int = 50) -> PublishRun:
+    """Publish until nothing is left, unless another publisher is at it.
+
+    Never waits for the lock: the publisher holding it takes whatever others verified meanwhile.
+    That publisher looks again after releasing the lock, so work committed by someone who found
+    the lock taken is never left behind."""
     total = 0
     for _ in range(max_batches):
         settled = publish_batch(limit=batch_size)
+        if settled is None:
+            return PublishRun(total, finished=True)
         total += settled
-        if settled == 0:
-            break
-    return total
+        if settled == 0 and not publishable().exists():
+            return PublishRun(total, finished=True)
+    return PublishRun(total, finished=False)

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from consortium.db import update_rows
 from consortium_client import jws
 from consortium_client.keys import load_public_jwk
 from members.models import SigningKey
@@ -214,7 +215,7 @@ def statements_verify(*, ids: Iterable[str]) -> list[Statement]:
                 setattr(statement, name, value)
             label_links += [Statement.labels.through(statement_id=statement.id, label_id=l.id) for l in verified.labels]
             passed.append(statement)
-        Statement.objects.bulk_update(statements, [
+        update_rows(Statement, statements, [
             "state", "rejection_code", "rejection_message", "verified_at", "key", "issued_at", "content_type",
             "signals", "note", "incident", "share_group", "retracts", "retract_reason",
         ])

@@ -12,12 +12,15 @@ C++ brute-force tool compares with a strict < instead.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from hashes.signals.index import PdqIndex
 from hashes.signals.pdq import hexes_to_rows
+
+if TYPE_CHECKING:
+    # Only a type here: comparing videos should not pay for importing numba.
+    from hashes.signals.index import PdqIndex
 
 DEFAULT_DISTANCE = 31
 DEFAULT_QUALITY = 50

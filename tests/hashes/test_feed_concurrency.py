@@ -47,9 +47,11 @@ def publisher(actor, start: int, errors: list[BaseException]) -> None:
             statements = [actor.statement([md5(n)]) for n in range(base, base + PER_ROUND)]
             accepted = statements_submit(member=actor.member, statements=statements).accepted
             verification.statements_verify(ids=[a["id"] for a in accepted])
-            with transaction.atomic():
-                publishing.publish_batch(limit=PER_ROUND)
-                time.sleep(random.uniform(0, 0.02))  # commit late, holding whatever was appended
+            settled = None
+            while settled is None:  # another publisher holds the feed lock: try again
+                with transaction.atomic():
+                    settled = publishing.publish_batch(limit=PER_ROUND)
+                    time.sleep(random.uniform(0, 0.02))  # commit late, holding whatever was appended
     except BaseException as exc:  # reported by the test thread
         errors.append(exc)
     finally:
