@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "audit",
     "members",
     "hashes",
+    "distribution",
 ]
 
 MIDDLEWARE = [
@@ -198,6 +199,8 @@ CONSORTIUM_SIGNING_KEY_FILE = Path(env("CONSORTIUM_SIGNING_KEY_FILE", str(VAR_DI
 # Embedded mode creates its server key on first start; production must provide one.
 CONSORTIUM_SIGNING_KEY_CREATE = env_bool("CONSORTIUM_SIGNING_KEY_CREATE", EMBEDDED)
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", EMBEDDED)
+
+# --- Distribution (webhooks) ---------------------------------------------------------------------
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DistributionConfig(AppConfig):
+    name = "distribution"
+    verbose_name = "Distribution (webhook subscriptions)"
