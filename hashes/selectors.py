@@ -31,19 +31,21 @@ class StatementFacts:
 
 
 def statement_facts(ids: Iterable[str]) -> dict[str, StatementFacts]:
-    rows = (
-        Statement.objects.filter(id__in=set(ids))
-        .select_related("member")
-        .prefetch_related("labels")
-        .only("id", "member__slug", "member__kind", "share_group_id", "raw")
-    )
-    return {
-        str(s.id): StatementFacts(
-            id=str(s.id), member_id=s.member_id, member_slug=s.member.slug, member_kind=s.member.kind,
-            share_group_id=s.share_group_id, raw=s.raw, labels=tuple(sorted(l.slug for l in s.labels.all())),
-        )
-        for s in rows
-    }
+    # Plain tuples, not model instances: a feed page reads thousands of statements.
+    ids = set(ids)
+    labels: dict[str, list[str]] = {}
+    for statement_id, slug in Statement.labels.through.objects.filter(statement_id__in=ids).values_list(
+        "statement_id", "label__slug"
+    ):
+        labels.setdefault(str(statement_id), []).append(slug)
+    rows = Statement.objects.filter(id__in=ids).values_list(
+        "id", "member_id", "member__slug", "member__kind", "share_group_id", "raw")
+    facts = {}
+    for statement_id, member_id, slug, kind, share_group_id, raw in rows:
+        key = str(statement_id)
+        facts[key] = StatementFacts(id=key, member_id=member_id, member_slug=slug, member_kind=kind,
+                                    share_group_id=share_group_id, raw=raw, labels=tuple(sorted(labels.get(key, ()))))
+    return facts
 
 
 def visible_facts(viewer: Viewer, ids: Iterable[str], facts: dict[str, StatementFacts]) -> list[StatementFacts]:

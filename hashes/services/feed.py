@@ -8,7 +8,12 @@ batched, so the lock is taken a few times a second, not once per statement."""
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from django.db import transaction
+
+from consortium.db import insert_rows
 
 from ..models import Event, FeedHead
 
@@ -23,10 +28,10 @@ def feed_lock(*, wait: bool = True) -> FeedHead | None:
     return FeedHead.objects.select_for_update(skip_locked=not wait).filter(pk=FEED_HEAD_ID).first()
 
 
-def events_append(head: FeedHead, events: list[Event]) -> list[Event]:
+def events_append(head: FeedHead, events: list[dict[str, Any]]) -> None:
+    """Append events (dicts of Event fields without seq and event_id) in the order given."""
     for event in events:
         head.last_seq += 1
-        event.seq = head.last_seq
-    Event.objects.bulk_create(events)
+        event["seq"], event["event_id"] = head.last_seq, uuid.uuid4()
+    insert_rows(Event, events)
     FeedHead.objects.filter(pk=head.pk).update(last_seq=head.last_seq)
-    return events

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 
 from django.utils import timezone
 
-from consortium.db import update_rows
+from consortium.db import insert_rows, update_rows
 
 from ..models import Cluster, Corroboration, Event, Hash, Statement
 from ..signals.parse import vpdq_digest
@@ -33,8 +33,8 @@ class Batch:
     now: Any
     hashes: dict[SignalKey, Hash] = field(default_factory=dict)
     live: dict[int, list[str]] = field(default_factory=dict)
-    corroborations: list[Corroboration] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+    corroborations: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     changed_hashes: dict[int, Hash] = field(default_factory=dict)
     published: list[Statement] = field(default_factory=list)
     rejected: list[Statement] = field(default_factory=list)
@@ -46,10 +46,10 @@ class Batch:
             kind = Event.Type.RETRACTED
         else:
             kind = Event.Type.UPDATED
-        self.events.append(Event(
-            type=kind, occurred_at=self.now, hash=hash_, cause=cause, statements_before=before,
-            statements_after=after, hash_state=hash_.state, cluster_id_at=hash_.cluster_id,
-        ))
+        self.events.append({
+            "type": kind, "occurred_at": self.now, "hash": hash_.pk, "cause": cause.pk, "statements_before": before,
+            "statements_after": after, "hash_state": hash_.state, "cluster_id_at": hash_.cluster_id,
+        })
 
 
 def load_hashes(batch: Batch, keys: set[SignalKey], extra_hash_ids: set[int]) -> None:
@@ -101,8 +101,10 @@ def apply_hash_statement(batch: Batch, statement: Statement) -> None:
             continue  # the same signal twice in one statement corroborates once
         after = before + [sid]
         batch.live[hash_.pk] = after
-        batch.corroborations.append(Corroboration(
-            hash=hash_, statement=statement, member_id=statement.member_id, created_at=batch.now))
+        batch.corroborations.append({
+            "hash": hash_.pk, "statement": statement.pk, "member": statement.member_id, "distance": 0,
+            "created_at": batch.now, "retracted_at": None,
+        })
         if hash_.state == Hash.State.RETRACTED:
             hash_.state = Hash.State.ACTIVE
         hash_.updated_at = batch.now
@@ -143,7 +145,11 @@ def publish_batch(*, limit: int) -> int | None:
         head = feed_lock(wait=False)
         if head is None:
             return None
-        statements = list(publishable().select_related("retracts")[:limit])
+        statements = list(
+            publishable().select_related("retracts")
+            .only("id", "kind", "member_id", "signals", "content_type", "priority", "received_at",
+                  "retracts__id", "retracts__state", "retracts__retracted_at")[:limit]
+        )
         if not statements:
             return 0
         batch = Batch(now=timezone.now())
@@ -174,7 +180,7 @@ def publish_batch(*, limit: int) -> int | None:
             statement.state, statement.published_at = Statement.State.PUBLISHED, batch.now
             batch.published.append(statement)
 
-        Corroboration.objects.bulk_create(batch.corroborations)
+        insert_rows(Corroboration, batch.corroborations)
         if retracted_now:
             Corroboration.objects.filter(statement_id__in=retracted_now, retracted_at__isnull=True).update(
                 retracted_at=batch.now)

@@ -104,17 +104,18 @@ def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
         # read below tells each caller which row won.
         Statement.objects.bulk_create(new_rows.values(), ignore_conflicts=True)
         stored = {
-            s.jti: s
-            for s in Statement.objects.filter(member=member, jti__in=list(new_rows)).only("id", "jti", "digest", "state", "priority")
+            jti: (statement_id, digest, state)
+            for statement_id, jti, digest, state in Statement.objects.filter(member=member, jti__in=list(new_rows))
+            .values_list("id", "jti", "digest", "state")
         }
-        created = [s for jti, s in stored.items() if s.id == new_rows[jti].id]
+        created = [new_rows[jti] for jti, (statement_id, _, _) in stored.items() if statement_id == new_rows[jti].id]
         for envelope in envelopes:
-            row = stored[envelope.jti]
-            if row.digest != envelope.digest:
+            statement_id, digest, state = stored[envelope.jti]
+            if digest != envelope.digest:
                 result.rejected.append(rejection(
                     envelope.index, "jti_conflict", "This jti was used before for a different statement."))
             else:
-                result.accepted.append({"index": envelope.index, "id": str(row.id), "jti": row.jti, "state": row.state})
+                result.accepted.append({"index": envelope.index, "id": str(statement_id), "jti": envelope.jti, "state": state})
         if created:
             audit_record(
                 actor=member, action="statements.submit", object_type="hashes.statement",
