@@ -1,8 +1,11 @@
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 
-from consortium.admin_tools import ReadOnlyAdmin
+from consortium.admin_tools import AuditedAdmin, ReadOnlyAdmin
 
 from .models import AuditEvent
+from .services import audit_record
 
 
 @admin.register(AuditEvent)
@@ -12,3 +15,23 @@ class AuditEventAdmin(ReadOnlyAdmin):
     search_fields = ["actor_label", "object_id", "object_repr"]
     date_hierarchy = "at"
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+
+# Who may administer the consortium is itself a state change worth an audit record.
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedAdmin, UserAdmin):
+    def user_change_password(self, request, id, form_url=""):
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            user = User.objects.get(pk=id)
+            audit_record(actor=request.user, action="user.password_change", obj=user)  # never the password
+        return response
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(AuditedAdmin, GroupAdmin):
+    pass

@@ -187,6 +187,7 @@ IAT_MAX_FUTURE_SECONDS = env_int("IAT_MAX_FUTURE_SECONDS", 300)
 PDQ_MIN_QUALITY = env_int("PDQ_MIN_QUALITY", 50)
 FEED_DEFAULT_LIMIT = env_int("FEED_DEFAULT_LIMIT", 100)
 FEED_MAX_LIMIT = env_int("FEED_MAX_LIMIT", 1000)
+FEED_MAX_BYTES = env_int("FEED_MAX_BYTES", 8 * 1024 * 1024)
 
 # --- Pipeline -------------------------------------------------------------------------------------
 VERIFY_CHUNK_SIZE = env_int("VERIFY_CHUNK_SIZE", 250)
@@ -201,6 +202,50 @@ CONSORTIUM_SIGNING_KEY_CREATE = env_bool("CONSORTIUM_SIGNING_KEY_CREATE", EMBEDD
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", EMBEDDED)
 
 # --- Distribution (webhooks) ---------------------------------------------------------------------
+# Outbound requests: https is required in production; internal addresses are governed by
+# WEBHOOK_ALLOW_PRIVATE_TARGETS above. Both are checked when a URL is set and again at every send.
+WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", not EMBEDDED)
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = float(env("WEBHOOK_CONNECT_TIMEOUT_SECONDS", "5"))
+WEBHOOK_TIMEOUT_SECONDS = float(env("WEBHOOK_TIMEOUT_SECONDS", "15"))
+# How long a worker holds a delivery it took; after that a killed worker's delivery is due again.
+WEBHOOK_CLAIM_SECONDS = float(env("WEBHOOK_CLAIM_SECONDS", str(WEBHOOK_TIMEOUT_SECONDS + 15)))
+WEBHOOK_MAX_RESPONSE_BYTES = env_int("WEBHOOK_MAX_RESPONSE_BYTES", 16 * 1024)
+WEBHOOK_BATCH_SIZE = env_int("WEBHOOK_BATCH_SIZE", 100)
+# Seconds to wait before each attempt of a batch: the Standard Webhooks schedule (immediately, 5 s,
+# 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h); after the last one fails the subscription is disabled.
+WEBHOOK_RETRY_SCHEDULE = [
+    int(step) for step in env_list("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,50400,72000,86400")
+]
+WEBHOOK_RETRY_JITTER = float(env("WEBHOOK_RETRY_JITTER", "0.1"))
+WEBHOOK_RETRY_AFTER_MAX_SECONDS = env_int("WEBHOOK_RETRY_AFTER_MAX_SECONDS", 86400)
+WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("WEBHOOK_SECRET_OVERLAP_SECONDS", 86400)
+# Fernet keys that encrypt subscription secrets at rest, newest first (older ones still decrypt).
+# Empty: one key derived from SECRET_KEY.
+WEBHOOK_SECRET_KEYS = [
+    key.strip()
+    for key in (
+        env("WEBHOOK_SECRET_KEYS")
+        or (Path(env("WEBHOOK_SECRET_KEYS_FILE")).read_text() if env("WEBHOOK_SECRET_KEYS_FILE") else "")
+    ).replace("\n", ",").split(",")
+    if key.strip()
+]
+# Server key rotation: the previous key keeps signing (v1a) beside the current one until this time.
+CONSORTIUM_SIGNING_KEY_PREVIOUS_FILE = env("CONSORTIUM_SIGNING_KEY_PREVIOUS_FILE")
+CONSORTIUM_SIGNING_KEY_PREVIOUS_UNTIL = env("CONSORTIUM_SIGNING_KEY_PREVIOUS_UNTIL")
+WEBHOOK_MAX_SUBSCRIPTIONS = env_int("WEBHOOK_MAX_SUBSCRIPTIONS", 10)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = float(env("WEBHOOK_SWEEP_INTERVAL_SECONDS", "2"))
+WEBHOOK_WAKE_STALE_SECONDS = env_int("WEBHOOK_WAKE_STALE_SECONDS", 30)
+WEBHOOK_PUMP_SECONDS = float(env("WEBHOOK_PUMP_SECONDS", "2"))
+WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 14)
+DISTRIBUTION_CELERY_ROUTES = {
+    "distribution.tasks.dispatch": {"queue": "deliver_priority"},
+    "distribution.tasks.send_delivery": {"queue": "deliver_priority"},
+    "distribution.tasks.sweep": {"queue": "deliver_priority"},
+    "distribution.tasks.pump": {"queue": "deliver"},
+}
+DISTRIBUTION_BEAT_SCHEDULE = {
+    "sweep-distribution": {"task": "distribution.tasks.sweep", "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS},
+}
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
@@ -231,10 +276,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 0) or None  # None: one process per core
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    "hashes.tasks.sweep_pipeline": {"queue": "sweep"},
     "hashes.tasks.verify_statements": {"queue": "verify"},
     "hashes.tasks.publish_verified": {"queue": "publish"},
 }
 CELERY_BEAT_SCHEDULE = {
-    "sweep-pipeline": {"task": "hashes.tasks.sweep_pipeline", "schedule": float(SWEEP_INTERVAL_SECONDS)},
+    # Expires: sweeps that queue up while workers are down or busy are dropped, not run back to back.
+    "sweep-pipeline": {"task": "hashes.tasks.sweep_pipeline", "schedule": float(SWEEP_INTERVAL_SECONDS),
+                       "options": {"expires": float(SWEEP_INTERVAL_SECONDS)}},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# distribution routes
+CELERY_TASK_ROUTES.update(DISTRIBUTION_CELERY_ROUTES)
+CELERY_BEAT_SCHEDULE.update(DISTRIBUTION_BEAT_SCHEDULE)

@@ -2,21 +2,24 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from consortium.admin_tools import AuditedAdmin, ReadOnlyAdmin
+from consortium.admin_tools import ReadOnlyAdmin, SlugFixedAdmin
 
 from .models import Corroboration, Event, Hash, Incident, Label, Statement
 from .services.taxonomy import incident_close
 
 
 @admin.register(Label)
-class LabelAdmin(AuditedAdmin):
+class LabelAdmin(SlugFixedAdmin):
     list_display = ["slug", "name", "is_active"]
     list_filter = ["is_active"]
     search_fields = ["slug", "name"]
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # published statements carry their labels for good; deactivate a label instead
+
 
 @admin.register(Incident)
-class IncidentAdmin(AuditedAdmin):
+class IncidentAdmin(SlugFixedAdmin):
     list_display = ["slug", "name", "state", "declared_at", "closed_at"]
     list_filter = ["state"]
     search_fields = ["slug", "name"]

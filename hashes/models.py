@@ -76,6 +76,7 @@ class Statement(models.Model):
     rejection_message = models.CharField(max_length=500, blank=True)
     priority = models.BooleanField(default=False, help_text="Names an active incident: processed first.")
     received_at = models.DateTimeField(default=timezone.now)
+    queued_at = models.DateTimeField(default=timezone.now, help_text="When it was last queued for verification.")
     verified_at = models.DateTimeField(null=True, blank=True)
     published_at = models.DateTimeField(null=True, blank=True)
 
@@ -100,6 +101,7 @@ class Statement(models.Model):
         constraints = [models.UniqueConstraint(fields=["member", "jti"], name="statement_jti_unique_per_member")]
         indexes = [
             models.Index(fields=["state", "-priority", "received_at"], name="statement_work_queue"),
+            models.Index(fields=["state", "queued_at"], name="statement_sweep"),
             models.Index(fields=["member", "-received_at"], name="statement_member_recent"),
         ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from consortium.api.errors import NotFound
@@ -26,37 +27,46 @@ class StatementFacts:
     member_slug: str
     member_kind: str
     share_group_id: int | None
+    content_type: str
     raw: str
     labels: tuple[str, ...]
 
 
-def statement_facts(ids: Iterable[str]) -> dict[str, StatementFacts]:
-    # Plain tuples, not model instances: a feed page reads thousands of statements.
-    ids = set(ids)
+def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFacts]:
+    """The statements among `ids` that the viewer may see (the others are not even read).
+
+    Plain tuples, not model instances: a feed page reads thousands of statements."""
+    visible = Statement.objects.filter(viewer.statement_q(), id__in=set(ids))
     labels: dict[str, list[str]] = {}
-    for statement_id, slug in Statement.labels.through.objects.filter(statement_id__in=ids).values_list(
+    for statement_id, slug in Statement.labels.through.objects.filter(statement__in=visible).values_list(
         "statement_id", "label__slug"
     ):
         labels.setdefault(str(statement_id), []).append(slug)
-    rows = Statement.objects.filter(id__in=ids).values_list(
-        "id", "member_id", "member__slug", "member__kind", "share_group_id", "raw")
+    rows = visible.values_list("id", "member_id", "member__slug", "member__kind", "share_group_id", "content_type", "raw")
     facts = {}
-    for statement_id, member_id, slug, kind, share_group_id, raw in rows:
+    for statement_id, member_id, slug, kind, share_group_id, content_type, raw in rows:
         key = str(statement_id)
-        facts[key] = StatementFacts(id=key, member_id=member_id, member_slug=slug, member_kind=kind,
-                                    share_group_id=share_group_id, raw=raw, labels=tuple(sorted(labels.get(key, ()))))
+        facts[key] = StatementFacts(
+            id=key, member_id=member_id, member_slug=slug, member_kind=kind, share_group_id=share_group_id,
+            content_type=content_type, raw=raw, labels=tuple(sorted(labels.get(key, ()))),
+        )
     return facts
 
 
 def visible_facts(viewer: Viewer, ids: Iterable[str], facts: dict[str, StatementFacts]) -> list[StatementFacts]:
+    """`facts` holds only visible statements (see statement_facts); the check here is the second lock."""
     return [
         facts[i] for i in ids
         if i in facts and viewer.sees(share_group_id=facts[i].share_group_id, member_id=facts[i].member_id)
     ]
 
 
-def hash_view(hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str) -> dict[str, Any]:
-    """A hash as one member sees it: only what its visible live statements say."""
+def hash_view(
+    hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str, seen: list[StatementFacts]
+) -> dict[str, Any]:
+    """A hash as one member sees it: only what its visible statements say. `live` are the visible
+    statements that assert it now; `seen` every visible statement that ever did (for a retracted
+    hash, what it was). Nothing comes from the hash row that a hidden statement could have set."""
     submitters: dict[str, str] = {}
     for fact in live:
         submitters.setdefault(fact.member_slug, fact.member_kind)
@@ -65,10 +75,8 @@ def hash_view(hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state
         body["frames"] = hash_.frames
     else:
         body["value"] = hash_.value
-    if hash_.quality is not None:
-        body["quality"] = hash_.quality
     body.update({
-        "content_type": hash_.content_type,
+        "content_type": (live or seen)[0].content_type if (live or seen) else "",
         "cluster": cluster_id,
         "state": state,
         "labels": sorted({label for fact in live for label in fact.labels}),
@@ -99,7 +107,7 @@ def render_event(event: Event, viewer: Viewer, facts: dict[str, StatementFacts])
         "id": str(event.event_id),
         "type": kind,
         "occurred_at": event.occurred_at.isoformat(),
-        "hash": hash_view(event.hash, after, cluster_id=event.cluster_id_at,
+        "hash": hash_view(event.hash, after, cluster_id=event.cluster_id_at, seen=before,
                           state=Hash.State.RETRACTED if not after else Hash.State.ACTIVE),
     }
     cause = facts.get(str(event.cause_id)) if event.cause_id else None
@@ -108,26 +116,35 @@ def render_event(event: Event, viewer: Viewer, facts: dict[str, StatementFacts])
     return body
 
 
-def feed_page(*, viewer: Viewer, after: int, limit: int) -> dict[str, Any]:
-    """Events after `after` that the viewer may see, in seq order.
+def feed_page(*, viewer: Viewer, after: int, limit: int, max_bytes: int | None = None) -> dict[str, Any]:
+    """Events after `after` that the viewer may see, in seq order, at most `limit` of them and (past
+    the first) about `max_bytes` of signed statements, so a page of large vPDQ statements stays sane.
 
     `next_after` is the last seq scanned, not the last returned, so a reader that keeps asking after
     `next_after` skips invisible events without ever skipping a visible one."""
+    max_bytes = settings.FEED_MAX_BYTES if max_bytes is None else max_bytes
     events: list[dict[str, Any]] = []
-    cursor, scanned, budget = after, 0, limit * FEED_SCAN_FACTOR
-    while len(events) < limit and scanned < budget:
+    cursor, scanned, budget, size = after, 0, limit * FEED_SCAN_FACTOR, 0
+    full = False
+    while not full and scanned < budget:
         chunk = list(Event.objects.filter(seq__gt=cursor).select_related("hash").order_by("seq")[:limit])
         if not chunk:
             break
         ids = {i for e in chunk for i in (*e.statements_before, *e.statements_after)}
-        facts = statement_facts(ids | {str(e.cause_id) for e in chunk if e.cause_id})
+        facts = statement_facts(ids | {str(e.cause_id) for e in chunk if e.cause_id}, viewer)
         for event in chunk:
-            cursor, scanned = event.seq, scanned + 1
             rendered = render_event(event, viewer, facts)
             if rendered is not None:
-                events.append(rendered)
-                if len(events) == limit:
+                weight = sum(len(s) for s in rendered["hash"]["statements"])
+                if events and size + weight > max_bytes:
+                    full = True  # this event opens the next page
                     break
+                events.append(rendered)
+                size += weight
+            cursor, scanned = event.seq, scanned + 1
+            if len(events) == limit or scanned == budget:
+                full = len(events) == limit
+                break
     has_more = Event.objects.filter(seq__gt=cursor).exists()
     return {"events": events, "next_after": cursor, "has_more": has_more}
 
@@ -138,19 +155,19 @@ def hash_detail(*, viewer: Viewer, hash_id: int) -> dict[str, Any]:
         raise NotFound("No hash with this id is visible to you.")
     rows = list(Corroboration.objects.filter(hash=hash_).order_by("id").values_list(
         "statement_id", "retracted_at", "distance", "created_at"))
-    facts = statement_facts(str(r[0]) for r in rows)
-    live_ids = [str(r[0]) for r in rows if r[1] is None]
-    live = visible_facts(viewer, live_ids, facts)
-    body = hash_view(hash_, live, cluster_id=hash_.cluster_id,
+    facts = statement_facts((str(r[0]) for r in rows), viewer)
+    rows = [r for r in rows if str(r[0]) in facts]  # only what the viewer may see, from here on
+    live = visible_facts(viewer, [str(r[0]) for r in rows if r[1] is None], facts)
+    seen = visible_facts(viewer, [str(r[0]) for r in rows], facts)
+    body = hash_view(hash_, live, cluster_id=hash_.cluster_id, seen=seen,
                      state=Hash.State.ACTIVE if live else Hash.State.RETRACTED)
-    body["created_at"] = hash_.created_at.isoformat()
-    body["updated_at"] = hash_.updated_at.isoformat()
+    changes = [r[3] for r in rows] + [r[1] for r in rows if r[1] is not None]
+    body["created_at"] = min(r[3] for r in rows).isoformat()
+    body["updated_at"] = max(changes).isoformat()
     body["corroborations"] = [
         {"statement_id": str(sid), "member": facts[str(sid)].member_slug, "distance": distance,
          "created_at": created.isoformat(), "retracted_at": retracted.isoformat() if retracted else None}
         for sid, retracted, distance, created in rows
-        if str(sid) in facts and viewer.sees(share_group_id=facts[str(sid)].share_group_id,
-                                             member_id=facts[str(sid)].member_id)
     ]
     return body
 

@@ -13,6 +13,7 @@ from .services import pipeline, publishing, verification
 def verify_statements(ids: list[str]) -> None:
     # Publishing right here, rather than in a task of its own, keeps a verified statement from
     # queueing behind unverified ones; if another worker is publishing, it takes these too.
+    # Publish after rejections too: a rejected target releases the retraction waiting for it.
     if verification.statements_verify(ids=ids):
         publish()
 
@@ -28,6 +29,7 @@ def publish() -> None:
         publish_verified.apply_async(queue="publish")
 
 
+# Runs on its own queue, taken first, so that recovery still happens under a backlog.
 @shared_task(ignore_result=True)
 def sweep_pipeline() -> None:
     pipeline.sweep(stale_after_seconds=settings.SWEEP_STALE_AFTER_SECONDS)

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from consortium.admin_tools import AuditedAdmin
+from consortium.admin_tools import SlugFixedAdmin
 from consortium.api.errors import DomainError
 
 from .models import ApiToken, Member, SharingGroup, SigningKey
@@ -29,12 +29,17 @@ class RegisterKeyForm(forms.Form):
 
 
 @admin.register(Member)
-class MemberAdmin(AuditedAdmin):
+class MemberAdmin(SlugFixedAdmin):
     list_display = ["slug", "name", "kind", "status", "created_at"]
     list_filter = ["kind", "status"]
     search_fields = ["slug", "name"]
     actions = ["suspend", "reactivate"]
     readonly_fields = ["created_at"]
+    # Status changes go through the audited suspend/reactivate actions.
+    fixed_after_creation = ("slug", "kind", "status")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # suspend instead: statements, keys and tokens keep their member for the record
     change_form_template = "admin/members/member_change_form.html"
 
     def get_urls(self):
@@ -150,7 +155,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(SharingGroup)
-class SharingGroupAdmin(AuditedAdmin):
+class SharingGroupAdmin(SlugFixedAdmin):
     list_display = ["slug", "name", "created_at"]
     search_fields = ["slug", "name"]
     filter_horizontal = ["members"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -102,11 +103,15 @@ def token_revoke(*, token: ApiToken, actor: Any = None) -> ApiToken:
     return token
 
 
+TOKEN_FORMAT = re.compile(rf"{TOKEN_PREFIX}_([0-9a-f]{{12}})_[A-Za-z0-9_-]{{43}}")
+
+
 def token_find(plaintext: str) -> ApiToken | None:
     """The token for this credential, whatever its state, or None if it is not one of ours."""
-    parts = plaintext.split("_", 2)
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+    match = TOKEN_FORMAT.fullmatch(plaintext)
+    if match is None:
         return None
+    parts = (TOKEN_PREFIX, match.group(1))
     token = ApiToken.objects.select_related("member").filter(prefix=parts[1]).first()
     if token is None or not hmac.compare_digest(token.digest, token_digest(plaintext)):
         return None

@@ -39,11 +39,66 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def b64url_decode(text: str) -> bytes:
-    """Strict base64url without padding, as RFC 7515 requires. (The standard library's decoder
-    silently skips characters outside the alphabet, which would let two texts mean one value.)"""
+    """Strict base64url without padding, as RFC 7515 requires, in its one canonical spelling.
+
+    The standard library's decoder skips characters outside the alphabet and ignores the unused
+    bits of the last character, so several texts would decode to one value; a statement must have
+    exactly one spelling for resubmission by jti to work."""
     if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise binascii.Error("not unpadded base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url_encode(data) != text:
+        raise binascii.Error("not canonical base64url")
+    return data
+
+
+class StrictJSONError(ValueError):
+    pass
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise StrictJSONError(f"duplicate key {key[:40]!r}")
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise StrictJSONError(f"{name} is not JSON")
+
+
+def _check_text(value: Any) -> None:
+    """Refuse what no UTF-8 text column can store: NUL and unpaired surrogates (JSON can spell both
+    as escapes)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise StrictJSONError("NUL in a string")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise StrictJSONError("unpaired surrogate in a string") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def loads_strict(raw: bytes | str) -> Any:
+    """JSON as RFC 8259 means it, for signed data: duplicate keys, NaN and Infinity, NUL and unpaired
+    surrogates are refused (parsers disagree on them, so a verifier in another language could read
+    another statement than this server did). Raises StrictJSONError (a ValueError)."""
+    try:
+        value = json.loads(raw, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except RecursionError:
+        raise StrictJSONError("nested too deeply") from None
+    _check_text(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -75,10 +130,10 @@ def _decode_json_object(segment: str, what: str) -> tuple[dict[str, Any], bytes]
     except (binascii.Error, ValueError):
         raise JWSError("jws_bad_base64", f"The {what} is not valid base64url.") from None
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        value = loads_strict(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
         code = "jws_bad_header" if what == "header" else "payload_malformed"
-        raise JWSError(code, f"The {what} is not UTF-8 JSON.") from None
+        raise JWSError(code, f"The {what} is not strict UTF-8 JSON ({str(exc)[:80]}).") from None
     if not isinstance(value, dict):
         code = "jws_bad_header" if what == "header" else "payload_malformed"
         raise JWSError(code, f"The {what} is not a JSON object.")

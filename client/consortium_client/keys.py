@@ -20,6 +20,26 @@ class JWKError(ValueError):
         self.message = message
 
 
+# Encodings (sign bit cleared) of the points of small order, as in libsodium's blocklist. A public
+# key among them lets anyone forge signatures that verify (e.g. R = identity, S = 0), so the member
+# could deny what "it" signed.
+SMALL_ORDER_POINTS = frozenset(bytes.fromhex(h) for h in (
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+))
+FIELD_PRIME = 2**255 - 19
+
+
+def is_weak_public_key(raw: bytes) -> bool:
+    """Small-order points, and non-canonical encodings (y not reduced modulo p)."""
+    y = bytearray(raw)
+    y[31] &= 0x7F
+    return bytes(y) in SMALL_ORDER_POINTS or int.from_bytes(y, "little") >= FIELD_PRIME
+
+
 def generate_private_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
@@ -53,6 +73,8 @@ def load_public_jwk(jwk: Any) -> Ed25519PublicKey:
         raw = b""
     if len(raw) != 32:
         raise JWKError("jwk_invalid", "x must be the 32-byte public key in base64url.")
+    if is_weak_public_key(raw):
+        raise JWKError("jwk_invalid", "x is a small-order or non-canonical point, which cannot be a real key.")
     return Ed25519PublicKey.from_public_bytes(raw)
 
 

@@ -25,8 +25,11 @@ def jsonable(values: dict[str, Any]) -> dict[str, Any]:
 class AuditedAdmin(admin.ModelAdmin):
     """Records who changed which fields from what to what, for adds, edits and deletions."""
 
+    # Never copied into an audit record, whatever form they appear in.
+    secret_fields = frozenset({"password", "password1", "password2"})
+
     def save_model(self, request, obj, form, change):
-        fields = list(form.changed_data) if change else [f for f in form.fields]
+        fields = [f for f in (form.changed_data if change else form.fields) if f not in self.secret_fields]
         before = jsonable({f: form.initial.get(f) for f in fields}) if change else None
         super().save_model(request, obj, form, change)
         # Kept on the request, not on this ModelAdmin, which every thread of the server shares.
@@ -48,6 +51,18 @@ class AuditedAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for obj in queryset:
             self.delete_model(request, obj)
+
+
+class SlugFixedAdmin(AuditedAdmin):
+    """Slugs are names that signed statements use (`iss`, `labels`, `incident`, `share`): renaming
+    one would reject statements in flight and make published ones disagree with their signature.
+    They are set once, at creation, and so are the fields listed in `fixed_after_creation`."""
+
+    fixed_after_creation: tuple[str, ...] = ("slug",)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields + [f for f in self.fixed_after_creation if f not in fields] if obj else fields
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -59,4 +59,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = getattr(exc, "error_code", None) or DRF_CODES.get(raw_code, raw_code)
         message, details = str(detail), None
     headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
-    return error_response(code, message, details, status_code=response.status_code, headers=headers)
+    # DESIGN.md: a malformed request (and a body that is not JSON is one) answers 400 or 413.
+    status_code = 400 if isinstance(exc, exceptions.UnsupportedMediaType) else response.status_code
+    return error_response(code, message, details, status_code=status_code, headers=headers)

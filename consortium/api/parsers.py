@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
+
+from consortium_client.jws import loads_strict
 
 
 class RequestTooLarge(APIException):
@@ -30,6 +31,6 @@ class BoundedJSONParser(JSONParser):
         if len(body) > limit:
             raise RequestTooLarge(f"The request body is over {limit} bytes.")
         try:
-            return json.loads(body.decode("utf-8"))
+            return loads_strict(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
-            raise ParseError(f"The body is not valid UTF-8 JSON: {exc}") from None
+            raise ParseError(f"The body is not valid UTF-8 JSON: {str(exc)[:200]}") from None

@@ -17,13 +17,17 @@ logger = logging.getLogger(__name__)
 def sweep(*, stale_after_seconds: int) -> dict[str, int]:
     from ..tasks import publish_verified
 
-    cutoff = timezone.now() - timedelta(seconds=stale_after_seconds)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=stale_after_seconds)
+    # queued_at moves on when a statement is queued again, so one that is merely waiting in a long
+    # queue is re-queued at most once per stale window, not at every sweep.
     stale = list(
-        Statement.objects.filter(state=Statement.State.RECEIVED, received_at__lt=cutoff)
+        Statement.objects.filter(state=Statement.State.RECEIVED, queued_at__lt=cutoff)
         .order_by("-priority", "received_at").only("id", "priority")[:20000]
     )
     if stale:
-        logger.warning("Sweep: re-queueing verification of %d statements received before %s.", len(stale), cutoff)
+        logger.warning("Sweep: re-queueing verification of %d statements queued before %s.", len(stale), cutoff)
+        Statement.objects.filter(id__in=[s.id for s in stale]).update(queued_at=now)
         enqueue_verification(stale)
     waiting = publishable().exists()
     if waiting:

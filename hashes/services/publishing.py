@@ -138,6 +138,14 @@ def publishable() -> QuerySet[Statement]:
     )
 
 
+def next_batch(limit: int) -> list[Statement]:
+    return list(
+        publishable().select_related("retracts")
+        .only("id", "kind", "member_id", "signals", "content_type", "priority", "received_at", "share_group_id",
+              "retracts__id", "retracts__state", "retracts__retracted_at", "retracts__share_group_id")[:limit]
+    )
+
+
 def publish_batch(*, limit: int) -> int | None:
     """Publish up to `limit` verified statements in one transaction; returns how many were settled
     (published or rejected), or None when another publisher holds the feed lock."""
@@ -145,11 +153,7 @@ def publish_batch(*, limit: int) -> int | None:
         head = feed_lock(wait=False)
         if head is None:
             return None
-        statements = list(
-            publishable().select_related("retracts")
-            .only("id", "kind", "member_id", "signals", "content_type", "priority", "received_at",
-                  "retracts__id", "retracts__state", "retracts__retracted_at")[:limit]
-        )
+        statements = next_batch(limit)
         if not statements:
             return 0
         batch = Batch(now=timezone.now())
@@ -164,6 +168,7 @@ def publish_batch(*, limit: int) -> int | None:
         create_new_hashes(batch, statements)
 
         retracted_now: set[Any] = set()
+        retractions: list[Statement] = []
         for statement in statements:
             if statement.kind == Statement.Kind.HASH:
                 apply_hash_statement(batch, statement)
@@ -177,6 +182,10 @@ def publish_batch(*, limit: int) -> int | None:
                     continue
                 apply_retraction(batch, statement, target_hashes.get(target.id, []))
                 retracted_now.add(target.id)
+                # The retraction travels with what it retracts: whoever could see the statement sees
+                # it go, and nobody else. Set here, where the target is certainly verified.
+                statement.share_group_id = target.share_group_id
+                retractions.append(statement)
             statement.state, statement.published_at = Statement.State.PUBLISHED, batch.now
             batch.published.append(statement)
 
@@ -192,6 +201,7 @@ def publish_batch(*, limit: int) -> int | None:
         Statement.objects.filter(id__in=[s.id for s in batch.published]).update(
             state=Statement.State.PUBLISHED, published_at=batch.now)
         update_rows(Statement, batch.rejected, ["state", "rejection_code", "rejection_message"])
+        update_rows(Statement, retractions, ["share_group"])
         events_append(head, batch.events)
     return len(batch.published) + len(batch.rejected)
 

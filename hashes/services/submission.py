@@ -102,7 +102,9 @@ def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
                 )
         # Concurrent submissions of one jti race here; the unique constraint settles it, and the
         # read below tells each caller which row won.
-        Statement.objects.bulk_create(new_rows.values(), ignore_conflicts=True)
+        # Inserted in jti order, so that two requests carrying the same jtis lock them in one order
+        # and cannot deadlock.
+        Statement.objects.bulk_create(sorted(new_rows.values(), key=lambda s: s.jti), ignore_conflicts=True)
         stored = {
             jti: (statement_id, digest, state)
             for statement_id, jti, digest, state in Statement.objects.filter(member=member, jti__in=list(new_rows))

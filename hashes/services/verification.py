@@ -3,12 +3,13 @@ stable code. Runs in parallel workers; each statement's result is written once."
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any, Iterable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from consortium.db import update_rows
@@ -18,6 +19,8 @@ from members.models import SigningKey
 
 from ..models import Incident, Label, Statement
 from ..signals.parse import SignalError, parse_signals
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPES = ("photo", "video", "file")
 CONSORTIUM_SHARE = "consortium"
@@ -132,7 +135,10 @@ def check_hash_payload(statement: Statement, payload: dict[str, Any], ctx: Conte
         incident = ctx.incidents.get(payload["incident"]) if isinstance(payload["incident"], str) else None
         if incident is None:
             raise Rejection("incident_unknown", "No incident has this slug.")
-        if incident.state != Incident.State.ACTIVE:
+        # Judged at receipt, like keys: closing an incident does not reject what arrived while it was open.
+        if incident.state != Incident.State.ACTIVE and (
+            incident.closed_at is None or incident.closed_at <= statement.received_at
+        ):
             raise Rejection("incident_closed", "This incident is closed.")
     share = payload.get("share", CONSORTIUM_SHARE)
     share_group_id = None
@@ -164,8 +170,8 @@ def check_retract_payload(statement: Statement, payload: dict[str, Any], ctx: Co
         raise Rejection("retract_target_invalid", "Only an accepted hash statement can be retracted.")
     if target.retracted_at is not None:
         raise Rejection("already_retracted", "That statement has been retracted already.")
-    # The retraction travels with what it retracts: whoever could see the statement sees it go.
-    return {"fields": {"retracts": target, "retract_reason": reason, "share_group_id": target.share_group_id}, "labels": []}
+    # Its share is set when it is published, from its target's (which may not be verified yet).
+    return {"fields": {"retracts": target, "retract_reason": reason}, "labels": []}
 
 
 def verify_one(statement: Statement, parsed: jws.ParsedJWS, ctx: Context) -> Verified:
@@ -183,11 +189,34 @@ def verify_one(statement: Statement, parsed: jws.ParsedJWS, ctx: Context) -> Ver
     return Verified(key=key, issued_at=issued_at, fields=checked["fields"], labels=checked["labels"])
 
 
-def statements_verify(*, ids: Iterable[str]) -> list[Statement]:
-    """Verify the received statements among `ids`; returns those that passed.
+def statements_verify(*, ids: Iterable[str]) -> int:
+    """Verify the received statements among `ids`; returns how many it settled (verified or
+    rejected).
 
-    Rows are claimed with SKIP LOCKED, so two workers given the same ids (a redelivered message, the
-    sweep) never both write a result; a statement already past `received` is left alone."""
+    If writing a batch's results fails, the statements are verified one by one, so one statement
+    the database cannot take never holds up the others; a statement that fails even alone is
+    rejected as `statement_unprocessable` instead of being retried for ever."""
+    ids = list(ids)
+    try:
+        return verify_batch(ids)
+    except DatabaseError:
+        logger.exception("Verification of a batch of %d failed; verifying one at a time.", len(ids))
+    settled = 0
+    for statement_id in ids:
+        try:
+            settled += verify_batch([statement_id])
+        except DatabaseError:
+            logger.exception("Statement %s cannot be stored as verified; rejecting it.", statement_id)
+            settled += Statement.objects.filter(id=statement_id, state=Statement.State.RECEIVED).update(
+                state=Statement.State.REJECTED, rejection_code="statement_unprocessable",
+                rejection_message="The statement could not be processed.", verified_at=timezone.now(),
+            )
+    return settled
+
+
+def verify_batch(ids: list[str]) -> int:
+    """Rows are claimed with SKIP LOCKED, so two workers given the same ids (a redelivered message,
+    the sweep) never both write a result; a statement already past `received` is left alone."""
     with transaction.atomic():
         statements = list(
             Statement.objects.select_for_update(skip_locked=True, of=("self",))
@@ -195,10 +224,9 @@ def statements_verify(*, ids: Iterable[str]) -> list[Statement]:
             .select_related("member")
         )
         if not statements:
-            return []
+            return 0
         parsed = {s.id: jws.parse(s.raw) for s in statements}  # the envelope was checked on receipt
         ctx = load_context(statements, parsed)
-        passed: list[Statement] = []
         label_links = []
         now = timezone.now()
         for statement in statements:
@@ -214,10 +242,9 @@ def statements_verify(*, ids: Iterable[str]) -> list[Statement]:
             for name, value in verified.fields.items():
                 setattr(statement, name, value)
             label_links += [Statement.labels.through(statement_id=statement.id, label_id=l.id) for l in verified.labels]
-            passed.append(statement)
         update_rows(Statement, statements, [
             "state", "rejection_code", "rejection_message", "verified_at", "key", "issued_at", "content_type",
             "signals", "note", "incident", "share_group", "retracts", "retract_reason",
         ])
         Statement.labels.through.objects.bulk_create(label_links, ignore_conflicts=True)
-    return passed
+    return len(statements)

@@ -152,3 +152,56 @@ def test_statements_for_an_active_incident_are_published_first(alice, bob, pipel
 
     events = bob.feed()["events"]
     assert events[0]["hash"]["value"] == f"{99:032x}"
+
+
+def test_two_retractions_of_one_statement_in_one_batch_settle_once(alice, pipeline):
+    alice.submit(alice.statement([md5(1)], jti="a1"))
+    pipeline()
+    alice.submit(alice.retraction("a1", jti="r1"), alice.retraction("a1", jti="r2"))
+    pipeline()
+
+    codes = dict(Statement.objects.filter(kind="retract").values_list("jti", "rejection_code"))
+    assert sorted(codes.values()) == ["", "already_retracted"]
+    assert Hash.objects.get().state == "retracted"
+
+
+def test_a_retraction_published_after_its_target_takes_the_targets_sharing(alice, bob, charlie, trusted_group, pipeline):
+    alice.submit(alice.statement([md5(1)], jti="g1", share="trusted"))
+    alice.submit(alice.retraction("g1", jti="r1"))  # verified while its target was still unverified
+    pipeline()
+
+    retraction = alice.api.get(f"/api/v1/statements/{Statement.objects.get(jti='r1').id}/").json()
+    assert retraction["state"] == "published" and retraction["share"] == "trusted"
+    assert charlie.feed()["events"] == []
+    assert [e["type"] for e in bob.feed()["events"]] == ["hash.added", "hash.retracted"]
+
+
+def test_a_statement_received_while_its_incident_was_active_survives_the_close(alice, pipeline):
+    from hashes.services.taxonomy import incident_close
+
+    incident = Incident.objects.create(slug="attack", name="Attack")
+    body = alice.submit(alice.statement([md5(1)], incident="attack"))
+    incident_close(incident=incident)
+    late = alice.submit(alice.statement([md5(2)], incident="attack"))
+    pipeline()
+
+    assert Statement.objects.get(id=body["accepted"][0]["id"]).state == "published"
+    assert Statement.objects.get(id=late["accepted"][0]["id"]).rejection_code == "incident_closed"
+
+
+def test_the_sweep_requeues_a_statement_whose_message_was_lost_once_per_window(alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hashes.services.pipeline import sweep
+
+    body = alice.submit(alice.statement([md5(1)]))  # its queue message never fires in this test
+    statement = Statement.objects.get(id=body["accepted"][0]["id"])
+    assert sweep(stale_after_seconds=30)["requeued"] == 0  # not stale yet
+    Statement.objects.filter(id=statement.id).update(queued_at=timezone.now() - timedelta(seconds=31))
+
+    assert sweep(stale_after_seconds=30)["requeued"] == 1
+    statement.refresh_from_db()
+    assert statement.state == "published"  # the worker (eager here) verified and published it
+    assert sweep(stale_after_seconds=30)["requeued"] == 0

@@ -129,7 +129,7 @@ def test_a_body_that_is_not_json_is_refused(alice):
 def test_a_body_that_is_not_declared_json_is_refused(alice):
     response = alice.api.post("/api/v1/statements/", "statements=x", content_type="application/x-www-form-urlencoded")
 
-    assert response.status_code == 415
+    assert response.status_code == 400
     assert response.json()["error"]["code"] == "unsupported_media_type"
 
 

@@ -93,3 +93,23 @@ def test_a_member_that_left_a_group_stops_seeing_its_statements(alice, bob, trus
 
     assert bob.feed()["events"] == []
     assert Statement.objects.get().share_group == trusted_group
+
+
+def test_nothing_of_a_hidden_statement_shows_through_the_hash(alice, bob, charlie, homeoffice, trusted_group, pipeline):
+    alice.submit(alice.statement([md5(1)], share="trusted", content_type="video"))
+    pipeline()
+    homeoffice.submit(homeoffice.statement([md5(1)], content_type="photo"))
+    pipeline()
+    bob.submit(bob.statement([md5(1)], share="trusted", content_type="file"))  # hidden from charlie
+    pipeline()
+
+    detail = charlie.api.get(f"/api/v1/hashes/{hash_id()}/").json()
+    home = Statement.objects.get(member=homeoffice.member)
+    corroboration = Hash.objects.get().corroborations.get(statement=home)
+    assert detail["content_type"] == "photo"
+    assert detail["created_at"] == detail["updated_at"] == corroboration.created_at.isoformat()
+    assert [c["member"] for c in detail["corroborations"]] == ["homeoffice"]
+    assert "quality" not in detail
+    events = charlie.feed()["events"]
+    assert len(events) == 1 and events[0]["hash"]["content_type"] == "photo"
+    assert "cause" in events[0] and events[0]["cause"]["member"] == "homeoffice"

@@ -4,6 +4,8 @@ the JWK Set publishes exactly the keys that verify statements; the server publis
 
 from __future__ import annotations
 
+import base64
+
 import os
 import stat
 
@@ -136,15 +138,28 @@ def test_a_new_key_under_a_taken_kid_is_refused_with_kid_taken(alice, bob):
     assert_error(register(bob, jwk), 409, "kid_taken")
 
 
-def test_the_same_key_spelled_in_non_canonical_base64url_is_refused_with_key_exists(alice):
+def test_the_same_key_spelled_in_non_canonical_base64url_is_refused(alice):
     jwk = public_jwk(generate_private_key())
     register(alice, jwk)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     last = alphabet.index(jwk["x"][-1])
     respelled = jwk["x"][:-1] + alphabet[last ^ 1]  # the last character's two unused bits
-    assert b64url_decode(respelled) == b64url_decode(jwk["x"])
+    assert base64.urlsafe_b64decode(respelled + "=") == base64.urlsafe_b64decode(jwk["x"] + "=")
 
-    assert_error(register(alice, {"kty": "OKP", "crv": "Ed25519", "x": respelled}), 409, "key_exists")
+    assert_error(register(alice, {"kty": "OKP", "crv": "Ed25519", "x": respelled}), 400, "jwk_invalid")
+    assert SigningKey.objects.filter(member=alice.member).count() == 2  # the fixture's and the first
+
+
+@pytest.mark.parametrize("x_hex", [
+    "01" + "00" * 31,                  # the identity point: any message "verifies" with R=identity, S=0
+    "ec" + "ff" * 30 + "7f",           # order 2
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+    "ee" + "ff" * 30 + "7f",           # not reduced modulo p
+])
+def test_a_small_order_or_non_canonical_point_is_refused(alice, x_hex):
+    x = base64.urlsafe_b64encode(bytes.fromhex(x_hex)).rstrip(b"=").decode()
+
+    assert_error(register(alice, {"kty": "OKP", "crv": "Ed25519", "x": x}), 400, "jwk_invalid")
 
 
 # --- the members' JWK Set --------------------------------------------------------------------------
