@@ -22,6 +22,16 @@ def celery_eager():
     celery_app.conf.task_always_eager = False
 
 
+@pytest.fixture(autouse=True)
+def fresh_match_indexes():
+    """Each test has its own database, so this process's match indexes start from nothing."""
+    from hashes.matching import indexes
+
+    indexes.reset()
+    yield
+    indexes.reset()
+
+
 @pytest.fixture
 def actor_factory(db) -> Callable[..., Actor]:
     return make_actor

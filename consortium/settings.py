@@ -189,6 +189,22 @@ FEED_DEFAULT_LIMIT = env_int("FEED_DEFAULT_LIMIT", 100)
 FEED_MAX_LIMIT = env_int("FEED_MAX_LIMIT", 1000)
 FEED_MAX_BYTES = env_int("FEED_MAX_BYTES", 8 * 1024 * 1024)
 
+# --- Matching and variant families ---------------------------------------------------------------
+DEDUPE_DISTANCE = env_int("DEDUPE_DISTANCE", 8)  # a PDQ this close to a visible hash corroborates it
+MATCH_DISTANCE = env_int("MATCH_DISTANCE", 31)  # ... this close, it joins that hash's variant family
+MATCH_MAX_DISTANCE = env_int("MATCH_MAX_DISTANCE", 31)  # cap on a match query's own max_distance
+MATCH_MAX_QUERIES = env_int("MATCH_MAX_QUERIES", 1000)
+MATCH_MAX_RESULTS = env_int("MATCH_MAX_RESULTS", 1000)  # per query, nearest first
+VPDQ_FRAME_DISTANCE = env_int("VPDQ_FRAME_DISTANCE", 31)
+VPDQ_FRAME_QUALITY = env_int("VPDQ_FRAME_QUALITY", 50)
+VPDQ_CLUSTER_PERCENT = float(env("VPDQ_CLUSTER_PERCENT", "80"))  # either percentage: same family
+VPDQ_DUPLICATE_PERCENT = float(env("VPDQ_DUPLICATE_PERCENT", "95"))  # both percentages: the same video
+INDEX_REFRESH_SECONDS = float(env("INDEX_REFRESH_SECONDS", "1.0"))
+MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 256 * 1024 * 1024)
+MEDIA_MAX_VIDEO_SECONDS = env_int("MEDIA_MAX_VIDEO_SECONDS", 1800)
+MEDIA_VPDQ_SECONDS_PER_HASH = float(env("MEDIA_VPDQ_SECONDS_PER_HASH", "0"))  # 0: every frame, as vpdq does
+FILE_UPLOAD_TEMP_DIR = None  # uploads past 2.5 MB go to the system's temporary folder and are deleted after the request
+
 # --- Pipeline -------------------------------------------------------------------------------------
 VERIFY_CHUNK_SIZE = env_int("VERIFY_CHUNK_SIZE", 250)
 PUBLISH_BATCH_SIZE = env_int("PUBLISH_BATCH_SIZE", 500)
@@ -244,7 +260,9 @@ DISTRIBUTION_CELERY_ROUTES = {
     "distribution.tasks.pump": {"queue": "deliver"},
 }
 DISTRIBUTION_BEAT_SCHEDULE = {
-    "sweep-distribution": {"task": "distribution.tasks.sweep", "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS},
+    # Expires: sweeps that queue up while the deliver worker is down are dropped, not run back to back.
+    "sweep-distribution": {"task": "distribution.tasks.sweep", "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
+                           "options": {"expires": max(10.0, 5 * WEBHOOK_SWEEP_INTERVAL_SECONDS)}},
 }
 
 # --- Celery ---------------------------------------------------------------------------------------

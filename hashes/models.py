@@ -130,7 +130,7 @@ class Hash(models.Model):
     frames = models.JSONField(null=True, blank=True, help_text="vPDQ frames as submitted.")
     quality = models.PositiveSmallIntegerField(null=True, blank=True)
     content_type = models.CharField(max_length=16, blank=True)
-    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="hashes")
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="hashes", db_index=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -157,6 +157,21 @@ class Corroboration(models.Model):
         indexes = [models.Index(fields=["hash", "retracted_at"], name="corroboration_live")]
 
 
+class HashLink(models.Model):
+    """Why a hash joined its cluster: it was within the match distance (PDQ) or the match
+    percentage (vPDQ) of `linked_to` when it was published."""
+
+    hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="links")
+    linked_to = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="+")
+    distance = models.PositiveSmallIntegerField(null=True, blank=True)
+    query_match_percent = models.FloatField(null=True, blank=True)
+    stored_match_percent = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hash", "linked_to"], name="hash_link_unique")]
+
+
 class Event(models.Model):
     """One entry of the ordered log. `seq` is assigned under the feed lock, so sequence numbers
     become visible in order (see hashes.feed)."""
@@ -178,6 +193,8 @@ class Event(models.Model):
     statements_after = models.JSONField(default=list)
     hash_state = models.CharField(max_length=16)
     cluster_id_at = models.BigIntegerField()
+    # Set when the event moved the hash to another cluster (a merge of variant families).
+    cluster_before = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["seq"]

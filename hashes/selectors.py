@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from consortium.api.errors import NotFound
 from members.models import Member
 
-from .models import Corroboration, Event, Hash, Statement
+from .models import Corroboration, Event, Hash, HashLink, Statement
 from .visibility import Viewer, visible_hashes
 
 # How far one feed request scans for events the reader may see before it answers with what it has.
@@ -61,8 +61,29 @@ def visible_facts(viewer: Viewer, ids: Iterable[str], facts: dict[str, Statement
     ]
 
 
+def visible_links(viewer: Viewer, hash_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    """For each hash, the links that placed it in its cluster, to hashes the viewer may see."""
+    rows = list(HashLink.objects.filter(hash_id__in=set(hash_ids)).order_by("id").values_list(
+        "hash_id", "linked_to_id", "distance", "query_match_percent", "stored_match_percent"))
+    if not rows:
+        return {}
+    visible = set(visible_hashes(viewer).filter(pk__in={r[1] for r in rows}).values_list("pk", flat=True))
+    links: dict[int, list[dict[str, Any]]] = {}
+    for hash_id, linked_to, distance, query_percent, stored_percent in rows:
+        if linked_to not in visible:
+            continue
+        link: dict[str, Any] = {"hash": linked_to}
+        if distance is not None:
+            link["distance"] = distance
+        else:
+            link.update(query_match_percent=query_percent, stored_match_percent=stored_percent)
+        links.setdefault(hash_id, []).append(link)
+    return links
+
+
 def hash_view(
-    hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str, seen: list[StatementFacts]
+    hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str, seen: list[StatementFacts],
+    links: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A hash as one member sees it: only what its visible statements say. `live` are the visible
     statements that assert it now; `seen` every visible statement that ever did (for a retracted
@@ -78,6 +99,7 @@ def hash_view(
     body.update({
         "content_type": (live or seen)[0].content_type if (live or seen) else "",
         "cluster": cluster_id,
+        "links": links or [],
         "state": state,
         "labels": sorted({label for fact in live for label in fact.labels}),
         "submitters": [{"member": slug, "kind": kind} for slug, kind in submitters.items()],
@@ -87,14 +109,19 @@ def hash_view(
     return body
 
 
-def render_event(event: Event, viewer: Viewer, facts: dict[str, StatementFacts]) -> dict[str, Any] | None:
+def render_event(
+    event: Event, viewer: Viewer, facts: dict[str, StatementFacts],
+    links: dict[int, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any] | None:
     """The event as this viewer sees it, or None if nothing it may see changed.
 
     The type is the viewer's: a hash that becomes visible to it is `hash.added` for it, one whose
     last visible statement goes is `hash.retracted`, whatever happened in parts it cannot see."""
     before = visible_facts(viewer, event.statements_before, facts)
     after = visible_facts(viewer, event.statements_after, facts)
-    if [f.id for f in before] == [f.id for f in after]:
+    if not before and not after:
+        return None
+    if [f.id for f in before] == [f.id for f in after] and event.cluster_before is None:
         return None
     if not before:
         kind = Event.Type.ADDED
@@ -108,8 +135,10 @@ def render_event(event: Event, viewer: Viewer, facts: dict[str, StatementFacts])
         "type": kind,
         "occurred_at": event.occurred_at.isoformat(),
         "hash": hash_view(event.hash, after, cluster_id=event.cluster_id_at, seen=before,
-                          state=Hash.State.RETRACTED if not after else Hash.State.ACTIVE),
+                          links=(links or {}).get(event.hash_id), state=Hash.State.RETRACTED if not after else Hash.State.ACTIVE),
     }
+    if event.cluster_before is not None:
+        body["hash"]["previous_cluster"] = event.cluster_before
     cause = facts.get(str(event.cause_id)) if event.cause_id else None
     if cause is not None and viewer.sees(share_group_id=cause.share_group_id, member_id=cause.member_id):
         body["cause"] = {"member": cause.member_slug, "statement": cause.raw}
@@ -132,8 +161,9 @@ def feed_page(*, viewer: Viewer, after: int, limit: int, max_bytes: int | None =
             break
         ids = {i for e in chunk for i in (*e.statements_before, *e.statements_after)}
         facts = statement_facts(ids | {str(e.cause_id) for e in chunk if e.cause_id}, viewer)
+        links = visible_links(viewer, {e.hash_id for e in chunk})
         for event in chunk:
-            rendered = render_event(event, viewer, facts)
+            rendered = render_event(event, viewer, facts, links)
             if rendered is not None:
                 weight = sum(len(s) for s in rendered["hash"]["statements"])
                 if events and size + weight > max_bytes:
@@ -160,6 +190,7 @@ def hash_detail(*, viewer: Viewer, hash_id: int) -> dict[str, Any]:
     live = visible_facts(viewer, [str(r[0]) for r in rows if r[1] is None], facts)
     seen = visible_facts(viewer, [str(r[0]) for r in rows], facts)
     body = hash_view(hash_, live, cluster_id=hash_.cluster_id, seen=seen,
+                     links=visible_links(viewer, [hash_.pk]).get(hash_.pk),
                      state=Hash.State.ACTIVE if live else Hash.State.RETRACTED)
     changes = [r[3] for r in rows] + [r[1] for r in rows if r[1] is not None]
     body["created_at"] = min(r[3] for r in rows).isoformat()

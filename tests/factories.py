@@ -33,3 +33,18 @@ def b64(data: bytes | dict[str, Any]) -> str:
 
 def forge(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"\0" * 64) -> str:
     return f"{b64(header)}.{b64(payload)}.{b64(signature)}"
+
+
+BASE_PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
+
+
+def flip(value: str, bits: range | list[int]) -> str:
+    """`value` (hex) with the given bit positions inverted: a variant exactly len(bits) away."""
+    number = int(value, 16)
+    for bit in bits:
+        number ^= 1 << bit
+    return f"{number:0{len(value)}x}"
+
+
+def pdq_value(value: str, quality: int = 90) -> dict[str, Any]:
+    return {"type": "pdq", "value": value, "quality": quality}

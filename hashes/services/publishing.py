@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from consortium.db import insert_rows, update_rows
 
-from ..models import Cluster, Corroboration, Event, Hash, Statement
+from ..models import Corroboration, Event, Hash, Statement
 from ..signals.parse import vpdq_digest
+from .families import FamilyPlanner, live_statements
 from .feed import events_append, feed_lock
 
 SignalKey = tuple[str, str]
@@ -39,7 +40,8 @@ class Batch:
     published: list[Statement] = field(default_factory=list)
     rejected: list[Statement] = field(default_factory=list)
 
-    def record(self, hash_: Hash, cause: Statement, before: list[str], after: list[str]) -> None:
+    def record(self, hash_: Hash, cause: Statement, before: list[str], after: list[str],
+               cluster_before: int | None = None) -> None:
         if not before:
             kind = Event.Type.ADDED
         elif not after:
@@ -49,6 +51,7 @@ class Batch:
         self.events.append({
             "type": kind, "occurred_at": self.now, "hash": hash_.pk, "cause": cause.pk, "statements_before": before,
             "statements_after": after, "hash_state": hash_.state, "cluster_id_at": hash_.cluster_id,
+            "cluster_before": cluster_before,
         })
 
 
@@ -71,39 +74,52 @@ def load_hashes(batch: Batch, keys: set[SignalKey], extra_hash_ids: set[int]) ->
         batch.live[hash_id].append(str(statement_id))
 
 
-def create_new_hashes(batch: Batch, statements: list[Statement]) -> None:
-    fresh: dict[SignalKey, Hash] = {}
-    for statement in statements:
-        for signal in statement.signals or ():
-            key = signal_key(signal)
-            if key not in batch.hashes and key not in fresh:
-                fresh[key] = Hash(
-                    signal_type=key[0], value=key[1], frames=signal.get("frames"), quality=signal.get("quality"),
-                    content_type=statement.content_type, created_at=batch.now, updated_at=batch.now,
-                )
-    if not fresh:
-        return
-    # Until near-duplicate matching links them, each new hash starts a variant family of its own.
-    clusters = Cluster.objects.bulk_create([Cluster(created_at=batch.now) for _ in fresh])
-    for hash_, cluster in zip(fresh.values(), clusters):
-        hash_.cluster = cluster
-    for hash_ in Hash.objects.bulk_create(list(fresh.values())):
-        batch.hashes[(hash_.signal_type, hash_.value)] = hash_
+def place_signals(batch: Batch, statements: list[Statement]) -> FamilyPlanner:
+    """Decide where every signal goes (existing hash, near duplicate, new hash in which family) and
+    create the new hashes; merged families are moved by `move_merged_clusters`."""
+    planner = FamilyPlanner(batch.now, batch.hashes)
+    planner.plan(statements, signal_key)
+    for hash_ in planner.create_hashes():
         batch.live[hash_.pk] = []
+    # Near duplicates found through the index: their live statements are not loaded yet.
+    found = {p.hash.pk: p.hash for p in planner.placements.values() if p.hash.pk not in batch.live}
+    batch.live.update(live_statements(list(found)))
+    for hash_ in found.values():
+        batch.hashes.setdefault((hash_.signal_type, hash_.value), hash_)
+    return planner
 
 
-def apply_hash_statement(batch: Batch, statement: Statement) -> None:
+def move_merged_clusters(batch: Batch, planner: FamilyPlanner) -> None:
+    """Hashes of families this batch merged move to the surviving cluster, each with an event."""
+    merged = planner.merged_clusters()
+    if not merged:
+        return
+    moved = list(Hash.objects.filter(cluster_id__in=merged).order_by("pk"))
+    known = {h.pk: h for h in batch.hashes.values() if h.pk is not None}
+    live = live_statements([h.pk for h in moved if h.pk not in batch.live])
+    for row in moved:
+        hash_ = known.get(row.pk, row)
+        old = hash_.cluster_id
+        hash_.cluster_id, cause = merged[old]
+        statements_now = batch.live.get(hash_.pk, live.get(hash_.pk, []))
+        batch.record(hash_, cause, statements_now, statements_now, cluster_before=old)
+    for old, (new, _) in merged.items():
+        Hash.objects.filter(cluster_id=old).update(cluster_id=new, updated_at=batch.now)
+
+
+def apply_hash_statement(batch: Batch, planner: FamilyPlanner, statement: Statement) -> None:
     sid = str(statement.id)
-    for signal in statement.signals or ():
-        hash_ = batch.hashes[signal_key(signal)]
+    for position, signal in enumerate(statement.signals or ()):
+        placement = planner.placements[(statement.id, position)]
+        hash_ = placement.hash
         before = batch.live[hash_.pk]
         if sid in before:
             continue  # the same signal twice in one statement corroborates once
         after = before + [sid]
         batch.live[hash_.pk] = after
         batch.corroborations.append({
-            "hash": hash_.pk, "statement": statement.pk, "member": statement.member_id, "distance": 0,
-            "created_at": batch.now, "retracted_at": None,
+            "hash": hash_.pk, "statement": statement.pk, "member": statement.member_id,
+            "distance": placement.distance, "created_at": batch.now, "retracted_at": None,
         })
         if hash_.state == Hash.State.RETRACTED:
             hash_.state = Hash.State.ACTIVE
@@ -165,13 +181,13 @@ def publish_batch(*, limit: int) -> int | None:
             target_hashes.setdefault(statement_id, []).append(hash_id)
         keys = {signal_key(sig) for s in statements for sig in (s.signals or ())}
         load_hashes(batch, keys, {h for ids in target_hashes.values() for h in ids})
-        create_new_hashes(batch, statements)
+        planner = place_signals(batch, statements)
 
         retracted_now: set[Any] = set()
         retractions: list[Statement] = []
         for statement in statements:
             if statement.kind == Statement.Kind.HASH:
-                apply_hash_statement(batch, statement)
+                apply_hash_statement(batch, planner, statement)
             else:
                 target = statement.retracts
                 if target.state == Statement.State.REJECTED:
@@ -189,6 +205,7 @@ def publish_batch(*, limit: int) -> int | None:
             statement.state, statement.published_at = Statement.State.PUBLISHED, batch.now
             batch.published.append(statement)
 
+        move_merged_clusters(batch, planner)
         insert_rows(Corroboration, batch.corroborations)
         if retracted_now:
             Corroboration.objects.filter(statement_id__in=retracted_now, retracted_at__isnull=True).update(

@@ -12,7 +12,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from typing import Any
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
 
 from hashes.signals.errors import (
     MEDIA_TOO_LARGE,
@@ -32,6 +37,7 @@ _IMAGE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", 
 _QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
 _MIN_FRAME_SIDE = 5  # vpdq refuses smaller frames: PDQ needs a few pixels to downscale from
 _READ_CHUNK = 1 << 20
+_T = TypeVar("_T")
 
 
 def hash_media(
@@ -133,28 +139,82 @@ def hash_video(
                 )
         every = max(1, int(seconds_per_hash * fps))
         stream.thread_type = "AUTO"
-        frames: list[dict[str, Any]] = []
-        try:
-            for number, frame in enumerate(container.decode(stream)):
-                if max_seconds is not None and number / fps > max_seconds:
-                    # The container's declared duration can lie; the frames cannot.
-                    raise MediaError(
-                        MEDIA_TOO_LONG, f"The video lasts over {max_seconds:g} s.", {"max_seconds": max_seconds}
-                    )
-                if number % every:
-                    continue
-                if frame.width < _MIN_FRAME_SIDE or frame.height < _MIN_FRAME_SIDE:
-                    raise MediaError(MEDIA_UNSUPPORTED, "The video's frames are too small to hash.")
-                if frame.width * frame.height > max_pixels:
-                    raise MediaError(MEDIA_TOO_LARGE, "The video's frames are too large.")
-                pixels = frame.to_ndarray(format="rgb24", interpolation="AREA", src_colorspace="ITU601")
-                pdq = hash_rgb(pixels)
-                frames.append({"i": number, "t": round(number / fps, 3), "pdq": pdq.value, "q": pdq.quality})
-        except (av.FFmpegError, ValueError) as exc:
-            raise MediaError(MEDIA_UNREADABLE, "The video could not be decoded.") from exc
+        decoded = _rgb_frames(av, container, stream, fps=fps, every=every, max_seconds=max_seconds, max_pixels=max_pixels)
+        frames = []
+        for number, pixels in _ahead(decoded):
+            pdq = hash_rgb(pixels)
+            frames.append({"i": number, "t": round(number / fps, 3), "pdq": pdq.value, "q": pdq.quality})
     if not frames:
         raise MediaError(MEDIA_UNREADABLE, "The video has no frames.")
     return frames
+
+
+def _rgb_frames(
+    av: Any, container: Any, stream: Any, *, fps: float, every: int, max_seconds: float | None, max_pixels: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number, RGB24 pixels) of every `every`-th frame, numbered in decoding order."""
+    try:
+        for number, frame in enumerate(container.decode(stream)):
+            if max_seconds is not None and number / fps > max_seconds:
+                # The container's declared duration can lie; the frames cannot.
+                raise MediaError(MEDIA_TOO_LONG, f"The video lasts over {max_seconds:g} s.", {"max_seconds": max_seconds})
+            if number % every:
+                continue
+            if frame.width < _MIN_FRAME_SIDE or frame.height < _MIN_FRAME_SIDE:
+                raise MediaError(MEDIA_UNSUPPORTED, "The video's frames are too small to hash.")
+            if frame.width * frame.height > max_pixels:
+                raise MediaError(MEDIA_TOO_LARGE, "The video's frames are too large.")
+            yield number, frame.to_ndarray(format="rgb24", interpolation="AREA", src_colorspace="ITU601")
+    except (av.FFmpegError, ValueError) as exc:
+        raise MediaError(MEDIA_UNREADABLE, "The video could not be decoded.") from exc
+
+
+class _Failure(NamedTuple):
+    error: BaseException
+
+
+_END = object()
+
+
+def _ahead(items: Iterator[_T], depth: int = 8) -> Iterator[_T]:
+    """Yield `items`, produced on a helper thread up to `depth` ahead of the consumer.
+
+    FFmpeg releases the GIL while it decodes and converts and pdqhash does not while it hashes,
+    so decoding the next frames overlaps with hashing this one: a quarter off a video's time.
+    """
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # re-raised in the consumer, whatever it was
+            put(_Failure(exc))
+            return
+        put(_END)
+
+    helper = threading.Thread(target=produce, name="video-decode", daemon=True)
+    helper.start()
+    try:
+        while (item := buffer.get()) is not _END:
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        # The caller closes the container next, so decoding must have stopped by then.
+        stop.set()
+        helper.join()
 
 
 def _declared_seconds(container: Any, stream: Any) -> float | None:

@@ -1,0 +1,231 @@
+"""Variant families: where each new signal of a publishing batch goes.
+
+A PDQ within DEDUPE_DISTANCE of a hash the submitter can see corroborates that hash; within
+MATCH_DISTANCE it becomes a new hash in that hash's cluster, and a new hash that links several
+clusters merges them. A vPDQ video that matches a visible video on both percentages
+(VPDQ_DUPLICATE_PERCENT) corroborates it; on either percentage (VPDQ_CLUSTER_PERCENT) it joins its
+cluster. Only hashes the submitting member may see are considered: otherwise a near-duplicate
+would hand a member another group's hash, or its cluster.
+
+Runs under the feed lock with the match indexes caught up, so the decisions are exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from django.conf import settings
+
+from ..matching import indexes
+from ..models import Cluster, Corroboration, Hash, HashLink, Statement
+from ..signals.vpdq import compare
+from ..visibility import Viewer, visible_hashes
+
+
+@dataclass
+class Link:
+    to: Hash
+    distance: int | None = None
+    query_match_percent: float | None = None
+    stored_match_percent: float | None = None
+
+
+@dataclass
+class Placement:
+    """Where one signal of one statement goes: an existing or new hash, and how far it is."""
+
+    hash: Hash
+    distance: int = 0
+
+
+@dataclass
+class Pending:
+    hash: Hash
+    creator: Statement
+    links: list[Link] = field(default_factory=list)
+
+
+class Clusters:
+    """Union-find over cluster keys: existing cluster ids (> 0) and placeholders for new clusters
+    (< 0). A merge keeps the oldest existing cluster, so cluster ids members know stay put."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+        self.placeholders = 0
+
+    def new(self) -> int:
+        self.placeholders -= 1
+        return self.placeholders
+
+    def find(self, key: int) -> int:
+        while self.parent.get(key, key) != key:
+            key = self.parent[key]
+        return key
+
+    def union(self, keys: set[int]) -> int:
+        roots = {self.find(k) for k in keys}
+        # Oldest first: existing clusters by id, then placeholders in the order they were made.
+        survivor = min(roots, key=lambda k: (0, k) if k > 0 else (1, -k))
+        for root in roots - {survivor}:
+            self.parent[root] = survivor
+        return survivor
+
+
+class FamilyPlanner:
+    def __init__(self, now: Any, existing: dict[tuple[str, str], Hash]) -> None:
+        self.now = now
+        self.existing = existing
+        self.pending: dict[tuple[str, str], Pending] = {}
+        self.placements: dict[tuple[Any, int], Placement] = {}
+        self.clusters = Clusters()
+        self.cluster_key: dict[int, int] = {}  # id(Hash) -> cluster key
+        self.viewers: dict[int, Viewer] = {}
+        self.merge_causes: dict[int, Statement] = {}
+        self.visible_cache: dict[int, set[int]] = {}
+
+    # -- planning -----------------------------------------------------------------------------------
+
+    def plan(self, statements: list[Statement], key_of: Callable[[dict[str, Any]], tuple[str, str]]) -> None:
+        hash_statements = [s for s in statements if s.kind == Statement.Kind.HASH]
+        new_pdq = sorted({
+            key_of(sig)[1] for s in hash_statements for sig in s.signals or ()
+            if sig["type"] == "pdq" and key_of(sig) not in self.existing
+        })
+        index = indexes.fresh(max_age=0) if any(
+            sig["type"] in ("pdq", "vpdq") for s in hash_statements for sig in s.signals or ()) else None
+        near = dict(zip(new_pdq, index.pdq_within_many(new_pdq, settings.MATCH_DISTANCE))) if new_pdq else {}
+        candidates = {hash_id for found in near.values() for hash_id in found}
+        stored = {h.pk: h for h in Hash.objects.filter(pk__in=candidates)} if candidates else {}
+        for statement in hash_statements:
+            for position, signal in enumerate(statement.signals or ()):
+                key = key_of(signal)
+                if key in self.existing:
+                    self.placements[(statement.id, position)] = Placement(self.existing[key])
+                elif key in self.pending:
+                    self.placements[(statement.id, position)] = Placement(self.pending[key].hash)
+                elif signal["type"] == "pdq":
+                    self.place_pdq(statement, position, key, signal, near.get(key[1], {}), stored)
+                elif signal["type"] == "vpdq":
+                    self.place_vpdq(statement, position, key, signal, index)
+                else:
+                    self.create(statement, position, key, signal, [])
+
+    def place_pdq(self, statement: Statement, position: int, key: tuple[str, str], signal: dict[str, Any],
+                  near: dict[int, int], stored: dict[int, Hash]) -> None:
+        viewer = self.viewer(statement.member_id)
+        visible = self.visible(viewer, set(near))
+        links = [Link(stored[h], distance=d) for h, d in near.items() if h in visible]
+        for pending in self.pending.values():  # this batch's new hashes are not in the index yet
+            if pending.hash.signal_type == "pdq" and self.sees(viewer, pending.creator):
+                distance = (int(pending.hash.value, 16) ^ int(key[1], 16)).bit_count()
+                if distance <= settings.MATCH_DISTANCE:
+                    links.append(Link(pending.hash, distance=distance))
+        links.sort(key=lambda link: (link.distance, link.to.pk or 0))
+        if links and links[0].distance <= settings.DEDUPE_DISTANCE:
+            self.placements[(statement.id, position)] = Placement(links[0].to, links[0].distance)
+        else:
+            self.create(statement, position, key, signal, links)
+
+    def place_vpdq(self, statement: Statement, position: int, key: tuple[str, str], signal: dict[str, Any],
+                   index: Any) -> None:
+        viewer = self.viewer(statement.member_id)
+        found = self.visible(viewer, index.videos_sharing_a_frame(signal["frames"]))
+        others = [h for h in Hash.objects.filter(pk__in=found)] + [
+            p.hash for p in self.pending.values()
+            if p.hash.signal_type == "vpdq" and self.sees(viewer, p.creator)
+        ]
+        links, duplicate = [], None
+        for other in others:
+            query_percent, stored_percent = compare(
+                signal["frames"], other.frames, distance=settings.VPDQ_FRAME_DISTANCE,
+                quality=settings.VPDQ_FRAME_QUALITY,
+            )
+            if min(query_percent, stored_percent) >= settings.VPDQ_DUPLICATE_PERCENT:
+                if duplicate is None or min(query_percent, stored_percent) > min(
+                        duplicate.query_match_percent, duplicate.stored_match_percent):
+                    duplicate = Link(other, query_match_percent=query_percent, stored_match_percent=stored_percent)
+            if max(query_percent, stored_percent) >= settings.VPDQ_CLUSTER_PERCENT:
+                links.append(Link(other, query_match_percent=query_percent, stored_match_percent=stored_percent))
+        if duplicate is not None:
+            self.placements[(statement.id, position)] = Placement(duplicate.to)
+        else:
+            self.create(statement, position, key, signal, links)
+
+    def create(self, statement: Statement, position: int, key: tuple[str, str], signal: dict[str, Any],
+               links: list[Link]) -> None:
+        hash_ = Hash(
+            signal_type=key[0], value=key[1], frames=signal.get("frames"), quality=signal.get("quality"),
+            content_type=statement.content_type, created_at=self.now, updated_at=self.now,
+        )
+        linked_keys = {self.key_of_hash(link.to) for link in links}
+        if linked_keys:
+            roots = {self.clusters.find(k) for k in linked_keys}
+            survivor = self.clusters.union(roots)
+            for merged in roots - {survivor}:
+                self.merge_causes[merged] = statement
+            self.cluster_key[id(hash_)] = survivor
+        else:
+            self.cluster_key[id(hash_)] = self.clusters.new()
+        self.pending[key] = Pending(hash_, statement, links)
+        self.placements[(statement.id, position)] = Placement(hash_)
+
+    def key_of_hash(self, hash_: Hash) -> int:
+        return self.cluster_key[id(hash_)] if hash_.pk is None else hash_.cluster_id
+
+    # -- visibility ---------------------------------------------------------------------------------
+
+    def viewer(self, member_id: int) -> Viewer:
+        if member_id not in self.viewers:
+            from members.models import Member
+
+            self.viewers[member_id] = Viewer.for_member(Member(pk=member_id))
+        return self.viewers[member_id]
+
+    def visible(self, viewer: Viewer, hash_ids: set[int]) -> set[int]:
+        if not hash_ids:
+            return set()
+        return set(visible_hashes(viewer, live_only=True).filter(pk__in=hash_ids).values_list("pk", flat=True))
+
+    @staticmethod
+    def sees(viewer: Viewer, statement: Statement) -> bool:
+        return viewer.sees(share_group_id=statement.share_group_id, member_id=statement.member_id)
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def create_hashes(self) -> list[Hash]:
+        """Create the new clusters and hashes; returns the new hashes (with ids)."""
+        if not self.pending:
+            return []
+        roots = {self.clusters.find(self.cluster_key[id(p.hash)]) for p in self.pending.values()}
+        fresh_roots = sorted((r for r in roots if r < 0), reverse=True)  # -1 first: ids in creation order
+        made = Cluster.objects.bulk_create([Cluster(created_at=self.now) for _ in fresh_roots])
+        real = dict(zip(fresh_roots, (c.pk for c in made)))
+        for pending in self.pending.values():
+            root = self.clusters.find(self.cluster_key[id(pending.hash)])
+            pending.hash.cluster_id = real.get(root, root)
+        created = Hash.objects.bulk_create([p.hash for p in self.pending.values()])
+        HashLink.objects.bulk_create([
+            HashLink(hash=p.hash, linked_to=link.to, distance=link.distance, created_at=self.now,
+                     query_match_percent=link.query_match_percent, stored_match_percent=link.stored_match_percent)
+            for p in self.pending.values() for link in p.links
+        ])
+        return created
+
+    def merged_clusters(self) -> dict[int, tuple[int, Statement]]:
+        """Existing clusters this batch merged into another: {old id: (surviving id, the statement
+        whose hash linked them)}."""
+        return {
+            key: (self.clusters.find(key), cause) for key, cause in self.merge_causes.items()
+            if key > 0 and self.clusters.find(key) > 0
+        }
+
+
+def live_statements(hash_ids: list[int]) -> dict[int, list[str]]:
+    live: dict[int, list[str]] = {pk: [] for pk in hash_ids}
+    for hash_id, statement_id in (
+        Corroboration.objects.filter(hash_id__in=hash_ids, retracted_at__isnull=True)
+        .order_by("id").values_list("hash_id", "statement_id")
+    ):
+        live[hash_id].append(str(statement_id))
+    return live
