@@ -201,7 +201,8 @@ VPDQ_CLUSTER_PERCENT = float(env("VPDQ_CLUSTER_PERCENT", "80"))  # either percen
 VPDQ_DUPLICATE_PERCENT = float(env("VPDQ_DUPLICATE_PERCENT", "95"))  # both percentages: the same video
 INDEX_REFRESH_SECONDS = float(env("INDEX_REFRESH_SECONDS", "1.0"))
 MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 256 * 1024 * 1024)
-MEDIA_MAX_VIDEO_SECONDS = env_int("MEDIA_MAX_VIDEO_SECONDS", 1800)
+# Video is hashed within the request: keep it short enough for the web timeout (GUNICORN_TIMEOUT).
+MEDIA_MAX_VIDEO_SECONDS = env_int("MEDIA_MAX_VIDEO_SECONDS", 60)
 MEDIA_VPDQ_SECONDS_PER_HASH = float(env("MEDIA_VPDQ_SECONDS_PER_HASH", "0"))  # 0: every frame, as vpdq does
 FILE_UPLOAD_TEMP_DIR = None  # uploads past 2.5 MB go to the system's temporary folder and are deleted after the request
 

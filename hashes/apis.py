@@ -3,15 +3,19 @@ from __future__ import annotations
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consortium.api.errors import DomainError
 from consortium.api.pagination import Pagination
+from consortium.api.parsers import BoundedJSONParser
 
 from .models import Statement
-from .selectors import feed_page, hash_detail, statement_get, statement_list
+from .selectors import feed_page, hash_detail, match_signals, statement_get, statement_list
+from .services.media import upload_signals
 from .services.submission import statements_submit
+from .signals.parse import SignalError, parse_match_queries
 from .visibility import Viewer
 
 
@@ -130,6 +134,60 @@ class HashDetailApi(APIView):
     @extend_schema(responses=serializers.DictField(), summary="A hash, as its visible statements describe it")
     def get(self, request, hash_id: int):
         return Response(hash_detail(viewer=Viewer.for_member(request.user.member), hash_id=hash_id))
+
+
+class SignalListSerializer(serializers.Serializer):
+    signals = serializers.ListField(child=serializers.DictField())
+
+    class Meta:
+        ref_name = "SignalList"
+
+
+class MediaUploadSerializer(serializers.Serializer):
+    file = serializers.FileField()
+
+    class Meta:
+        ref_name = "MediaUpload"
+
+
+class MatchApi(APIView):
+    """Match signals (JSON) or an uploaded image or video (multipart `file`) against every hash
+    visible to the member."""
+
+    required_scope = "match"
+    parser_classes = [BoundedJSONParser, MultiPartParser]
+
+    class OutputSerializer(serializers.Serializer):
+        results = serializers.ListField(child=serializers.DictField())
+
+        class Meta:
+            ref_name = "MatchResults"
+
+    @extend_schema(request={"application/json": SignalListSerializer, "multipart/form-data": MediaUploadSerializer},
+                   responses=OutputSerializer, summary="Match signals or a media file")
+    def post(self, request):
+        if request.content_type.startswith("multipart/"):
+            raw = upload_signals(request.FILES.get("file"))
+        else:
+            raw = request.data.get("signals") if isinstance(request.data, dict) else None
+        try:
+            queries = parse_match_queries(raw, max_queries=settings.MATCH_MAX_QUERIES,
+                                          max_distance=settings.MATCH_MAX_DISTANCE, max_frames=settings.VPDQ_MAX_FRAMES)
+        except SignalError as exc:
+            raise DomainError(exc.code, exc.message, exc.details) from None
+        return Response({"results": match_signals(viewer=Viewer.for_member(request.user.member), queries=queries)})
+
+
+class MediaHashApi(APIView):
+    """The signals of an uploaded image (PDQ) or video (vPDQ), plus MD5 and SHA-256. Nothing is kept."""
+
+    required_scope = "match"
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(request={"multipart/form-data": MediaUploadSerializer}, responses=SignalListSerializer,
+                   summary="Hash an image or a video")
+    def post(self, request):
+        return Response({"signals": upload_signals(request.FILES.get("file"))})
 
 
 class FeedApi(APIView):

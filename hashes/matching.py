@@ -37,6 +37,10 @@ class MatchIndexes:
             self.pdq = self.frames = None
             self.applied_seq, self.refreshed_at = 0, 0.0
 
+    def mark_stale(self) -> None:
+        """The feed moved on in this process (it published): catch up before the next search."""
+        self.refreshed_at = 0.0
+
     def fresh(self, *, max_age: float | None = None) -> MatchIndexes:
         """These indexes, built if need be and caught up with the feed if older than `max_age`."""
         max_age = settings.INDEX_REFRESH_SECONDS if max_age is None else max_age

@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from consortium.api.errors import NotFound
 from members.models import Member
 
+from .matching import indexes
 from .models import Corroboration, Event, Hash, HashLink, Statement
+from .signals.parse import MatchQuery
+from .signals.vpdq import compare
 from .visibility import Viewer, visible_hashes
 
 # How far one feed request scans for events the reader may see before it answers with what it has.
@@ -179,28 +182,97 @@ def feed_page(*, viewer: Viewer, after: int, limit: int, max_bytes: int | None =
     return {"events": events, "next_after": cursor, "has_more": has_more}
 
 
+def hash_views(viewer: Viewer, hashes: list[Hash], *, detailed: bool = False) -> dict[int, dict[str, Any]]:
+    """Hashes as this viewer sees them (each must be visible to it). `detailed` adds every visible
+    corroboration and the times of the first and last visible change."""
+    rows: dict[int, list[tuple]] = {h.pk: [] for h in hashes}
+    for hash_id, *row in Corroboration.objects.filter(hash__in=hashes).order_by("id").values_list(
+        "hash_id", "statement_id", "retracted_at", "distance", "created_at"
+    ):
+        rows[hash_id].append(row)
+    facts = statement_facts((str(r[0]) for group in rows.values() for r in group), viewer)
+    links = visible_links(viewer, rows)
+    views = {}
+    for hash_ in hashes:
+        mine = [r for r in rows[hash_.pk] if str(r[0]) in facts]  # only what the viewer may see
+        live = visible_facts(viewer, [str(r[0]) for r in mine if r[1] is None], facts)
+        seen = visible_facts(viewer, [str(r[0]) for r in mine], facts)
+        body = hash_view(hash_, live, cluster_id=hash_.cluster_id, seen=seen, links=links.get(hash_.pk),
+                         state=Hash.State.ACTIVE if live else Hash.State.RETRACTED)
+        if detailed and mine:
+            changes = [r[3] for r in mine] + [r[1] for r in mine if r[1] is not None]
+            body["created_at"] = min(r[3] for r in mine).isoformat()
+            body["updated_at"] = max(changes).isoformat()
+            body["corroborations"] = [
+                {"statement_id": str(sid), "member": facts[str(sid)].member_slug, "distance": distance,
+                 "created_at": created.isoformat(), "retracted_at": retracted.isoformat() if retracted else None}
+                for sid, retracted, distance, created in mine
+            ]
+        views[hash_.pk] = body
+    return views
+
+
 def hash_detail(*, viewer: Viewer, hash_id: int) -> dict[str, Any]:
     hash_ = visible_hashes(viewer).filter(pk=hash_id).first()
     if hash_ is None:
         raise NotFound("No hash with this id is visible to you.")
-    rows = list(Corroboration.objects.filter(hash=hash_).order_by("id").values_list(
-        "statement_id", "retracted_at", "distance", "created_at"))
-    facts = statement_facts((str(r[0]) for r in rows), viewer)
-    rows = [r for r in rows if str(r[0]) in facts]  # only what the viewer may see, from here on
-    live = visible_facts(viewer, [str(r[0]) for r in rows if r[1] is None], facts)
-    seen = visible_facts(viewer, [str(r[0]) for r in rows], facts)
-    body = hash_view(hash_, live, cluster_id=hash_.cluster_id, seen=seen,
-                     links=visible_links(viewer, [hash_.pk]).get(hash_.pk),
-                     state=Hash.State.ACTIVE if live else Hash.State.RETRACTED)
-    changes = [r[3] for r in rows] + [r[1] for r in rows if r[1] is not None]
-    body["created_at"] = min(r[3] for r in rows).isoformat()
-    body["updated_at"] = max(changes).isoformat()
-    body["corroborations"] = [
-        {"statement_id": str(sid), "member": facts[str(sid)].member_slug, "distance": distance,
-         "created_at": created.isoformat(), "retracted_at": retracted.isoformat() if retracted else None}
-        for sid, retracted, distance, created in rows
-    ]
-    return body
+    return hash_views(viewer, [hash_], detailed=True)[hash_.pk]
+
+
+def match_signals(*, viewer: Viewer, queries: list[MatchQuery]) -> list[dict[str, Any]]:
+    """For each query, every visible, active hash that matches it, nearest first.
+
+    Exact: the indexes return every stored hash within the radius (see hashes.signals.index), and
+    visibility is applied afterwards, to the full candidate set."""
+    index = indexes.fresh()
+    found: list[dict[int, dict[str, Any]]] = [{} for _ in queries]
+    by_radius: dict[int, list[int]] = {}
+    for n, query in enumerate(queries):
+        if query.signal.type == "pdq":
+            radius = settings.MATCH_DISTANCE if query.max_distance is None else query.max_distance
+            by_radius.setdefault(radius, []).append(n)
+    for radius, positions in by_radius.items():
+        near = index.pdq_within_many([queries[n].signal.value for n in positions], radius)
+        for n, hits in zip(positions, near):
+            found[n] = {hash_id: {"distance": distance} for hash_id, distance in hits.items()}
+    exact = [(n, q.signal) for n, q in enumerate(queries) if q.signal.type in ("md5", "sha256")]
+    if exact:
+        wanted = Q()
+        for _, signal in exact:
+            wanted |= Q(signal_type=signal.type, value=signal.value)
+        stored = {(t, v): pk for pk, t, v in Hash.objects.filter(wanted).values_list("pk", "signal_type", "value")}
+        for n, signal in exact:
+            if (signal.type, signal.value) in stored:
+                found[n] = {stored[(signal.type, signal.value)]: {"distance": 0}}
+    videos = [n for n, q in enumerate(queries) if q.signal.type == "vpdq"]
+    sharing = {n: index.videos_sharing_a_frame(list(queries[n].signal.frames or ())) for n in videos}
+    candidates = {h for hits in found for h in hits} | {h for ids in sharing.values() for h in ids}
+    visible = set(visible_hashes(viewer, live_only=True).filter(pk__in=candidates).values_list("pk", flat=True))
+    stored_videos = Hash.objects.in_bulk({h for ids in sharing.values() for h in ids} & visible)
+    for n in videos:
+        threshold = queries[n].min_match_percent or settings.VPDQ_CLUSTER_PERCENT
+        for hash_id in sharing[n] & visible:
+            query_percent, stored_percent = compare(
+                queries[n].signal.frames or (), stored_videos[hash_id].frames,
+                distance=settings.VPDQ_FRAME_DISTANCE, quality=settings.VPDQ_FRAME_QUALITY,
+            )
+            if max(query_percent, stored_percent) >= threshold:
+                found[n][hash_id] = {"query_match_percent": query_percent, "stored_match_percent": stored_percent}
+    views = hash_views(viewer, list(Hash.objects.filter(pk__in={h for hits in found for h in hits} & visible)))
+    results = []
+    for query, hits in zip(queries, found):
+        ranked = sorted(
+            (h for h in hits if h in views),
+            key=lambda h: (hits[h].get("distance", 0), -min(hits[h].get("query_match_percent", 100),
+                                                             hits[h].get("stored_match_percent", 100)), h),
+        )
+        limit = settings.MATCH_MAX_RESULTS
+        results.append({
+            "query": query.echo(),
+            "matches": [{"hash": views[h], **hits[h]} for h in ranked[:limit]],
+            "truncated": len(ranked) > limit,
+        })
+    return results
 
 
 def statement_get(*, member: Member, statement_id: Any) -> Statement:

@@ -15,6 +15,7 @@ from consortium.db import insert_rows, update_rows
 
 from ..models import Corroboration, Event, Hash, Statement
 from ..signals.parse import vpdq_digest
+from ..matching import indexes
 from .families import FamilyPlanner, live_statements
 from .feed import events_append, feed_lock
 
@@ -220,6 +221,7 @@ def publish_batch(*, limit: int) -> int | None:
         update_rows(Statement, batch.rejected, ["state", "rejection_code", "rejection_message"])
         update_rows(Statement, retractions, ["share_group"])
         events_append(head, batch.events)
+        indexes.mark_stale()  # should this roll back instead, a needless catch-up is all it costs
     return len(batch.published) + len(batch.rejected)
 
 

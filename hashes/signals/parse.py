@@ -108,3 +108,56 @@ def parse_signals(raw: Any, *, min_quality: int, max_signals: int, max_frames: i
         else:
             signals.append(Signal(kind, value))
     return signals
+
+
+@dataclass(frozen=True)
+class MatchQuery:
+    signal: Signal
+    max_distance: int | None = None  # PDQ
+    min_match_percent: float | None = None  # vPDQ
+
+    def echo(self) -> dict[str, Any]:
+        """The query as the answer repeats it (a video's frames are counted, not repeated)."""
+        if self.signal.type == "vpdq":
+            body: dict[str, Any] = {"type": "vpdq", "frame_count": len(self.signal.frames or ())}
+        else:
+            body = {"type": self.signal.type, "value": self.signal.value}
+        if self.max_distance is not None:
+            body["max_distance"] = self.max_distance
+        if self.min_match_percent is not None:
+            body["min_match_percent"] = self.min_match_percent
+        return body
+
+
+def parse_match_queries(raw: Any, *, max_queries: int, max_distance: int, max_frames: int) -> list[MatchQuery]:
+    """Validate the `signals` of a match request: the statement shapes, quality optional, plus an
+    optional `max_distance` (PDQ, capped) or `min_match_percent` (vPDQ) per query."""
+    if not isinstance(raw, list) or not raw:
+        raise SignalError("signals_missing", 'The body must be {"signals": [...]} with at least one signal.')
+    if len(raw) > max_queries:
+        raise SignalError("too_many_queries", f"Send at most {max_queries} signals per request.", {"max": max_queries})
+    queries = []
+    for n, item in enumerate(raw):
+        where = f"signals[{n}]"
+        if not isinstance(item, dict):
+            raise SignalError("signal_invalid", f"{where} must be an object.", {"at": where})
+        kind = item.get("type")
+        if kind not in SIGNAL_TYPES:
+            raise SignalError("signal_type_unknown", f"{where}.type must be one of {', '.join(SIGNAL_TYPES)}.", {"at": where})
+        if kind == "vpdq":
+            # Frames under the quality bar are simply not matched; a query is not refused for them.
+            signal = _vpdq(item, where, min_quality=0, max_frames=max_frames)
+        else:
+            signal = Signal(kind, _hex(item.get("value"), HEX_LENGTHS[kind], f"{where}.value"))
+        distance = item.get("max_distance")
+        if distance is not None and (kind != "pdq" or not _is_int(distance) or not 0 <= distance <= max_distance):
+            raise SignalError("max_distance_invalid",
+                              f"{where}.max_distance is for PDQ, a whole number from 0 to {max_distance}.", {"at": where})
+        percent = item.get("min_match_percent")
+        if percent is not None and (
+            kind != "vpdq" or not isinstance(percent, (int, float)) or isinstance(percent, bool) or not 0 < percent <= 100
+        ):
+            raise SignalError("min_match_percent_invalid",
+                              f"{where}.min_match_percent is for vPDQ, a number above 0 and at most 100.", {"at": where})
+        queries.append(MatchQuery(signal, distance, float(percent) if percent is not None else None))
+    return queries

@@ -10,8 +10,9 @@ import threading
 import pytest
 from django.db import connection, connections
 
-from hashes.models import Statement
+from hashes.models import FeedHead, Statement
 from hashes.services import publishing, verification
+from hashes.services.feed import FEED_HEAD_ID
 from hashes.services.submission import statements_submit
 from hashes.tasks import verify_statements
 from tests.factories import md5
@@ -23,6 +24,8 @@ def test_work_verified_while_an_idle_publisher_holds_the_lock_is_not_left_behind
     if connection.vendor != "postgresql":
         pytest.skip("SQLite runs one writer at a time; the hand-off needs PostgreSQL's concurrent writers")
     monkeypatch.setattr(verify_statements, "apply_async", lambda *a, **k: None)  # the broker edge
+    # A migration creates the feed head; an earlier transactional test may have flushed it.
+    FeedHead.objects.get_or_create(pk=FEED_HEAD_ID)
     alice = actor_factory("alice")
 
     found_nothing, resume = threading.Event(), threading.Event()

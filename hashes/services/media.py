@@ -1,0 +1,32 @@
+"""Hashing uploaded media for a member. The file is read from memory or Django's temporary upload
+file (deleted when the request ends) and never stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+
+from consortium.api.errors import DomainError
+
+from ..signals.errors import MEDIA_TOO_LARGE, MediaError
+
+
+def upload_signals(upload: Any) -> list[dict[str, Any]]:
+    """The signals of an uploaded image or video (PDQ or vPDQ, plus MD5 and SHA-256)."""
+    from ..signals.media import hash_media  # PyAV and Pillow load only where media is hashed
+
+    if not isinstance(upload, UploadedFile):
+        raise DomainError("file_missing", 'Send the media as a multipart form field named "file".')
+    if upload.size > settings.MEDIA_MAX_BYTES:
+        raise DomainError(MEDIA_TOO_LARGE, f"The file has {upload.size} bytes; at most {settings.MEDIA_MAX_BYTES} "
+                          "are accepted.", {"max_bytes": settings.MEDIA_MAX_BYTES}, status=413)
+    source = upload.temporary_file_path() if hasattr(upload, "temporary_file_path") else upload.read()
+    try:
+        return hash_media(
+            source, max_bytes=settings.MEDIA_MAX_BYTES, max_video_seconds=settings.MEDIA_MAX_VIDEO_SECONDS,
+            seconds_per_hash=settings.MEDIA_VPDQ_SECONDS_PER_HASH,
+        )
+    except MediaError as exc:
+        raise DomainError(exc.code, exc.message, exc.details, status=413 if exc.code == MEDIA_TOO_LARGE else 400) from None
