@@ -18,6 +18,7 @@ Baselines need the packages in bench/requirements.txt; a missing one is skipped 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
@@ -96,10 +97,12 @@ def _print_machine() -> None:
     import numba
 
     print(f"# PDQ match benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, NumPy {np.__version__}, numba {numba.__version__}")  # fmt: skip
+          f"Python {platform.python_version()}, NumPy {np.__version__}, numba {numba.__version__}")
 
 
-def _write_corpus(data: Path, corpus: str, size: int, queries: int, recall_queries: int, rng: np.random.Generator) -> None:
+def _write_corpus(
+    data: Path, corpus: str, size: int, queries: int, recall_queries: int, rng: np.random.Generator
+) -> None:
     rows = _clustered(rng, size) if corpus == "clustered" else _random(rng, size)
     near = _flip_some(rng, rows[rng.integers(0, size, queries // 2)], 16)
     query_rows = np.concatenate([near, _random(rng, queries - len(near))])
@@ -139,7 +142,7 @@ def _clustered(rng: np.random.Generator, n: int) -> np.ndarray:
         [[0] * 4, [2**64 - 1] * 4, [0x00FF00FF00FF00FF] * 4, [0xFFFF0000FFFF0000] * 4,
          [0] * 2 + [2**64 - 1] * 2, [0x5555555555555555] * 4, [0x0F0F0F0F0F0F0F0F] * 4, [1, 0, 0, 0]],
         dtype=np.uint64,
-    )  # fmt: skip
+    )
     clumps = _flip_some(rng, patterns[rng.integers(0, len(patterns), in_clumps)], 4)
     rows = np.concatenate([family, clumps, _random(rng, n - in_families - in_clumps)])
     rng.shuffle(rows)
@@ -157,10 +160,8 @@ def _run_child(engines: list[str], data: Path) -> dict[str, dict[str, Any]]:
 def _trim_heap() -> None:
     # Hand freed heap pages back to the kernel, so that an engine built after another does not
     # reuse its predecessor's freed memory unseen by RSS, and transient build buffers do not count.
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
 
 
 def _rss() -> int:
@@ -318,7 +319,7 @@ class _PdqIndex:
         self._class = PDQIndex
 
     def build(self, ids: np.ndarray, hexes: list[str]) -> None:
-        self.index = self._class(entries=zip(hexes, ids.tolist()))
+        self.index = self._class(entries=zip(hexes, ids.tolist(), strict=True))
 
     def search(self, query: str) -> list[int]:
         return [match.metadata for match in self.index.query(query)]
@@ -339,27 +340,37 @@ def _print_table(results: dict[str, dict[str, Any]]) -> None:
     if not results:
         return
     header = ("engine", "build s", "RSS MB", "B/hash", "p50 ms", "p99 ms", "batch q/s", "add p50 ms",
-              "add max ms", "recall", "matches/q")  # fmt: skip
+              "add max ms", "recall", "matches/q")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for engine, r in results.items():
         cells = (TITLES[engine], f"{r['build_s']:.1f}", f"{r['rss_mb']:.0f}", f"{r['bytes_per_hash']:.0f}",
                  f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['batch_qps']:,.0f}", f"{r['add_p50_ms']:.3f}",
-                 f"{r['add_max_ms']:.3f}", f"{r['recall']:.4f}", f"{r['mean_matches']:.1f}")  # fmt: skip
+                 f"{r['add_max_ms']:.3f}", f"{r['recall']:.4f}", f"{r['mean_matches']:.1f}")
         print("| " + " | ".join(cells) + " |")
     ours = results.get("ours")
     if ours:
-        print(f"- ours: index arrays {ours['index_bytes_per_hash']:.1f} bytes a hash "
-              f"({ours['index_bytes_per_hash'] * 1e6 / 2**20:.0f} MiB a million); "
-              f"false matches {ours['false_matches']}; batch recall {ours['batch_recall']:.4f}")  # fmt: skip
+        print(f"- ours: index arrays {ours['index_bytes_per_hash']:.1f} bytes a hash at this size (96 a hash plus "
+              f"8.4 MB of chunk offsets and the delta buffer); false matches {ours['false_matches']}; "
+              f"batch recall {ours['batch_recall']:.4f}")
         for engine in ("faiss-flat", "pdqindex"):
             other = results.get(engine)
             if other:
-                print(f"- ours vs {TITLES[engine]}: p50 {other['p50_ms'] / ours['p50_ms']:.1f}x faster, "
-                      f"p99 {other['p99_ms'] / ours['p99_ms']:.1f}x, batch {ours['batch_qps'] / other['batch_qps']:.1f}x, "
-                      f"build {other['build_s'] / ours['build_s']:.1f}x, memory {other['rss_mb'] / max(ours['rss_mb'], 1):.1f}x, "
-                      f"add {other['add_p50_ms'] / ours['add_p50_ms']:.0f}x")  # fmt: skip
+                print(f"- ours vs {TITLES[engine]}: "
+                      f"p50 {_factor(other['p50_ms'], ours['p50_ms'], 'faster', 'slower')}, "
+                      f"p99 {_factor(other['p99_ms'], ours['p99_ms'], 'faster', 'slower')}, "
+                      f"batch {_factor(ours['batch_qps'], other['batch_qps'], 'more queries/s', 'fewer queries/s')}, "
+                      f"build {_factor(other['build_s'], ours['build_s'], 'faster', 'slower')}, "
+                      f"memory {_factor(other['rss_mb'], ours['rss_mb'], 'less', 'more')}, "
+                      f"add {_factor(other['add_p50_ms'], ours['add_p50_ms'], 'faster', 'slower')}")
     sys.stdout.flush()
+
+
+def _factor(theirs: float, ours: float, better: str, worse: str) -> str:
+    """How many times better (or worse) ours is, for a figure where lower `ours` is better."""
+    if theirs >= ours:
+        return f"{theirs / max(ours, 1e-9):.1f}x {better}"
+    return f"{ours / max(theirs, 1e-9):.1f}x {worse}"
 
 
 if __name__ == "__main__":

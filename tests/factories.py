@@ -48,3 +48,10 @@ def flip(value: str, bits: range | list[int]) -> str:
 
 def pdq_value(value: str, quality: int = 90) -> dict[str, Any]:
     return {"type": "pdq", "value": value, "quality": quality}
+
+
+def random_pdq(n: int, quality: int = 90) -> dict[str, Any]:
+    """A PDQ unrelated to every other n (about 128 bits apart): no dedupe or family links between them."""
+    import hashlib
+
+    return pdq_value(hashlib.sha256(f"pdq-{n}".encode()).hexdigest(), quality)

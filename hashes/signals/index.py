@@ -39,8 +39,8 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-from numba import prange, types
 from llvmlite import ir
+from numba import prange, types
 from numba.extending import intrinsic
 
 from hashes.signals.pdq import ROW_DTYPE, ROW_WORDS, hex_to_row, hexes_to_rows
@@ -98,7 +98,7 @@ def _prefetch_row(typingctx, rows, position):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(nogil=True, cache=True)
-def _chunk(row0: int, row1: int, row2: int, row3: int, chunk: int) -> int:
+def _chunk(row0: np.uint64, row1: np.uint64, row2: np.uint64, row3: np.uint64, chunk: int) -> np.uint64:
     word = chunk >> 2
     value = row0 if word == 0 else row1 if word == 1 else row2 if word == 2 else row3
     return (value >> np.uint64((chunk & 3) * 16)) & np.uint64(0xFFFF)
@@ -162,7 +162,9 @@ def _search_main(
             key = own if flip == 0 else own ^ (np.uint64(1) << np.uint64(flip - 1))
             for j in range(offsets[chunk, key], offsets[chunk, key + 1]):
                 if count == capacity:
-                    n = _verify(query, radius, probe, chunk, candidates, count, rows, ids, base, dead, out_ids, out_dist, n)
+                    n = _verify(
+                        query, radius, probe, chunk, candidates, count, rows, ids, base, dead, out_ids, out_dist, n
+                    )
                     count = 0
                 candidates[count] = j if chunk == 0 else np.int64(postings[chunk - 1, j])
                 count += 1
@@ -393,7 +395,7 @@ class PdqIndex:
         id_array, rows = _as_ids(ids), _as_rows(hashes)
         if len(id_array) != len(rows):
             raise ValueError("ids and hashes differ in length")
-        for id_, row in zip(id_array.tolist(), rows):
+        for id_, row in zip(id_array.tolist(), rows, strict=True):
             self.add(id_, row)
 
     def remove(self, id_: int) -> int:
@@ -436,9 +438,11 @@ class PdqIndex:
             _search_main_batch(
                 rows, radius, radius // CHUNKS, main.rows, main.ids, main.base, main.dead,
                 main.offsets, main.postings, out_ids, out_dist, counts,
-            )  # fmt: skip
+            )
         else:
-            _scan_batch(rows, radius, main.rows, main.ids, len(main.rows), main.base, main.dead, out_ids, out_dist, counts)
+            _scan_batch(
+                rows, radius, main.rows, main.ids, len(main.rows), main.base, main.dead, out_ids, out_dist, counts
+            )
         for delta in (*view.frozen, view.active):
             _scan_batch(rows, radius, delta.rows, delta.ids, delta.count, 0, _DEAD64, out_ids, out_dist, counts)
         results = []
@@ -503,20 +507,27 @@ class PdqIndex:
         delta_capacity: int = DEFAULT_DELTA_CAPACITY,
         auto_merge: bool = True,
     ) -> PdqIndex:
-        """Read what `save` wrote; with `mmap`, pages come from the files on demand."""
+        """Read what `save` wrote (trusted files); with `mmap`, pages come from the files on demand."""
         path = Path(directory)
         manifest = json.loads((path / "manifest.json").read_text())
         if manifest.get("format") != _FORMAT_VERSION:
             raise ValueError(f"unknown index format {manifest.get('format')!r}")
-        mode = "r" if mmap else None
         arrays = {
-            name: np.load(path / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
+            name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
             for name in ("rows", "ids", "offsets", "postings")
         }
         if mmap:
             # Removals write to ids, so that one array always lives in memory.
             arrays["ids"] = np.array(arrays["ids"])
-        if len(arrays["rows"]) != manifest["count"]:
+        count = manifest["count"]
+        # The compiled search does not check bounds, so shapes that disagree must never reach it.
+        if (
+            arrays["rows"].shape != (count, ROW_WORDS)
+            or arrays["ids"].shape != (count,)
+            or arrays["postings"].shape != (CHUNKS - 1, count)
+            or arrays["offsets"].shape != (CHUNKS, CHUNK_VALUES + 1)
+            or int(arrays["offsets"][:, -1].max(initial=0)) != count
+        ):
             raise ValueError("index files do not match their manifest")
         index = cls(delta_capacity=delta_capacity, auto_merge=auto_merge)
         main = _Main(arrays["rows"], arrays["ids"], manifest["base"], arrays["offsets"], arrays["postings"])
@@ -550,7 +561,7 @@ class PdqIndex:
             n = _search_main(
                 row, radius, radius // CHUNKS, main.rows, main.ids, main.base, main.dead,
                 main.offsets, main.postings, out_ids, out_dist, 0, self._candidates(),
-            )  # fmt: skip
+            )
         else:
             n = _scan(row, radius, main.rows, main.ids, len(main.rows), main.base, main.dead, out_ids, out_dist, 0)
         for delta in view.frozen:

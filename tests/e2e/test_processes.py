@@ -9,7 +9,7 @@ from consortium_client.http import ApiError, ConsortiumClient
 from consortium_client.jws import parse, verify_signature
 from consortium_client.keys import load_public_jwk
 from hashes.models import Corroboration, Event, Hash, Statement
-from tests.factories import md5, pdq
+from tests.factories import md5, random_pdq
 
 from .stack import wait_until
 
@@ -23,7 +23,10 @@ def test_statements_signed_by_a_member_client_come_back_through_the_feed(stack, 
     alice_api = ConsortiumClient(stack.base_url, alice.token)
     home_api = ConsortiumClient(stack.base_url, homeoffice.token)
 
-    submitted = alice_api.submit([alice.statement([md5(n), pdq(n)], labels=["glorification"]) for n in range(50)])
+    probe = {"signals": [{"type": "pdq", "value": random_pdq(7)["value"]}]}
+    assert home_api.request("POST", "/api/v1/match/", probe)["results"][0]["matches"] == []  # web builds its index
+
+    submitted = alice_api.submit([alice.statement([md5(n), random_pdq(n)], labels=["glorification"]) for n in range(50)])
     home_api.submit([homeoffice.statement([md5(n)]) for n in range(10)])
     assert len(submitted["accepted"]) == 50
 
@@ -43,6 +46,10 @@ def test_statements_signed_by_a_member_client_come_back_through_the_feed(stack, 
     # Parallel workers may publish either member's statement first; each md5 ends corroborated by both.
     both = [{"member": "alice", "kind": "platform"}, {"member": "homeoffice", "kind": "government"}]
     assert all(sorted(e["hash"]["submitters"], key=lambda s: s["member"]) == both for e in corroborated)
+
+    # A worker published it; the web process, which built its index before, matches it too.
+    wait_until(lambda: home_api.request("POST", "/api/v1/match/", probe)["results"][0]["matches"], timeout=10,
+               what="the web process to match a hash a worker published")
 
     with pytest.raises(ApiError) as error:
         ConsortiumClient(stack.base_url, "cst_nope_nope").feed()

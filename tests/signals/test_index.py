@@ -44,11 +44,11 @@ def _queries(rng, rows, count=150):
 def _brute_force(rows, ids, query, radius):
     distances = hamming_distances(query, rows)
     hit = distances <= radius
-    return sorted(zip(distances[hit].tolist(), ids[hit].tolist()))
+    return sorted(zip(distances[hit].tolist(), ids[hit].tolist(), strict=True))
 
 
 def _pairs(matches):
-    return list(zip(matches.distances.tolist(), matches.ids.tolist()))
+    return list(zip(matches.distances.tolist(), matches.ids.tolist(), strict=True))
 
 
 @pytest.fixture(scope="module", params=["random", "clustered"])

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import threading
 
 import pytest
 
+from hashes.signals import media
 from hashes.signals.errors import MediaError
 from hashes.signals.media import hash_media, hash_video, media_kind
 from hashes.signals.pdq import hamming_distance
@@ -136,3 +138,15 @@ def test_without_pyav_videos_get_a_clear_error_and_images_still_work(monkeypatch
 
     assert error.value.code == "video_unsupported"
     assert hash_media(VECTORS / "pdq" / "bridge-mods" / "aaa-orig.jpg")[0]["value"] == BRIDGE
+
+
+@requires_vectors
+@requires_video
+def test_a_video_whose_container_hides_its_length_is_stopped_while_decoding(monkeypatch):
+    monkeypatch.setattr(media, "_declared_seconds", lambda container, stream: None)
+
+    with pytest.raises(MediaError) as error:
+        hash_media(VECTORS / "vpdq" / "doorknob-hd-no-bar.mp4", max_video_seconds=1)
+
+    assert error.value.code == "media_too_long"
+    assert not [t for t in threading.enumerate() if t.name == "video-decode"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def reference_frames(video: str) -> list[dict[str, Any]]:
     return frames
 
 
-@lru_cache(maxsize=None)
+@cache
 def our_signals(video: str) -> tuple[dict[str, Any], ...]:
     # Decoding and hashing all five samples takes seconds; several tests share the result.
     return tuple(hash_media((VECTORS / "vpdq" / f"{video}.mp4").read_bytes()))
