@@ -181,6 +181,13 @@ class Event(models.Model):
         UPDATED = "hash.updated"
         RETRACTED = "hash.retracted"
 
+        @classmethod
+        def of_change(cls, before: list, after: list) -> Event.Type:
+            """What a change of a hash's live statements is: it appears, it goes, or it changes."""
+            if not before:
+                return cls.ADDED
+            return cls.RETRACTED if not after else cls.UPDATED
+
     seq = models.BigIntegerField(primary_key=True)
     event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     type = models.CharField(max_length=32, choices=Type.choices)

@@ -126,12 +126,7 @@ def render_event(
         return None
     if [f.id for f in before] == [f.id for f in after] and event.cluster_before is None:
         return None
-    if not before:
-        kind = Event.Type.ADDED
-    elif not after:
-        kind = Event.Type.RETRACTED
-    else:
-        kind = Event.Type.UPDATED
+    kind = Event.Type.of_change(before, after)
     body = {
         "seq": event.seq,
         "id": str(event.event_id),

@@ -43,12 +43,7 @@ class Batch:
 
     def record(self, hash_: Hash, cause: Statement, before: list[str], after: list[str],
                cluster_before: int | None = None) -> None:
-        if not before:
-            kind = Event.Type.ADDED
-        elif not after:
-            kind = Event.Type.RETRACTED
-        else:
-            kind = Event.Type.UPDATED
+        kind = Event.Type.of_change(before, after)
         self.events.append({
             "type": kind, "occurred_at": self.now, "hash": hash_.pk, "cause": cause.pk, "statements_before": before,
             "statements_after": after, "hash_state": hash_.state, "cluster_id_at": hash_.cluster_id,

@@ -83,6 +83,17 @@ def _vpdq(raw: dict[str, Any], where: str, *, min_quality: int, max_frames: int)
     return Signal("vpdq", vpdq_digest([f["pdq"] for f in clean]), frames=tuple(clean))
 
 
+def signal_head(item: Any, n: int) -> tuple[str, str]:
+    """Where the n-th signal is (for error details) and its type, once it is known to have one."""
+    where = f"signals[{n}]"
+    if not isinstance(item, dict):
+        raise SignalError("signal_invalid", f"{where} must be an object.", {"at": where})
+    kind = item.get("type")
+    if kind not in SIGNAL_TYPES:
+        raise SignalError("signal_type_unknown", f"{where}.type must be one of {', '.join(SIGNAL_TYPES)}.", {"at": where})
+    return where, kind
+
+
 def parse_signals(raw: Any, *, min_quality: int, max_signals: int, max_frames: int) -> list[Signal]:
     if not isinstance(raw, list) or not raw:
         raise SignalError("signals_missing", "A hash statement needs a non-empty list of signals.")
@@ -90,12 +101,7 @@ def parse_signals(raw: Any, *, min_quality: int, max_signals: int, max_frames: i
         raise SignalError("signals_too_many", f"A statement may carry at most {max_signals} signals.")
     signals: list[Signal] = []
     for n, item in enumerate(raw):
-        where = f"signals[{n}]"
-        if not isinstance(item, dict):
-            raise SignalError("signal_invalid", f"{where} must be an object.", {"at": where})
-        kind = item.get("type")
-        if kind not in SIGNAL_TYPES:
-            raise SignalError("signal_type_unknown", f"{where}.type must be one of {', '.join(SIGNAL_TYPES)}.", {"at": where})
+        where, kind = signal_head(item, n)
         if kind == "vpdq":
             signals.append(_vpdq(item, where, min_quality=min_quality, max_frames=max_frames))
             continue
@@ -138,12 +144,7 @@ def parse_match_queries(raw: Any, *, max_queries: int, max_distance: int, max_fr
         raise SignalError("too_many_queries", f"Send at most {max_queries} signals per request.", {"max": max_queries})
     queries = []
     for n, item in enumerate(raw):
-        where = f"signals[{n}]"
-        if not isinstance(item, dict):
-            raise SignalError("signal_invalid", f"{where} must be an object.", {"at": where})
-        kind = item.get("type")
-        if kind not in SIGNAL_TYPES:
-            raise SignalError("signal_type_unknown", f"{where}.type must be one of {', '.join(SIGNAL_TYPES)}.", {"at": where})
+        where, kind = signal_head(item, n)
         if kind == "vpdq":
             # Frames under the quality bar are simply not matched; a query is not refused for them.
             signal = _vpdq(item, where, min_quality=0, max_frames=max_frames)
