@@ -12,7 +12,7 @@ from consortium_client import webhooks
 from consortium_client.keys import JWKError, public_jwk
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hashes.delivery import signing
+from distribution.delivery import signing
 
 BODY = b'{"type":"ping","timestamp":"2026-01-01T00:00:00Z","data":{}}'
 

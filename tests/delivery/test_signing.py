@@ -15,7 +15,7 @@ from consortium_client import webhooks
 from consortium_client.keys import public_jwk
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hashes.delivery import signing
+from distribution.delivery import signing
 
 BODY = b'{"type":"events","timestamp":"2026-01-01T00:00:00Z","data":{"first_seq":1,"last_seq":2,"events":[]}}'
 MSG_ID = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
