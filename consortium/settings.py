@@ -200,6 +200,7 @@ VPDQ_FRAME_QUALITY = env_int("VPDQ_FRAME_QUALITY", 50)
 VPDQ_CLUSTER_PERCENT = float(env("VPDQ_CLUSTER_PERCENT", "80"))  # either percentage: same family
 VPDQ_DUPLICATE_PERCENT = float(env("VPDQ_DUPLICATE_PERCENT", "95"))  # both percentages: the same video
 INDEX_REFRESH_SECONDS = float(env("INDEX_REFRESH_SECONDS", "1.0"))
+INDEX_WARM_ON_START = env_bool("INDEX_WARM_ON_START", True)  # build each process's index as it starts
 MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 256 * 1024 * 1024)
 # Video is hashed within the request: keep it short enough for the web timeout (GUNICORN_TIMEOUT).
 MEDIA_MAX_VIDEO_SECONDS = env_int("MEDIA_MAX_VIDEO_SECONDS", 60)
@@ -227,7 +228,10 @@ WEBHOOK_TIMEOUT_SECONDS = float(env("WEBHOOK_TIMEOUT_SECONDS", "15"))
 # How long a worker holds a delivery it took; after that a killed worker's delivery is due again.
 WEBHOOK_CLAIM_SECONDS = float(env("WEBHOOK_CLAIM_SECONDS", str(WEBHOOK_TIMEOUT_SECONDS + 15)))
 WEBHOOK_MAX_RESPONSE_BYTES = env_int("WEBHOOK_MAX_RESPONSE_BYTES", 16 * 1024)
-WEBHOOK_BATCH_SIZE = env_int("WEBHOOK_BATCH_SIZE", 100)
+# A batch holds the events of at most WEBHOOK_BATCH_SIZE consecutive seqs, and stops growing once
+# its body passes WEBHOOK_MAX_BATCH_BYTES (a batch always holds at least one event).
+WEBHOOK_BATCH_SIZE = env_int("WEBHOOK_BATCH_SIZE", 500)
+WEBHOOK_MAX_BATCH_BYTES = env_int("WEBHOOK_MAX_BATCH_BYTES", 1_000_000)
 # Seconds to wait before each attempt of a batch: the Standard Webhooks schedule (immediately, 5 s,
 # 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h); after the last one fails the subscription is disabled.
 WEBHOOK_RETRY_SCHEDULE = [
@@ -309,3 +313,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # distribution routes
 CELERY_TASK_ROUTES.update(DISTRIBUTION_CELERY_ROUTES)
 CELERY_BEAT_SCHEDULE.update(DISTRIBUTION_BEAT_SCHEDULE)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis, with a kombu defect worked around so that a Redis restart cannot stop a worker
+    # (consortium/broker.py).
+    CELERY_BROKER_TRANSPORT = "consortium.broker:Transport"
+

@@ -15,3 +15,10 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # empty: no acce
 errorlog = "-"
 # Trust X-Forwarded-* only from the local reverse proxy.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    # Each web worker builds its match index in the background as it starts (see hashes.matching).
+    from hashes.matching import warm_in_background
+
+    warm_in_background()

@@ -13,7 +13,6 @@ import pytest
 
 from consortium.server_keys import server_signing_key
 from consortium_client import jws
-from consortium_client.jws import b64url_decode
 from consortium_client.keys import generate_private_key, load_public_jwk, private_jwk, private_key_to_pem, public_jwk
 from consortium_client.statements import StatementSigner, hash_statement
 from members.models import SigningKey
