@@ -22,6 +22,7 @@ from .signals.vpdq import usable_rows
 
 # Reading the database in slices keeps a rebuild's memory flat however large the corpus.
 BUILD_SLICE = 50_000
+PARALLEL_FROM = 16
 
 
 class MatchIndexes:
@@ -110,8 +111,10 @@ class MatchIndexes:
         return nearest_per_id(found.ids, found.distances)
 
     def pdq_within_many(self, values: list[str], radius: int) -> list[dict[int, int]]:
-        if not values:
-            return []
+        # A few queries are faster one by one: starting the batch search's parallel threads costs
+        # more than it saves, and in a forked web worker its OpenMP threads measurably slow the rest.
+        if len(values) < PARALLEL_FROM:
+            return [self.pdq_within(value, radius) for value in values]
         return [nearest_per_id(m.ids, m.distances) for m in self.pdq.search_many(values, radius)]
 
     def videos_sharing_a_frame(self, frames: list[dict[str, Any]]) -> set[int]:
