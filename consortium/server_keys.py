@@ -35,6 +35,10 @@ def server_signing_key() -> Ed25519PrivateKey:
 
 
 def server_jwks() -> dict[str, list[dict[str, str]]]:
-    jwk = public_jwk(server_signing_key())
-    jwk.update({"alg": "Ed25519", "use": "sig"})
-    return {"keys": [jwk]}
+    """Every key that signs deliveries now: during a rotation, the previous one too."""
+    from django.utils import timezone
+
+    from distribution.keys import delivery_signing_keys
+
+    return {"keys": [{**public_jwk(key), "alg": "Ed25519", "use": "sig"}
+                     for key in delivery_signing_keys(timezone.now())]}

@@ -265,7 +265,7 @@ DISTRIBUTION_CELERY_ROUTES = {
     "distribution.tasks.pump": {"queue": "deliver"},
 }
 DISTRIBUTION_BEAT_SCHEDULE = {
-    # Expires: sweeps that queue up while the deliver worker is down are dropped, not run back to back.
+    # Expires: sweeps that queue up while the webhook workers are down are dropped, not run back to back.
     "sweep-distribution": {"task": "distribution.tasks.sweep", "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
                            "options": {"expires": max(10.0, 5 * WEBHOOK_SWEEP_INTERVAL_SECONDS)}},
 }

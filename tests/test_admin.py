@@ -10,6 +10,10 @@ import json
 import re
 
 import pytest
+
+from distribution.delivery.signing import generate_secret
+from distribution.models import Delivery, Subscription
+from distribution.secretbox import seal
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.db import connection
@@ -56,6 +60,9 @@ def everything(alice, bob, trusted_group, pipeline, admin_client):
     Group.objects.create(name="reviewers")
     alice.submit(alice.statement([md5(1)]))
     pipeline()
+    subscription = Subscription.objects.create(member=bob.member, url="https://hooks.example/consortium",
+                                               secret_encrypted=seal(generate_secret()))
+    Delivery.objects.create(subscription=subscription, lane="test", webhook_id="msg_everything")
 
 
 # --- every page opens ------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ trusts only the server's public key, which a receiver can fetch instead of keepi
     msg_id = verify(request.headers, request.body, secrets=[WHSEC], public_keys=server_keys)
 
 Pass the body exactly as received: parsing and re-serialising the JSON changes the signed bytes.
-Use the returned `webhook-id` to drop repeats; it is stable across retries of the same batch.
+Use the returned `webhook-id` to drop repeated deliveries; it is stable across retries of the same
+batch. Each event in a batch also carries its feed `seq` and a stable `id`: incident events are
+pushed at once on the priority lane (`data.lane` is "priority") and arrive again in their place on
+the main lane, so keep the ids you have processed and drop an event whose `id` you have seen.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ from .stack import Stack
 
 
 @pytest.fixture
-def stack(tmp_path, transactional_db):
-    """gunicorn, a Celery worker and beat from deploy/Procfile, on the test database."""
+def stack(tmp_path, transactional_db, django_db_serialized_rollback):
+    """gunicorn, a Celery worker and beat from deploy/Procfile, on the test database. Serialized
+    rollback restores what migrations seeded (the label taxonomy) after earlier transactional tests."""
     (tmp_path / "var").mkdir()
     live = Stack(workdir=tmp_path)
     live.purge_broker()

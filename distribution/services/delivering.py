@@ -1,0 +1,386 @@
+"""Sending deliveries: claim, POST, record.
+
+Main lane: a subscription's next batch is the events after its cursor that its member may see and
+its filters pass; it is written down (with its stable `webhook-id`) before it is sent, and the
+cursor moves only when a 2xx acknowledges it. Claiming a delivery moves its `next_attempt_at` past
+the longest an attempt can take, and every completion is fenced by the attempt number, so a worker
+killed at any point leaves a delivery that simply becomes due again: never a skipped event, never a
+lost batch, at worst the same `webhook-id` twice (at-least-once).
+
+Time comes from the caller (`now`, `clock`), so tests can walk through days of retries; signatures
+always carry the real time, which is what receivers check them against."""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from hashes.visibility import Viewer
+
+from ..delivery import signing, transport
+from ..keys import delivery_signing_keys
+from ..models import Delivery, DeliveryAttempt, Subscription
+from ..rendering import Batch, Filters, Rendered, events_body, next_batch, ping_body, range_batch, select_seqs
+from ..schedule import RetryPolicy
+from ..secretbox import unseal
+from .heads import announced_head
+
+logger = logging.getLogger(__name__)
+
+# How many windows of WEBHOOK_BATCH_SIZE seqs past the cursor one claim looks through for events
+# its subscription receives.
+SCAN_WINDOWS = 10
+# POSTs sent side by side when incident events are pushed to every subscription at once.
+PUSH_THREADS = 32
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+Clock = Callable[[], datetime]
+
+
+def retry_policy() -> RetryPolicy:
+    return RetryPolicy(schedule=tuple(settings.WEBHOOK_RETRY_SCHEDULE), jitter=settings.WEBHOOK_RETRY_JITTER,
+                       retry_after_max=settings.WEBHOOK_RETRY_AFTER_MAX_SECONDS)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed delivery, ready to send. Never shows its URL, body or secrets when printed."""
+
+    delivery_id: int
+    attempt: int
+    lane: str
+    subscription_id: Any
+    webhook_id: str
+    claimed_at: datetime
+    after_seq: int | None  # main lane: acknowledging moves the cursor from here...
+    through_seq: int | None  # ...to here
+    url: str = field(repr=False)
+    body: bytes | None = field(repr=False)  # None: nothing is left to send (visibility or filters changed)
+    secrets: tuple[str, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Claim:
+    job: Job | None
+    advanced: bool = False  # the cursor moved past events this subscription does not receive
+
+
+def _secrets(subscription: Subscription, now: datetime) -> tuple[str, ...]:
+    secrets = [unseal(subscription.secret_encrypted)]
+    expires = subscription.previous_secret_expires_at
+    if subscription.previous_secret_encrypted and expires and now < expires:
+        secrets.append(unseal(subscription.previous_secret_encrypted))
+    return tuple(secrets)
+
+
+def _take(delivery: Delivery, now: datetime) -> int | None:
+    attempt = delivery.attempt_count + 1
+    taken = Delivery.objects.filter(
+        pk=delivery.pk, state=Delivery.State.PENDING, attempt_count=delivery.attempt_count,
+    ).update(attempt_count=attempt, next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_CLAIM_SECONDS),
+             enqueued_at=None, last_attempt_at=now)
+    return attempt if taken else None
+
+
+def _job(subscription: Subscription, delivery: Delivery, attempt: int, body: bytes | None, now: datetime) -> Job:
+    return Job(delivery.pk, attempt, delivery.lane, subscription.pk, delivery.webhook_id, now, delivery.after_seq,
+               delivery.through_seq, subscription.url, body, _secrets(subscription, now))
+
+
+def _body(batch: Batch, lane: str) -> bytes | None:
+    return events_body(lane=lane, events=batch.events, key=batch.key) if batch.events else None
+
+
+def _locked(subscription_id: Any) -> Subscription | None:
+    return Subscription.objects.select_for_update(of=("self",)).select_related("member").filter(pk=subscription_id).first()
+
+
+def claim_main(subscription_id: Any, *, now: datetime, viewer: Viewer | None = None,
+               through: int | None = None) -> Claim:
+    """Take the subscription's batch in flight if it is due, or make the next one from its cursor
+    (up to `through`, if given). `viewer` may be passed by a caller making several claims in a row."""
+    with transaction.atomic():
+        subscription = _locked(subscription_id)
+        if subscription is None:
+            return Claim(None)
+        return _claim_locked(subscription, now=now, viewer=viewer, through=through, pending_possible=True)
+
+
+def _claim_locked(subscription: Subscription, *, now: datetime, viewer: Viewer | None, through: int | None,
+                  pending_possible: bool) -> Claim:
+    if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
+        return Claim(None)
+    viewer, filters = viewer or Viewer.for_member(subscription.member), Filters.of(subscription)
+    pending = Delivery.objects.filter(
+        subscription=subscription, lane=Delivery.Lane.MAIN, state=Delivery.State.PENDING,
+    ).first() if pending_possible else None
+    if pending is not None:
+        if pending.next_attempt_at is None or pending.next_attempt_at > now:
+            return Claim(None)
+        batch = range_batch(viewer, filters, after=pending.after_seq, through=pending.through_seq)
+        attempt = _take(pending, now)
+        if attempt is None:
+            return Claim(None)
+        return Claim(_job(subscription, pending, attempt, _body(batch, pending.lane), now))
+
+    batch = next_batch(viewer, filters, after=subscription.cursor, size=settings.WEBHOOK_BATCH_SIZE,
+                       windows=SCAN_WINDOWS, max_bytes=settings.WEBHOOK_MAX_BATCH_BYTES, through=through)
+    if not batch.events:
+        if batch.scanned_to > subscription.cursor:
+            Subscription.objects.filter(pk=subscription.pk).update(cursor=batch.scanned_to)
+            return Claim(None, advanced=True)
+        return Claim(None)
+    delivery = Delivery.objects.create(
+        subscription=subscription, lane=Delivery.Lane.MAIN, webhook_id=signing.new_message_id(),
+        after_seq=subscription.cursor, through_seq=batch.scanned_to, first_seq=batch.events[0].seq,
+        last_seq=batch.events[-1].seq, event_count=len(batch.events), created_at=now, attempt_count=1,
+        next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_CLAIM_SECONDS), last_attempt_at=now,
+    )
+    return Claim(_job(subscription, delivery, 1, _body(batch, Delivery.Lane.MAIN), now))
+
+
+def acknowledge_and_claim_next(job: Job, result: transport.DeliveryResult, *, now: datetime, viewer: Viewer,
+                               through: int | None, claim_next: bool = True) -> tuple[str, Claim]:
+    """A main-lane batch acknowledged (2xx): move the cursor and (with `claim_next`) make the next
+    batch in the same transaction, under the subscription's lock. The batch just acknowledged was
+    the one in flight, so no other can be pending and the check is skipped."""
+    with transaction.atomic():
+        subscription = _locked(job.subscription_id)
+        if subscription is None or subscription.cursor != job.after_seq or not _mark_delivered(job, result, now):
+            transaction.set_rollback(True)
+            return "stale", Claim(None)
+        Subscription.objects.filter(pk=subscription.pk).update(cursor=job.through_seq, last_success_at=now)
+        subscription.cursor = job.through_seq
+        if not claim_next:
+            return "delivered", Claim(None)
+        return "delivered", _claim_locked(subscription, now=now, viewer=viewer, through=through,
+                                          pending_possible=False)
+
+
+def claim_single(delivery_id: int, *, now: datetime) -> Job | None:
+    """Take a due priority push or test ping. A priority push the main lane has caught up with, or
+    whose events the subscription no longer receives, is superseded instead of sent."""
+    with transaction.atomic():
+        delivery = (Delivery.objects.select_for_update().filter(pk=delivery_id, state=Delivery.State.PENDING)
+                    .exclude(lane=Delivery.Lane.MAIN).first())
+        if delivery is None or delivery.next_attempt_at is None or delivery.next_attempt_at > now:
+            return None
+        subscription = Subscription.objects.select_related("member").get(pk=delivery.subscription_id)
+        if delivery.lane == Delivery.Lane.TEST:
+            body: bytes | None = ping_body(subscription_id=str(subscription.pk), timestamp=delivery.created_at)
+        else:
+            if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
+                return None
+            seqs = [seq for seq in delivery.seqs if seq > subscription.cursor]
+            events = select_seqs(Viewer.for_member(subscription.member), Filters.of(subscription), seqs) if seqs else []
+            body = events_body(lane=delivery.lane, events=events) if events else None
+            if body is None:
+                Delivery.objects.filter(pk=delivery.pk).update(
+                    state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
+                return None
+        attempt = _take(delivery, now)
+        return None if attempt is None else _job(subscription, delivery, attempt, body, now)
+
+
+def send(job: Job, *, now: datetime) -> transport.DeliveryResult:
+    """One signed POST. The target is checked again here, since DNS may have changed since the URL
+    was accepted."""
+    if job.body is None:
+        return transport.DeliveryResult(error=None, elapsed=0.0, detail="Nothing left to send.")
+    signer = signing.Signer(secrets=job.secrets, signing_keys=delivery_signing_keys(now))
+    headers = {"Content-Type": "application/json", **signer.headers(job.webhook_id, int(time.time()), job.body)}
+    return transport.post(
+        job.url, job.body, headers=headers,
+        allow_private=settings.WEBHOOK_ALLOW_PRIVATE_TARGETS, require_https=settings.WEBHOOK_REQUIRE_HTTPS,
+        connect_timeout=settings.WEBHOOK_CONNECT_TIMEOUT_SECONDS, timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+        max_body=settings.WEBHOOK_MAX_RESPONSE_BYTES,
+    )
+
+
+def _excerpt(body: bytes) -> str:
+    return _CONTROL.sub("", body[:500].decode("utf-8", "replace"))[:500]
+
+
+def _disable(subscription: Subscription, reason: str, now: datetime) -> None:
+    subscription.state, subscription.state_reason, subscription.state_changed_at = (
+        Subscription.State.DISABLED, reason, now)
+    logger.warning("Webhook subscription %s disabled (%s); last error %s.", subscription.pk, reason,
+                   subscription.last_error_code or "-")
+
+
+def _attempt(job: Job, result: transport.DeliveryResult) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        delivery_id=job.delivery_id, number=job.attempt, started_at=job.claimed_at,
+        duration_ms=int(result.elapsed * 1000), status=result.status, error=result.error or "",
+        detail=result.detail[:300], response_excerpt=_excerpt(result.body),
+        retry_after=None if result.retry_after is None else int(min(result.retry_after, 2**31 - 1)),
+    )
+
+
+def complete(job: Job, result: transport.DeliveryResult, *, now: datetime,
+             rng: random.Random | None = None) -> str:
+    """Record an attempt's outcome: `delivered`, `retry`, `disabled`, `failed` (a push or ping given
+    up), or `stale` (the delivery was taken over, superseded or deleted meanwhile: nothing written).
+    Rows are always locked subscription first, then delivery, as every other writer does."""
+    if result.ok:
+        return _acknowledged(job, result, now)
+    return _failed(job, result, now, rng)
+
+
+def _mark_delivered(job: Job, result: transport.DeliveryResult, now: datetime) -> bool:
+    """Mark the delivery done and record the attempt, if this worker still owns the delivery."""
+    owned = Delivery.objects.filter(
+        pk=job.delivery_id, state=Delivery.State.PENDING, attempt_count=job.attempt,
+    ).update(state=Delivery.State.DELIVERED, next_attempt_at=None, finished_at=now, last_status=result.status,
+             last_error="")
+    if owned:
+        _attempt(job, result).save()
+    return bool(owned)
+
+
+def _acknowledged(job: Job, result: transport.DeliveryResult, now: datetime) -> str:
+    """A 2xx: move the cursor (main lane) from where the batch began, and mark the delivery done if
+    this worker still owns it."""
+    with transaction.atomic():
+        if job.lane != Delivery.Lane.TEST:
+            subscription = Subscription.objects.filter(pk=job.subscription_id)
+            if job.lane == Delivery.Lane.MAIN:
+                moved = subscription.filter(cursor=job.after_seq).update(cursor=job.through_seq, last_success_at=now)
+            else:
+                moved = subscription.update(last_success_at=now)
+            if not moved:
+                transaction.set_rollback(True)
+                return "stale"
+        if not _mark_delivered(job, result, now):
+            transaction.set_rollback(True)
+            return "stale"
+    return "delivered"
+
+
+def _failed(job: Job, result: transport.DeliveryResult, now: datetime, rng: random.Random | None) -> str:
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().filter(pk=job.subscription_id).first()
+        delivery = Delivery.objects.select_for_update().filter(
+            pk=job.delivery_id, state=Delivery.State.PENDING, attempt_count=job.attempt).first()
+        if subscription is None or delivery is None:
+            return "stale"
+        attempt = _attempt(job, result)
+        delivery.last_status, delivery.last_error = result.status, result.error or ""
+        lane = delivery.lane
+        if lane == Delivery.Lane.TEST:
+            outcome = "failed"
+            delivery.state, delivery.next_attempt_at, delivery.finished_at = Delivery.State.FAILED, None, now
+        else:
+            subscription.last_error_at, subscription.last_error_code = now, result.error or ""
+            subscription.last_error_status, subscription.last_error_message = result.status, result.detail[:300]
+            delivery.failures += 1
+            retry_after = result.retry_after if result.status in (429, 503) else None
+            delay = None if result.status == 410 else retry_policy().delay_after(
+                delivery.failures, retry_after=retry_after, rng=rng)
+            if delay is not None:
+                outcome = "retry"
+                delivery.next_attempt_at = attempt.next_attempt_at = now + timedelta(seconds=delay)
+            else:
+                delivery.next_attempt_at = None
+                if lane == Delivery.Lane.PRIORITY:
+                    delivery.state, delivery.finished_at = Delivery.State.FAILED, now
+                if result.status == 410 or lane == Delivery.Lane.MAIN:
+                    outcome = "disabled"
+                    reason = (Subscription.Reason.ENDPOINT_GONE if result.status == 410
+                              else Subscription.Reason.RETRIES_EXHAUSTED)
+                    if subscription.state == Subscription.State.ACTIVE:
+                        _disable(subscription, reason, now)
+                else:
+                    outcome = "failed"
+            subscription.save(update_fields=["state", "state_reason", "state_changed_at", "last_error_at",
+                                             "last_error_code", "last_error_status", "last_error_message"])
+        attempt.save()
+        delivery.save(update_fields=["state", "next_attempt_at", "finished_at", "failures", "last_status",
+                                     "last_error"])
+    return outcome
+
+
+def deliver(job: Job, *, clock: Clock, rng: random.Random | None = None) -> str:
+    return complete(job, send(job, now=clock()), now=clock(), rng=rng)
+
+
+def pump(subscription_id: Any, *, clock: Clock = timezone.now, budget: float | None = None,
+         rng: random.Random | None = None) -> bool:
+    """Send the subscription's batches up to the feed head the dispatcher announced, until a batch fails or
+    `budget` seconds (WEBHOOK_PUMP_SECONDS) are spent; True when there is more to do and the caller
+    should queue another pump, so that other work gets a turn between long backlogs.
+
+    The member's visibility is read once per pump: a change to its sharing groups applies from the
+    next pump, at most WEBHOOK_PUMP_SECONDS later."""
+    Subscription.objects.filter(pk=subscription_id).update(wake_requested_at=None)
+    woken = Subscription.objects.filter(pk=subscription_id).select_related("member").first()
+    if woken is None:
+        return False
+    viewer, through = Viewer.for_member(woken.member), announced_head()
+    budget = settings.WEBHOOK_PUMP_SECONDS if budget is None else budget
+    started = time.monotonic()
+    claim = claim_main(subscription_id, now=clock(), viewer=viewer, through=through)
+    while True:
+        in_time = time.monotonic() - started < budget
+        if claim.job is not None:
+            result = send(claim.job, now=clock())
+            if not result.ok:
+                complete(claim.job, result, now=clock(), rng=rng)
+                return False
+            outcome, claim = acknowledge_and_claim_next(claim.job, result, now=clock(), viewer=viewer,
+                                                        through=through, claim_next=in_time)
+            if outcome != "delivered":
+                return False
+            if not in_time:
+                return True
+        elif claim.advanced:
+            if not in_time:
+                return True
+            claim = claim_main(subscription_id, now=clock(), viewer=viewer, through=through)
+        else:
+            # Caught up with `through`: a dispatcher may have announced more meanwhile.
+            moved_on = announced_head()
+            if moved_on <= through:
+                return False
+            if not in_time:
+                return True
+            through = moved_on
+            claim = claim_main(subscription_id, now=clock(), viewer=viewer, through=through)
+
+
+def claimed_pushes(chosen: list[tuple[Subscription, list[Rendered]]], *, now: datetime) -> list[Job]:
+    """Priority-lane deliveries of these events, one per subscription, created already claimed."""
+    deliveries = Delivery.objects.bulk_create([
+        Delivery(subscription=subscription, lane=Delivery.Lane.PRIORITY, webhook_id=signing.new_message_id(),
+                 seqs=[e.seq for e in events], first_seq=events[0].seq, last_seq=events[-1].seq,
+                 event_count=len(events), created_at=now, attempt_count=1, last_attempt_at=now,
+                 next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_CLAIM_SECONDS))
+        for subscription, events in chosen
+    ])
+    return [_job(subscription, delivery, 1, events_body(lane=Delivery.Lane.PRIORITY, events=events), now)
+            for (subscription, events), delivery in zip(chosen, deliveries)]
+
+
+def push(jobs: list[Job], *, now: datetime, rng: random.Random | None = None) -> list[str]:
+    """Send claimed deliveries at once, side by side (only the POSTs run in threads; outcomes are
+    recorded here, in order)."""
+    if not jobs:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(jobs), PUSH_THREADS), thread_name_prefix="push") as pool:
+        results = list(pool.map(lambda job: send(job, now=now), jobs))
+    return [complete(job, result, now=now, rng=rng) for job, result in zip(jobs, results)]
+
+
+def send_single(delivery_id: int, *, clock: Clock = timezone.now, rng: random.Random | None = None) -> str | None:
+    job = claim_single(delivery_id, now=clock())
+    return None if job is None else deliver(job, clock=clock, rng=rng)

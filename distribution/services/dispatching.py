@@ -1,0 +1,185 @@
+"""Who needs to hear about new events, and the sweep that recovers whatever a lost message, a killed
+worker or a broker restart left behind. The database is the source of truth: every decision here is
+made from rows, so running any of it twice, or late, only repeats work that is safe to repeat."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+
+from hashes.models import Event
+from members.models import Member
+
+from ..models import Delivery, DispatchMark, Subscription
+from ..rendering import Filters, load_seqs, render_all, viewers_for
+from . import delivering
+from .heads import announce, feed_head
+
+logger = logging.getLogger(__name__)
+
+# Incident events examined per dispatch; more are left for the next one.
+PRIORITY_SCAN = 1000
+# Finished deliveries deleted per sweep once older than WEBHOOK_RETENTION_DAYS.
+PRUNE_BATCH = 2000
+
+
+def _not_waiting(now: datetime) -> Q:
+    stale = now - timedelta(seconds=settings.WEBHOOK_WAKE_STALE_SECONDS)
+    return Q(wake_requested_at__isnull=True) | Q(wake_requested_at__lt=stale)
+
+
+def wake(ids: list[Any], *, now: datetime, head: int | None = None) -> list[Any]:
+    """Queue a pump for each of these subscriptions unless one is queued already (a queued pump
+    that has not started within WEBHOOK_WAKE_STALE_SECONDS is taken for lost and queued again),
+    after announcing the feed head (`head`, or the current one). A subscription whose row a pump
+    holds right now is skipped, not waited for: that pump looks at the announced head again before
+    it stops."""
+    from .. import tasks
+
+    if head is None:
+        announce(feed_head())
+    with transaction.atomic():
+        chosen = list(Subscription.objects.select_for_update(skip_locked=True).filter(pk__in=ids)
+                      .filter(_not_waiting(now)).values_list("pk", flat=True))
+        if chosen:
+            Subscription.objects.filter(pk__in=chosen).update(wake_requested_at=now)
+            transaction.on_commit(lambda: tasks.enqueue_pumps(chosen))
+    return chosen
+
+
+def behind(head: int, now: datetime) -> QuerySet[Subscription]:
+    """Active subscriptions with events after their cursor, except those whose batch in flight is
+    being sent or waiting for its next attempt."""
+    busy = Delivery.objects.filter(
+        subscription=OuterRef("pk"), lane=Delivery.Lane.MAIN, state=Delivery.State.PENDING, next_attempt_at__gt=now)
+    return (
+        Subscription.objects.filter(state=Subscription.State.ACTIVE, member__status=Member.Status.ACTIVE,
+                                    cursor__lt=head)
+        .exclude(Exists(busy))
+    )
+
+
+@dataclass
+class Dispatched:
+    priority: list[int] = field(default_factory=list)  # priority-lane deliveries created
+    woken: list[Any] = field(default_factory=list)  # subscriptions whose pump was queued
+
+
+def dispatch(*, now: datetime) -> Dispatched:
+    """Push new incident events on the priority lane at once, then wake every subscription that is
+    behind. The pushes are made (and claimed) under the dispatcher's lock, so each incident event is
+    pushed once, and sent right after it, concurrently; a push whose sending is interrupted becomes
+    due again when its claim expires, and the sweep sends it."""
+    result = Dispatched()
+    jobs: list[delivering.Job] = []
+    started = time.monotonic()
+    with transaction.atomic():
+        _commit_without_waiting_for_the_disk()
+        DispatchMark.objects.get_or_create(pk=1)
+        # Dispatchers take turns, so each incident event is pushed once.
+        mark = DispatchMark.objects.select_for_update().get(pk=1)
+        head = feed_head()
+        if head > mark.scanned_seq:
+            seqs = list(
+                Event.objects.filter(seq__gt=mark.scanned_seq, seq__lte=head, cause__priority=True)
+                .order_by("seq").values_list("seq", flat=True)[:PRIORITY_SCAN]
+            )
+            if seqs:
+                jobs = priority_pushes(seqs, now=now)
+            mark.scanned_seq = seqs[-1] if len(seqs) == PRIORITY_SCAN else head
+        mark.head = max(mark.head, head)
+        mark.save(update_fields=["scanned_seq", "head"])
+    result.priority = [job.delivery_id for job in jobs]
+    if jobs:
+        made = time.monotonic()
+        outcomes = delivering.push(jobs, now=now)
+        logger.info("Pushed incident events to %d subscriptions (%d acknowledged): made in %.3f s, sent in %.3f s.",
+                    len(jobs), outcomes.count("delivered"), made - started, time.monotonic() - made)
+    # Pumps already at work carry on up to the new head (they look again before they stop); the
+    # others are woken.
+    result.woken = wake(list(behind(head, now).values_list("pk", flat=True)), now=now, head=head)
+    return result
+
+
+def _commit_without_waiting_for_the_disk() -> None:
+    """On PostgreSQL, let this transaction's commit return before its WAL reaches the disk: the
+    incident pushes go out right after it, and a busy disk must not hold them up. Should the
+    database crash in the fraction of a second before the flush, the dispatch is lost as a whole
+    and the next one pushes the same events again (new webhook-ids; receivers drop repeated event
+    ids), while the main lane, whose commits always wait, delivers them in order regardless."""
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def priority_pushes(seqs: list[int], *, now: datetime) -> list[delivering.Job]:
+    """A claimed priority-lane delivery for each subscription that may see some of these incident
+    events and has not acknowledged them yet. The cursor does not move: the events come again on
+    the main lane."""
+    subscriptions = Subscription.objects.filter(
+        state=Subscription.State.ACTIVE, member__status=Member.Status.ACTIVE, cursor__lt=seqs[-1],
+    ).select_related("member")
+    incident_events = load_seqs(seqs)
+    viewers = viewers_for([subscription.member for subscription in subscriptions])
+    chosen = []
+    for subscription in subscriptions:
+        viewer = viewers[subscription.member_id]
+        unacknowledged = [loaded for loaded in incident_events if loaded.event.seq > subscription.cursor]
+        filters = Filters.of(subscription)
+        events = [r for r in render_all(unacknowledged, viewer) if r is not None and r.passes(filters)]
+        if events:
+            chosen.append((subscription, events))
+    return delivering.claimed_pushes(chosen, now=now)
+
+
+@dataclass
+class Swept:
+    dispatched: Dispatched
+    resent: int
+    superseded: int
+    pruned: int
+
+
+def sweep(*, now: datetime) -> Swept:
+    """Beat's periodic pass: dispatch (catching anything no trigger announced), queue again the
+    single deliveries that are due and not queued (retries, lost messages, deliveries a killed
+    worker held), retire priority pushes the main lane has overtaken, prune old history."""
+    from .. import tasks
+
+    dispatched = dispatch(now=now)
+    stale = now - timedelta(seconds=settings.WEBHOOK_WAKE_STALE_SECONDS)
+    with transaction.atomic():
+        due = list(
+            Delivery.objects.filter(state=Delivery.State.PENDING, next_attempt_at__lte=now)
+            .filter(Q(lane=Delivery.Lane.TEST)
+                    | Q(lane=Delivery.Lane.PRIORITY, subscription__state=Subscription.State.ACTIVE))
+            .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
+            .values_list("pk", flat=True)[:1000]
+        )
+        if due:
+            Delivery.objects.filter(pk__in=due).update(enqueued_at=now)
+            transaction.on_commit(lambda: tasks.enqueue_sends(due))
+        overtaken = list(
+            Delivery.objects.filter(lane=Delivery.Lane.PRIORITY, state=Delivery.State.PENDING,
+                                    last_seq__lte=F("subscription__cursor")).values_list("pk", flat=True)
+        )
+        superseded = Delivery.objects.filter(pk__in=overtaken, state=Delivery.State.PENDING).update(
+            state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
+    cutoff = now - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
+    old = list(
+        Delivery.objects.filter(finished_at__lt=cutoff).exclude(state=Delivery.State.PENDING)
+        .values_list("pk", flat=True)[:PRUNE_BATCH]
+    )
+    pruned = Delivery.objects.filter(pk__in=old).delete()[0] if old else 0
+    if due or superseded:
+        logger.info("Distribution sweep: %d deliveries queued again, %d priority pushes overtaken.",
+                    len(due), superseded)
+    return Swept(dispatched, len(due), superseded, pruned)

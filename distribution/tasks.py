@@ -1,0 +1,73 @@
+"""Thin Celery wrappers. Each task re-reads its rows and is safe to run twice or late; the sweep
+finds anything a lost message left behind. Queues (deploy/Procfile): `deliver_priority` (dispatch,
+incident pushes, pings, the sweep) is served by the `dispatch` worker, `deliver` (main-lane pumps)
+by the `deliver` worker, so an incident never waits behind a backlog.
+
+Messages are acknowledged when a task starts (acks_late off): the database, not the broker, says
+what is left to do, so a message lost with a killed worker costs nothing the sweep does not redo
+within seconds, and a worker holds no unacknowledged messages for Redis to lose."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from .services import delivering, dispatching
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def dispatch() -> None:
+    dispatching.dispatch(now=timezone.now())
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def pump(subscription_id: str) -> None:
+    if delivering.pump(subscription_id):
+        dispatching.wake([subscription_id], now=timezone.now())
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def send_delivery(delivery_id: int) -> None:
+    delivering.send_single(delivery_id)
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def sweep() -> None:
+    dispatching.sweep(now=timezone.now())
+
+
+# Best effort, like the pipeline's enqueueing: the rows are written, so if the broker is unreachable
+# the sweep queues the work again later. Messages expire when the sweep would re-queue the work
+# anyway, so none pile up while no webhook worker runs.
+
+def _expires() -> int:
+    return settings.WEBHOOK_WAKE_STALE_SECONDS
+
+
+def enqueue_dispatch() -> None:
+    try:
+        dispatch.apply_async(expires=_expires())
+    except Exception:
+        logger.exception("Could not queue a distribution dispatch; the sweep will do it.")
+
+
+def enqueue_pumps(subscription_ids: Iterable[Any]) -> None:
+    try:
+        for subscription_id in subscription_ids:
+            pump.apply_async(args=[str(subscription_id)], expires=_expires())
+    except Exception:
+        logger.exception("Could not queue webhook pumps; the sweep will retry.")
+
+
+def enqueue_sends(delivery_ids: Iterable[int]) -> None:
+    try:
+        for delivery_id in delivery_ids:
+            send_delivery.apply_async(args=[delivery_id], expires=_expires())
+    except Exception:
+        logger.exception("Could not queue webhook deliveries; the sweep will retry.")

@@ -1,0 +1,192 @@
+"""The subscriptions API: a member manages its own subscriptions only (anyone else's answer 404),
+secrets are shown once and stored encrypted, URLs and filters are checked with stable error codes,
+and every change is audited without the secret."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from audit.models import AuditEvent
+from distribution.models import Subscription
+from members.services import token_create
+from tests.factories import md5
+
+from .helpers import subscribe
+
+
+def url(subscription_id: str, action: str = "") -> str:
+    return f"/api/v1/subscriptions/{subscription_id}/" + (f"{action}/" if action else "")
+
+
+def error_code(response) -> str:
+    return response.json()["error"]["code"]
+
+
+def test_subscribing_answers_201_with_the_secret_once_and_the_defaults(bob, receiver):
+    created = subscribe(bob, receiver, description="SOC pipeline")
+
+    assert created["secret"].startswith("whsec_")
+    assert created["url"] == receiver.url and created["description"] == "SOC pipeline"
+    assert created["filters"] == {"signal_types": [], "labels": [], "incident_only": False, "min_corroboration": 1,
+                                  "include_retractions": True}
+    assert (created["state"], created["cursor"], created["backlog"], created["in_flight"]) == ("active", 0, 0, None)
+    shown_again = bob.api.get(url(created["id"])).json()
+    assert "secret" not in shown_again and shown_again["id"] == created["id"]
+    assert [s["id"] for s in bob.api.get("/api/v1/subscriptions/").json()] == [created["id"]]
+
+
+def test_the_secret_is_stored_encrypted_and_never_audited(bob, receiver):
+    created = subscribe(bob, receiver)
+    raw_secret = created["secret"].removeprefix("whsec_")
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM distribution_subscription")
+        assert not any(raw_secret in str(column) for row in cursor.fetchall() for column in row)
+    rotated = bob.api.patch(url(created["id"]), {"rotate_secret": True}, format="json").json()
+    trail = " ".join(f"{e.before} {e.after}" for e in AuditEvent.objects.filter(object_type="distribution.subscription"))
+    assert raw_secret not in trail and rotated["secret"].removeprefix("whsec_") not in trail
+    assert rotated["secret"] != created["secret"]
+
+
+def test_a_new_subscription_starts_at_the_feed_head_or_where_asked(alice, bob, receiver, pipeline):
+    alice.submit(*[alice.statement([md5(n)]) for n in range(4)])
+    pipeline()
+
+    assert subscribe(bob, receiver)["cursor"] == 4
+    assert subscribe(bob, receiver, after=1)["cursor"] == 1
+    response = bob.api.post("/api/v1/subscriptions/", {"url": receiver.url, "after": 5}, format="json")
+    assert (response.status_code, error_code(response)) == (400, "after_invalid")
+
+
+def test_another_members_subscription_does_not_exist_for_you(bob, charlie, receiver):
+    created = subscribe(bob, receiver)
+
+    for method, path, body in [("get", url(created["id"]), None), ("patch", url(created["id"]), {"state": "paused"}),
+                               ("delete", url(created["id"]), None), ("post", url(created["id"], "test"), None),
+                               ("post", url(created["id"], "replay"), {"from_seq": 1}),
+                               ("get", url(created["id"], "deliveries"), None)]:
+        response = getattr(charlie.api, method)(path, body, format="json")
+        assert (response.status_code, error_code(response)) == (404, "not_found"), (method, path)
+    assert charlie.api.get("/api/v1/subscriptions/").json() == []
+    assert Subscription.objects.get().state == "active"
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_every_operation_needs_the_read_scope(bob, receiver, method):
+    created = subscribe(bob, receiver)
+    submitter = APIClient()
+    submitter.credentials(HTTP_AUTHORIZATION=f"Bearer {token_create(member=bob.member, scopes=['submit']).plaintext}")
+
+    path = "/api/v1/subscriptions/" if method == "post" else url(created["id"])
+    response = getattr(submitter, method)(path, {"url": receiver.url}, format="json")
+
+    assert (response.status_code, error_code(response)) == (403, "insufficient_scope")
+
+
+@pytest.mark.parametrize(("target", "settings_override", "code"), [
+    ("ftp://127.0.0.1/hooks", {}, "url_invalid_scheme"),
+    ("http://user:pw@127.0.0.1/hooks", {}, "url_credentials_in_url"),
+    ("http://127.0.0.1/hooks", {"WEBHOOK_REQUIRE_HTTPS": True}, "url_https_required"),
+    ("https://127.0.0.1/hooks", {"WEBHOOK_ALLOW_PRIVATE_TARGETS": False}, "url_target_forbidden"),
+    ("https://169.254.169.254/latest/meta-data", {"WEBHOOK_ALLOW_PRIVATE_TARGETS": False}, "url_target_forbidden"),
+    ("https://[::1]/hooks", {"WEBHOOK_ALLOW_PRIVATE_TARGETS": False}, "url_target_forbidden"),
+    ("https://nowhere.invalid/hooks", {}, "url_dns_failed"),
+    ("", {}, "validation_error"),
+])
+def test_urls_are_refused_at_creation_with_stable_codes(bob, settings, target, settings_override, code):
+    for name, value in settings_override.items():
+        setattr(settings, name, value)
+
+    response = bob.api.post("/api/v1/subscriptions/", {"url": target}, format="json")
+
+    assert (response.status_code, error_code(response)) == (400, code)
+    assert Subscription.objects.count() == 0
+
+
+def test_a_new_url_is_checked_like_the_first(bob, receiver, settings):
+    created = subscribe(bob, receiver)
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+
+    response = bob.api.patch(url(created["id"]), {"url": "https://10.0.0.7/hooks"}, format="json")
+
+    assert (response.status_code, error_code(response)) == (400, "url_target_forbidden")
+    assert Subscription.objects.get().url == receiver.url
+
+
+@pytest.mark.parametrize(("filters", "code"), [
+    ({"signal_types": ["sha1"]}, "validation_error"),
+    ({"labels": ["no-such-label"]}, "label_unknown"),
+    ({"min_corroboration": 0}, "validation_error"),
+    ({"colour": "red"}, "validation_error"),
+    ({"incident_only": "maybe"}, "validation_error"),
+])
+def test_filters_are_checked(bob, receiver, filters, code):
+    response = bob.api.post("/api/v1/subscriptions/", {"url": receiver.url, "filters": filters}, format="json")
+
+    assert (response.status_code, error_code(response)) == (400, code)
+
+
+def test_patch_changes_only_the_filters_it_names_and_pauses_and_resumes(bob, receiver):
+    created = subscribe(bob, receiver, filters={"signal_types": ["pdq"], "labels": ["recruitment"]})
+
+    changed = bob.api.patch(url(created["id"]), {"filters": {"labels": []}, "state": "paused"}, format="json").json()
+    resumed = bob.api.patch(url(created["id"]), {"state": "active"}, format="json").json()
+
+    assert changed["filters"]["signal_types"] == ["pdq"] and changed["filters"]["labels"] == []
+    assert (changed["state"], changed["state_reason"]) == ("paused", "member")
+    assert (resumed["state"], resumed["state_reason"]) == ("active", "")
+    response = bob.api.patch(url(created["id"]), {"state": "disabled"}, format="json")
+    assert (response.status_code, error_code(response)) == (400, "validation_error")
+
+
+def test_replay_cannot_skip_ahead_of_the_cursor(alice, bob, receiver, pipeline):
+    created = subscribe(bob, receiver)
+
+    response = bob.api.post(url(created["id"], "replay"), {"from_seq": 2}, format="json")
+
+    assert (response.status_code, error_code(response)) == (400, "from_seq_invalid")
+
+
+def test_a_member_has_a_bounded_number_of_subscriptions(bob, receiver, settings):
+    settings.WEBHOOK_MAX_SUBSCRIPTIONS = 2
+    subscribe(bob, receiver)
+    subscribe(bob, receiver)
+
+    response = bob.api.post("/api/v1/subscriptions/", {"url": receiver.url}, format="json")
+
+    assert (response.status_code, error_code(response)) == (409, "subscription_limit_reached")
+
+
+def test_every_change_is_audited_as_the_member_with_the_url_shorn_of_its_query(bob, receiver):
+    created = subscribe(bob, receiver, filters={"labels": ["recruitment"]})
+    bob.api.patch(url(created["id"]), {"url": receiver.url + "?token=t0p", "state": "paused"}, format="json")
+    bob.api.post(url(created["id"], "replay"), {"from_seq": 1}, format="json")
+    bob.api.post(url(created["id"], "test"))
+    bob.api.delete(url(created["id"]))
+
+    events = list(AuditEvent.objects.filter(object_id=created["id"]).order_by("id"))
+
+    assert [e.action for e in events] == ["subscription.create", "subscription.update", "subscription.replay",
+                                          "subscription.test", "subscription.delete"]
+    assert all(e.actor_label == "member:bob" for e in events)
+    assert events[1].before["state"] == "active" and events[1].after["state"] == "paused"
+    assert "t0p" not in str([(e.before, e.after) for e in events])
+
+
+def test_deliveries_are_listed_newest_first_with_their_attempts(alice, bob, receiver, pipeline, clock):
+    from .helpers import drive
+
+    created = subscribe(bob, receiver, after=0)
+    alice.submit(alice.statement([md5(1)]))
+    pipeline()
+    drive(clock)
+    bob.api.post(url(created["id"], "test"))
+    drive(clock)
+
+    listed = bob.api.get(url(created["id"], "deliveries") + "?limit=5").json()
+
+    assert [(d["lane"], d["state"], d["first_seq"]) for d in listed] == [("test", "delivered", None),
+                                                                         ("main", "delivered", 1)]
+    assert listed[1]["attempts"][0]["status"] == 200
