@@ -261,6 +261,7 @@ WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 14)
 DISTRIBUTION_CELERY_ROUTES = {
     "distribution.tasks.dispatch": {"queue": "deliver_priority"},
     "distribution.tasks.send_delivery": {"queue": "deliver_priority"},
+    "distribution.tasks.push": {"queue": "deliver_priority"},
     "distribution.tasks.sweep": {"queue": "deliver_priority"},
     "distribution.tasks.pump": {"queue": "deliver"},
 }

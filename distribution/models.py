@@ -98,6 +98,9 @@ class Delivery(models.Model):
     first_seq = models.BigIntegerField(null=True, blank=True)
     last_seq = models.BigIntegerField(null=True, blank=True)
     event_count = models.PositiveIntegerField(default=0)
+    # SHA-256 of the body first sent: a retry whose body renders differently goes out under a new
+    # webhook-id, since receivers drop an id they have seen (empty for pings).
+    body_digest = models.CharField(max_length=64, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
     attempt_count = models.PositiveIntegerField(default=0, help_text="Claims so far; fences stale workers.")
@@ -120,6 +123,8 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["state", "next_attempt_at"], name="delivery_due"),
             models.Index(fields=["subscription", "-id"], name="delivery_recent"),
+            # The sweep prunes finished deliveries past WEBHOOK_RETENTION_DAYS without a full scan.
+            models.Index(fields=["finished_at"], name="delivery_finished", condition=~Q(state="pending")),
         ]
 
     def __str__(self) -> str:

@@ -166,40 +166,53 @@ def loaded_events(rows: Sequence[tuple[int, UUID]]) -> list[LoadedEvent]:
     return [found[event_id] for _, event_id in rows]
 
 
-def _learn(ids: set[str], viewer: Viewer) -> None:
-    """Read the statements among `ids` this viewer may see and that no subscriber read before.
-    Statements are read only through statement_facts for a viewer allowed to see them."""
-    missing = {i for i in ids if _statements.get(i) is None}
+def _learn(ids: set[str], viewer: Viewer) -> dict[str, Known]:
+    """The statements among `ids`, as known to the process: from the cache, or read (for this viewer,
+    through statement_facts) when missing. Visibility is decided from this answer, never from the
+    cache alone: the cache is bounded and shared by threads, so an entry can go at any time.
+    Statements this viewer may not see are never read, so they are absent unless another viewer read
+    them; the caller still checks each with `Viewer.sees`."""
+    known: dict[str, Known] = {}
+    missing = set()
+    for statement_id in ids:
+        cached = _statements.get(statement_id)
+        if cached is None:
+            missing.add(statement_id)
+        else:
+            known[statement_id] = cached
     if not missing:
-        return
+        return known
     facts = statement_facts(missing, viewer)
     incident = {str(i) for i in Statement.objects.filter(viewer.statement_q(), id__in=list(facts),
                                                          incident__isnull=False).values_list("id", flat=True)}
     for statement_id, fact in facts.items():
-        _statements.put(statement_id, Known(fact, statement_id in incident), 512 + len(fact.raw))
+        known[statement_id] = Known(fact, statement_id in incident)
+        _statements.put(statement_id, known[statement_id], 512 + len(fact.raw))
+    return known
 
 
 def render_all(events: Sequence[LoadedEvent], viewer: Viewer) -> list[Rendered | None]:
     """Each event as `render_event` renders it for this viewer (None: nothing it may see changed)."""
-    _learn({ref for loaded in events for ref in loaded.refs}, viewer)
-    return _render_known(events, viewer)
+    return _render_known(events, viewer, _learn({ref for loaded in events for ref in loaded.refs}, viewer))
 
 
-def _render_known(events: Sequence[LoadedEvent], viewer: Viewer) -> list[Rendered | None]:
+def _render_known(events: Sequence[LoadedEvent], viewer: Viewer,
+                  known: dict[str, Known]) -> list[Rendered | None]:
     # Only perceptual hashes are linked into families (by distance or match percentage).
     linkable = {loaded.event.hash_id for loaded in events if loaded.event.hash.signal_type in PERCEPTUAL}
     links = visible_links(viewer, linkable) if linkable else {}
-    return [_render_cached(loaded, viewer, links.get(loaded.event.hash_id) or []) for loaded in events]
+    return [_render_cached(loaded, viewer, links.get(loaded.event.hash_id) or [], known) for loaded in events]
 
 
-def _render_cached(loaded: LoadedEvent, viewer: Viewer, links: list[dict[str, Any]]) -> Rendered | None:
+def _render_cached(loaded: LoadedEvent, viewer: Viewer, links: list[dict[str, Any]],
+                   known: dict[str, Known]) -> Rendered | None:
     visible: dict[str, Known] = {}
     mask = 0
     for bit, ref in enumerate(loaded.refs):
-        known = _statements.get(ref)
-        if known is not None and viewer.sees(share_group_id=known.facts.share_group_id,
-                                             member_id=known.facts.member_id):
-            visible[ref] = known
+        statement = known.get(ref)
+        if statement is not None and viewer.sees(share_group_id=statement.facts.share_group_id,
+                                                 member_id=statement.facts.member_id):
+            visible[ref] = statement
             mask |= 1 << bit
     key = (loaded.event.event_id, mask, json.dumps(links, sort_keys=True) if links else "")
     cached = _rendered.get(key, _MISSING)
@@ -229,7 +242,7 @@ def _render(event: Event, viewer: Viewer, visible: dict[str, Known], links: list
     )
 
 
-def _seen_alike_by_everyone(events: Sequence[LoadedEvent]) -> bool:
+def _seen_alike_by_everyone(events: Sequence[LoadedEvent], known: dict[str, Known]) -> bool:
     """Whether every viewer sees these events the same way: each statement they mention is shared
     with the whole consortium, and no hash is perceptual (links depend on what else a viewer sees).
     A statement this viewer may not see was never learnt, so it counts as not shared."""
@@ -237,8 +250,8 @@ def _seen_alike_by_everyone(events: Sequence[LoadedEvent]) -> bool:
         if loaded.event.hash.signal_type in PERCEPTUAL:
             return False
         for ref in loaded.refs:
-            known = _statements.get(ref)
-            if known is None or known.facts.share_group_id is not None:
+            statement = known.get(ref)
+            if statement is None or statement.facts.share_group_id is not None:
                 return False
     return True
 
@@ -264,14 +277,14 @@ def _select(window: tuple[int, int, UUID], viewer: Viewer, filters: Filters) -> 
                     .values_list("seq", "event_id"))
         events = loaded_events(rows)
         _windows.put(window, events, sum(_weight(loaded) for loaded in events))
-    _learn({ref for loaded in events for ref in loaded.refs}, viewer)
+    known = _learn({ref for loaded in events for ref in loaded.refs}, viewer)
     if alike is None:
-        alike = _seen_alike_by_everyone(events)
+        alike = _seen_alike_by_everyone(events, known)
         _alike.put(window, alike)
     key = (window, "everyone" if alike else viewer, filters)
     cached = _selections.get(key)
     if cached is None:
-        cached = tuple(r for r in _render_known(events, viewer) if r is not None and r.passes(filters))
+        cached = tuple(r for r in _render_known(events, viewer, known) if r is not None and r.passes(filters))
         _selections.put(key, cached, sum(256 + len(r.fragment) for r in cached))
     return key, cached
 

@@ -23,7 +23,12 @@ logger = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True, acks_late=False)
 def dispatch() -> None:
-    dispatching.dispatch(now=timezone.now())
+    enqueue_push(dispatching.dispatch(now=timezone.now()).priority)
+
+
+@shared_task(ignore_result=True, acks_late=False)
+def push(delivery_ids: list[int]) -> None:
+    delivering.push_deliveries(delivery_ids)
 
 
 @shared_task(ignore_result=True, acks_late=False)
@@ -39,7 +44,7 @@ def send_delivery(delivery_id: int) -> None:
 
 @shared_task(ignore_result=True, acks_late=False)
 def sweep() -> None:
-    dispatching.sweep(now=timezone.now())
+    enqueue_push(dispatching.sweep(now=timezone.now()).dispatched.priority)
 
 
 # Best effort, like the pipeline's enqueueing: the rows are written, so if the broker is unreachable
@@ -55,6 +60,16 @@ def enqueue_dispatch() -> None:
         dispatch.apply_async(expires=_expires())
     except Exception:
         logger.exception("Could not queue a distribution dispatch; the sweep will do it.")
+
+
+def enqueue_push(delivery_ids: list[int]) -> None:
+    """Incident pushes go out together in one task, on a thread of their own."""
+    if not delivery_ids:
+        return
+    try:
+        push.apply_async(args=[delivery_ids], expires=_expires())
+    except Exception:
+        logger.exception("Could not queue incident pushes; the sweep will send them.")
 
 
 def enqueue_pumps(subscription_ids: Iterable[Any]) -> None:

@@ -12,6 +12,7 @@ always carry the real time, which is what receivers check them against."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import re
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 SCAN_WINDOWS = 10
 # POSTs sent side by side when incident events are pushed to every subscription at once.
 PUSH_THREADS = 32
+SECRET_UNAVAILABLE = ("The subscription's secret cannot be decrypted with WEBHOOK_SECRET_KEYS; an operator "
+                      "must restore the key (see `manage.py webhook_secrets check`) or the member rotate the secret.")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Clock = Callable[[], datetime]
@@ -66,7 +70,7 @@ class Job:
     through_seq: int | None  # ...to here
     url: str = field(repr=False)
     body: bytes | None = field(repr=False)  # None: nothing is left to send (visibility or filters changed)
-    secrets: tuple[str, ...] = field(repr=False)
+    secrets: tuple[str, ...] | None = field(repr=False)  # None: they cannot be decrypted (see send)
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,25 @@ class Claim:
     advanced: bool = False  # the cursor moved past events this subscription does not receive
 
 
-def _secrets(subscription: Subscription, now: datetime) -> tuple[str, ...]:
-    secrets = [unseal(subscription.secret_encrypted)]
-    expires = subscription.previous_secret_expires_at
-    if subscription.previous_secret_encrypted and expires and now < expires:
-        secrets.append(unseal(subscription.previous_secret_encrypted))
+def _secrets(subscription: Subscription, now: datetime) -> tuple[str, ...] | None:
+    """The secrets that sign for this subscription now, or None if one cannot be decrypted (the
+    encryption keys changed): that subscription's deliveries then fail with `secret_unavailable`,
+    on the normal retry schedule, where its member and the admin see it, while every other
+    subscription carries on."""
+    try:
+        secrets = [unseal(subscription.secret_encrypted)]
+        expires = subscription.previous_secret_expires_at
+        if subscription.previous_secret_encrypted and expires and now < expires:
+            secrets.append(unseal(subscription.previous_secret_encrypted))
+    except ImproperlyConfigured:
+        logger.error("The secret of webhook subscription %s cannot be decrypted with WEBHOOK_SECRET_KEYS.",
+                     subscription.pk)
+        return None
     return tuple(secrets)
+
+
+def digest(body: bytes | None) -> str:
+    return "" if body is None else hashlib.sha256(body).hexdigest()
 
 
 def _take(delivery: Delivery, now: datetime) -> int | None:
@@ -128,10 +145,13 @@ def _claim_locked(subscription: Subscription, *, now: datetime, viewer: Viewer |
         if pending.next_attempt_at is None or pending.next_attempt_at > now:
             return Claim(None)
         batch = range_batch(viewer, filters, after=pending.after_seq, through=pending.through_seq)
+        body = _body(batch, pending.lane)
+        if body is not None and pending.body_digest and digest(body) != pending.body_digest:
+            return Claim(_resend_as_new(subscription, pending, batch, body, now))
         attempt = _take(pending, now)
         if attempt is None:
             return Claim(None)
-        return Claim(_job(subscription, pending, attempt, _body(batch, pending.lane), now))
+        return Claim(_job(subscription, pending, attempt, body, now))
 
     batch = next_batch(viewer, filters, after=subscription.cursor, size=settings.WEBHOOK_BATCH_SIZE,
                        windows=SCAN_WINDOWS, max_bytes=settings.WEBHOOK_MAX_BATCH_BYTES, through=through)
@@ -140,17 +160,35 @@ def _claim_locked(subscription: Subscription, *, now: datetime, viewer: Viewer |
             Subscription.objects.filter(pk=subscription.pk).update(cursor=batch.scanned_to)
             return Claim(None, advanced=True)
         return Claim(None)
+    return Claim(_new_main(subscription, batch, _body(batch, Delivery.Lane.MAIN), after=subscription.cursor,
+                           through=batch.scanned_to, now=now))
+
+
+def _new_main(subscription: Subscription, batch: Batch, body: bytes, *, after: int, through: int,
+              now: datetime) -> Job:
+    """A new main-lane batch for (after, through], created already claimed by the caller."""
     delivery = Delivery.objects.create(
         subscription=subscription, lane=Delivery.Lane.MAIN, webhook_id=signing.new_message_id(),
-        after_seq=subscription.cursor, through_seq=batch.scanned_to, first_seq=batch.events[0].seq,
-        last_seq=batch.events[-1].seq, event_count=len(batch.events), created_at=now, attempt_count=1,
+        after_seq=after, through_seq=through, first_seq=batch.events[0].seq, last_seq=batch.events[-1].seq,
+        event_count=len(batch.events), body_digest=digest(body), created_at=now, attempt_count=1,
         next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_CLAIM_SECONDS), last_attempt_at=now,
     )
-    return Claim(_job(subscription, delivery, 1, _body(batch, Delivery.Lane.MAIN), now))
+    return _job(subscription, delivery, 1, body, now)
 
 
-def acknowledge_and_claim_next(job: Job, result: transport.DeliveryResult, *, now: datetime, viewer: Viewer,
-                               through: int | None, claim_next: bool = True) -> tuple[str, Claim]:
+def _resend_as_new(subscription: Subscription, pending: Delivery, batch: Batch, body: bytes, now: datetime) -> Job:
+    """The batch in flight renders differently now (the member's filters or sharing groups, or a
+    family's links, changed since it was first sent). Receivers drop a `webhook-id` they have seen,
+    so a changed body must not go out under the old one: the old delivery is superseded and the
+    same range of seqs goes out as a new delivery."""
+    Delivery.objects.filter(pk=pending.pk, state=Delivery.State.PENDING).update(
+        state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
+    return _new_main(subscription, batch, body, after=pending.after_seq, through=pending.through_seq, now=now)
+
+
+def acknowledge_and_claim_next(job: Job, result: transport.DeliveryResult, *, now: datetime,
+                               viewer: Viewer | None = None, through: int | None,
+                               claim_next: bool = True) -> tuple[str, Claim]:
     """A main-lane batch acknowledged (2xx): move the cursor and (with `claim_next`) make the next
     batch in the same transaction, under the subscription's lock. The batch just acknowledged was
     the one in flight, so no other can be pending and the check is skipped."""
@@ -184,7 +222,9 @@ def claim_single(delivery_id: int, *, now: datetime) -> Job | None:
             seqs = [seq for seq in delivery.seqs if seq > subscription.cursor]
             events = select_seqs(Viewer.for_member(subscription.member), Filters.of(subscription), seqs) if seqs else []
             body = events_body(lane=delivery.lane, events=events) if events else None
-            if body is None:
+            # Nothing left to push, or not what was pushed before (a receiver would drop the changed
+            # body as a repeat of its webhook-id): the main lane brings these events in their place.
+            if body is None or (delivery.body_digest and digest(body) != delivery.body_digest):
                 Delivery.objects.filter(pk=delivery.pk).update(
                     state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
                 return None
@@ -197,6 +237,8 @@ def send(job: Job, *, now: datetime) -> transport.DeliveryResult:
     was accepted."""
     if job.body is None:
         return transport.DeliveryResult(error=None, elapsed=0.0, detail="Nothing left to send.")
+    if job.secrets is None:
+        return transport.DeliveryResult(error="secret_unavailable", elapsed=0.0, detail=SECRET_UNAVAILABLE)
     signer = signing.Signer(secrets=job.secrets, signing_keys=delivery_signing_keys(now))
     headers = {"Content-Type": "application/json", **signer.headers(job.webhook_id, int(time.time()), job.body)}
     return transport.post(
@@ -320,16 +362,13 @@ def pump(subscription_id: Any, *, clock: Clock = timezone.now, budget: float | N
     `budget` seconds (WEBHOOK_PUMP_SECONDS) are spent; True when there is more to do and the caller
     should queue another pump, so that other work gets a turn between long backlogs.
 
-    The member's visibility is read once per pump: a change to its sharing groups applies from the
-    next pump, at most WEBHOOK_PUMP_SECONDS later."""
+    The member's visibility is read again for every batch, under the subscription's lock, so a
+    member removed from a sharing group gets nothing more of it from the next batch on."""
     Subscription.objects.filter(pk=subscription_id).update(wake_requested_at=None)
-    woken = Subscription.objects.filter(pk=subscription_id).select_related("member").first()
-    if woken is None:
-        return False
-    viewer, through = Viewer.for_member(woken.member), announced_head()
+    through = announced_head()
     budget = settings.WEBHOOK_PUMP_SECONDS if budget is None else budget
     started = time.monotonic()
-    claim = claim_main(subscription_id, now=clock(), viewer=viewer, through=through)
+    claim = claim_main(subscription_id, now=clock(), through=through)
     while True:
         in_time = time.monotonic() - started < budget
         if claim.job is not None:
@@ -337,8 +376,8 @@ def pump(subscription_id: Any, *, clock: Clock = timezone.now, budget: float | N
             if not result.ok:
                 complete(claim.job, result, now=clock(), rng=rng)
                 return False
-            outcome, claim = acknowledge_and_claim_next(claim.job, result, now=clock(), viewer=viewer,
-                                                        through=through, claim_next=in_time)
+            outcome, claim = acknowledge_and_claim_next(claim.job, result, now=clock(), through=through,
+                                                        claim_next=in_time)
             if outcome != "delivered":
                 return False
             if not in_time:
@@ -346,7 +385,7 @@ def pump(subscription_id: Any, *, clock: Clock = timezone.now, budget: float | N
         elif claim.advanced:
             if not in_time:
                 return True
-            claim = claim_main(subscription_id, now=clock(), viewer=viewer, through=through)
+            claim = claim_main(subscription_id, now=clock(), through=through)
         else:
             # Caught up with `through`: a dispatcher may have announced more meanwhile.
             moved_on = announced_head()
@@ -355,30 +394,38 @@ def pump(subscription_id: Any, *, clock: Clock = timezone.now, budget: float | N
             if not in_time:
                 return True
             through = moved_on
-            claim = claim_main(subscription_id, now=clock(), viewer=viewer, through=through)
+            claim = claim_main(subscription_id, now=clock(), through=through)
 
 
-def claimed_pushes(chosen: list[tuple[Subscription, list[Rendered]]], *, now: datetime) -> list[Job]:
-    """Priority-lane deliveries of these events, one per subscription, created already claimed."""
+def new_pushes(chosen: list[tuple[Subscription, list[Rendered]]], *, now: datetime) -> list[int]:
+    """Priority-lane deliveries of these events, one per subscription, due now and marked queued
+    (the caller queues them for `push_deliveries`; the sweep queues them again if that is lost)."""
     deliveries = Delivery.objects.bulk_create([
         Delivery(subscription=subscription, lane=Delivery.Lane.PRIORITY, webhook_id=signing.new_message_id(),
                  seqs=[e.seq for e in events], first_seq=events[0].seq, last_seq=events[-1].seq,
-                 event_count=len(events), created_at=now, attempt_count=1, last_attempt_at=now,
-                 next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_CLAIM_SECONDS))
+                 event_count=len(events), body_digest=digest(events_body(lane=Delivery.Lane.PRIORITY, events=events)),
+                 created_at=now, next_attempt_at=now, enqueued_at=now)
         for subscription, events in chosen
     ])
-    return [_job(subscription, delivery, 1, events_body(lane=Delivery.Lane.PRIORITY, events=events), now)
-            for (subscription, events), delivery in zip(chosen, deliveries)]
+    return [delivery.pk for delivery in deliveries]
 
 
-def push(jobs: list[Job], *, now: datetime, rng: random.Random | None = None) -> list[str]:
-    """Send claimed deliveries at once, side by side (only the POSTs run in threads; outcomes are
-    recorded here, in order)."""
+def push_deliveries(delivery_ids: list[int], *, clock: Clock = timezone.now,
+                    rng: random.Random | None = None) -> list[str]:
+    """Claim these priority pushes (or pings) and send them side by side: only the POSTs run in
+    threads, each outcome is recorded here with the time its POST ended. A receiver that hangs
+    holds up its own POST, never the others', nor the dispatcher, which only queued this."""
+    jobs = [job for job in (claim_single(delivery_id, now=clock()) for delivery_id in delivery_ids) if job]
     if not jobs:
         return []
+
+    def timed_send(job: Job) -> tuple[transport.DeliveryResult, datetime]:
+        result = send(job, now=clock())
+        return result, clock()
+
     with ThreadPoolExecutor(max_workers=min(len(jobs), PUSH_THREADS), thread_name_prefix="push") as pool:
-        results = list(pool.map(lambda job: send(job, now=now), jobs))
-    return [complete(job, result, now=now, rng=rng) for job, result in zip(jobs, results)]
+        sent = list(pool.map(timed_send, jobs))
+    return [complete(job, result, now=ended, rng=rng) for job, (result, ended) in zip(jobs, sent)]
 
 
 def send_single(delivery_id: int, *, clock: Clock = timezone.now, rng: random.Random | None = None) -> str | None:

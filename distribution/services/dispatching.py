@@ -73,12 +73,11 @@ class Dispatched:
 
 
 def dispatch(*, now: datetime) -> Dispatched:
-    """Push new incident events on the priority lane at once, then wake every subscription that is
-    behind. The pushes are made (and claimed) under the dispatcher's lock, so each incident event is
-    pushed once, and sent right after it, concurrently; a push whose sending is interrupted becomes
-    due again when its claim expires, and the sweep sends it."""
+    """Make the priority-lane pushes of new incident events, then wake every subscription that is
+    behind. The pushes are made under the dispatcher's lock, so each incident event is pushed once;
+    they are sent by `push_deliveries`, which the caller queues with their ids (`priority`): the
+    dispatcher never waits on a receiver. A push whose message is lost is queued again by the sweep."""
     result = Dispatched()
-    jobs: list[delivering.Job] = []
     started = time.monotonic()
     with transaction.atomic():
         _commit_without_waiting_for_the_disk()
@@ -92,16 +91,13 @@ def dispatch(*, now: datetime) -> Dispatched:
                 .order_by("seq").values_list("seq", flat=True)[:PRIORITY_SCAN]
             )
             if seqs:
-                jobs = priority_pushes(seqs, now=now)
+                result.priority = priority_pushes(seqs, now=now)
             mark.scanned_seq = seqs[-1] if len(seqs) == PRIORITY_SCAN else head
         mark.head = max(mark.head, head)
         mark.save(update_fields=["scanned_seq", "head"])
-    result.priority = [job.delivery_id for job in jobs]
-    if jobs:
-        made = time.monotonic()
-        outcomes = delivering.push(jobs, now=now)
-        logger.info("Pushed incident events to %d subscriptions (%d acknowledged): made in %.3f s, sent in %.3f s.",
-                    len(jobs), outcomes.count("delivered"), made - started, time.monotonic() - made)
+    if result.priority:
+        logger.info("Incident events for %d subscriptions made in %.3f s.", len(result.priority),
+                    time.monotonic() - started)
     # Pumps already at work carry on up to the new head (they look again before they stop); the
     # others are woken.
     result.woken = wake(list(behind(head, now).values_list("pk", flat=True)), now=now, head=head)
@@ -120,13 +116,16 @@ def _commit_without_waiting_for_the_disk() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def priority_pushes(seqs: list[int], *, now: datetime) -> list[delivering.Job]:
-    """A claimed priority-lane delivery for each subscription that may see some of these incident
-    events and has not acknowledged them yet. The cursor does not move: the events come again on
-    the main lane."""
+def priority_pushes(seqs: list[int], *, now: datetime) -> list[int]:
+    """A priority-lane delivery for each subscription that may see some of these incident events and
+    has not acknowledged them yet. The cursor does not move: the events come again on the main
+    lane. A subscription whose last push is still failing gets no more: they would only pile up
+    against a receiver that is down, and its main lane brings the events in their place."""
+    failing = Delivery.objects.filter(subscription=OuterRef("pk"), lane=Delivery.Lane.PRIORITY,
+                                      state=Delivery.State.PENDING, failures__gt=0)
     subscriptions = Subscription.objects.filter(
         state=Subscription.State.ACTIVE, member__status=Member.Status.ACTIVE, cursor__lt=seqs[-1],
-    ).select_related("member")
+    ).exclude(Exists(failing)).select_related("member")
     incident_events = load_seqs(seqs)
     viewers = viewers_for([subscription.member for subscription in subscriptions])
     chosen = []
@@ -137,7 +136,7 @@ def priority_pushes(seqs: list[int], *, now: datetime) -> list[delivering.Job]:
         events = [r for r in render_all(unacknowledged, viewer) if r is not None and r.passes(filters)]
         if events:
             chosen.append((subscription, events))
-    return delivering.claimed_pushes(chosen, now=now)
+    return delivering.new_pushes(chosen, now=now)
 
 
 @dataclass
@@ -162,21 +161,21 @@ def sweep(*, now: datetime) -> Swept:
             .filter(Q(lane=Delivery.Lane.TEST)
                     | Q(lane=Delivery.Lane.PRIORITY, subscription__state=Subscription.State.ACTIVE))
             .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
-            .values_list("pk", flat=True)[:1000]
+            .order_by().values_list("pk", flat=True)[:1000]
         )
         if due:
             Delivery.objects.filter(pk__in=due).update(enqueued_at=now)
             transaction.on_commit(lambda: tasks.enqueue_sends(due))
         overtaken = list(
             Delivery.objects.filter(lane=Delivery.Lane.PRIORITY, state=Delivery.State.PENDING,
-                                    last_seq__lte=F("subscription__cursor")).values_list("pk", flat=True)
+                                    last_seq__lte=F("subscription__cursor")).order_by().values_list("pk", flat=True)
         )
         superseded = Delivery.objects.filter(pk__in=overtaken, state=Delivery.State.PENDING).update(
             state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
     cutoff = now - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
     old = list(
         Delivery.objects.filter(finished_at__lt=cutoff).exclude(state=Delivery.State.PENDING)
-        .values_list("pk", flat=True)[:PRUNE_BATCH]
+        .order_by().values_list("pk", flat=True)[:PRUNE_BATCH]
     )
     pruned = Delivery.objects.filter(pk__in=old).delete()[0] if old else 0
     if due or superseded:

@@ -66,6 +66,11 @@ def drive(clock: Clock, *, rounds: int = 100) -> None:
     raise AssertionError("distribution did not settle")
 
 
+def dispatch(clock: Clock) -> list[str]:
+    """What the dispatch task does: make the incident pushes, then send them; their outcomes."""
+    return delivering.push_deliveries(dispatching.dispatch(now=clock()).priority, clock=clock)
+
+
 def in_flight(subscription_id: Any) -> Delivery | None:
     return Delivery.objects.filter(subscription_id=subscription_id, lane=Delivery.Lane.MAIN,
                                    state=Delivery.State.PENDING).first()

@@ -335,5 +335,31 @@ def test_an_event_the_subscription_can_no_longer_see_is_dropped_from_its_retried
     drive(clock)
 
     first, retry = receiver.received
-    assert first.webhook_id == retry.webhook_id
     assert seqs(first.events) == [1, 2] and seqs(retry.events) == [2]
+    # A webhook-id always names the same bytes: the changed batch goes out under a new one.
+    assert first.webhook_id != retry.webhook_id
+    assert list(Delivery.objects.filter(lane="main").order_by("pk").values_list("webhook_id", "state")) == [
+        (first.webhook_id, "superseded"), (retry.webhook_id, "delivered")]
+
+
+def test_a_retried_batch_that_now_holds_more_events_goes_out_under_a_new_webhook_id(
+    alice, bob, receiver, clock, pipeline, trusted_group,
+):
+    """Receivers drop a webhook-id they have seen: had the first attempt arrived (its answer lost),
+    events added to the batch since (here by joining a sharing group) would be dropped with it."""
+    trusted_group.members.remove(bob.member)
+    subscription = subscribe(bob, receiver, after=0)
+    alice.submit(alice.statement([md5(1)], share="trusted"), alice.statement([md5(2)]))
+    pipeline()
+    receiver.behaviour.status = 500
+    drive(clock)
+    trusted_group.members.add(bob.member)
+
+    receiver.behaviour.status = 200
+    advance_to_next_attempt(clock, subscription["id"])
+    drive(clock)
+
+    first, retry = receiver.received
+    assert seqs(first.events) == [2] and seqs(retry.events) == [1, 2]
+    assert first.webhook_id != retry.webhook_id
+    assert Subscription.objects.get(pk=subscription["id"]).cursor == 2

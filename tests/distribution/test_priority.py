@@ -9,7 +9,7 @@ from distribution.services import delivering, dispatching
 from hashes.models import Incident
 from tests.factories import md5, pdq
 
-from .helpers import drive, subscribe
+from .helpers import dispatch, drive, subscribe
 
 
 def test_an_incident_event_overtakes_a_backlog_then_arrives_again_in_its_place(
@@ -24,7 +24,7 @@ def test_an_incident_event_overtakes_a_backlog_then_arrives_again_in_its_place(
     pipeline()
 
     # Only the dispatcher runs: the main lane has not sent anything yet.
-    dispatching.dispatch(now=clock())
+    dispatch(clock)
 
     (pushed,) = receiver.received
     assert pushed.v1 and pushed.v1a and pushed.body["data"]["lane"] == "priority"
@@ -75,7 +75,7 @@ def test_incident_pushes_respect_visibility_and_filters(
     alice.submit(alice.statement([md5(1)], share="trusted", incident="christchurch"))
     alice.submit(alice.statement([md5(2)], incident="christchurch"))
     pipeline()
-    dispatching.dispatch(now=clock())
+    dispatch(clock)
 
     assert sorted(e["hash"]["value"] for e in bob_inbox.events("priority")) == [md5(1)["value"], md5(2)["value"]]
     assert [e["hash"]["value"] for e in charlie_inbox.events("priority")] == [md5(2)["value"]]
@@ -90,7 +90,7 @@ def test_a_failed_push_the_main_lane_has_since_delivered_is_not_sent_again(
     homeoffice.submit(homeoffice.statement([md5(1)], incident="christchurch"))
     pipeline()
     receiver.behaviour.status = 503
-    dispatching.dispatch(now=clock())  # the push fails and waits for its retry
+    dispatch(clock)  # the push fails and waits for its retry
     receiver.behaviour.status = 200
     delivering.pump(subscription["id"], clock=clock, budget=float("inf"))  # the main lane delivers it
 
@@ -110,6 +110,6 @@ def test_each_incident_event_is_pushed_once_however_often_the_dispatcher_runs(
     pipeline()
 
     for _ in range(3):
-        dispatching.dispatch(now=clock())
+        dispatch(clock)
 
     assert Delivery.objects.filter(lane="priority").count() == 1

@@ -150,3 +150,21 @@ def test_viewers_for_many_members_are_exactly_what_viewer_for_member_builds(alic
     members = [alice.member, bob.member, charlie.member]
 
     assert rendering.viewers_for(members) == {member.pk: Viewer.for_member(member) for member in members}
+
+
+def test_a_statement_evicted_from_the_cache_never_counts_as_invisible(alice, bob, pipeline, monkeypatch):
+    """The statement cache is bounded and shared by a worker's threads: an entry can go between
+    being read and being used. Visibility must come from what was read, never from the cache."""
+    alice.submit(*[alice.statement([md5(n)]) for n in range(1, 21)])
+    bob.submit(*[bob.statement([md5(n)]) for n in range(1, 6)])  # corroborations: hash.updated
+    pipeline()
+    viewer = Viewer.for_member(bob.member)
+    expected = [json.loads(r.fragment) for r in rendering.range_batch(viewer, EVERYTHING, after=0, through=25).events]
+    assert len(expected) == 25
+    rendering.clear_caches()
+    # A cache that keeps a single statement: every entry but the last read is gone before rendering.
+    monkeypatch.setattr(rendering, "_statements", rendering._Bounded(1))
+
+    batch = rendering.next_batch(viewer, EVERYTHING, after=0, size=500, windows=1, max_bytes=10**9)
+
+    assert [json.loads(r.fragment) for r in batch.events] == expected

@@ -1,0 +1,115 @@
+"""One subscription's trouble stays its own: a receiver that hangs does not hold up the dispatcher,
+a secret that cannot be decrypted fails only its own deliveries, a dead receiver does not collect
+a pile of incident pushes, and a member's sharing groups are read again for every batch."""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet
+
+from distribution import tasks
+from distribution.models import Delivery, Subscription
+from distribution.services import delivering, dispatching
+from hashes.models import Incident
+from tests.factories import md5
+
+from .helpers import drive, subscribe
+
+
+def test_the_dispatcher_only_makes_incident_pushes_and_the_push_task_sends_them(
+    alice, bob, homeoffice, receiver, clock, pipeline,
+):
+    Incident.objects.create(slug="christchurch", name="Christchurch")
+    subscribe(bob, receiver, after=0)
+    homeoffice.submit(homeoffice.statement([md5(1)], incident="christchurch"))
+    pipeline()
+    receiver.behaviour.hang = True  # a receiver that never answers cannot hold the dispatcher up
+
+    made = dispatching.dispatch(now=clock())
+
+    assert receiver.received == []
+    (push,) = Delivery.objects.filter(pk__in=made.priority)
+    assert (push.lane, push.state, push.attempt_count, push.enqueued_at is not None) == ("priority", "pending", 0, True)
+    receiver.behaviour.hang = False
+    assert delivering.push_deliveries(made.priority, clock=clock) == ["delivered"]
+    (pushed,) = receiver.received
+    assert pushed.body["data"]["lane"] == "priority"
+
+
+def test_the_dispatch_task_queues_the_pushes_it_made(alice, bob, homeoffice, receiver, pipeline):
+    Incident.objects.create(slug="christchurch", name="Christchurch")
+    subscribe(bob, receiver, after=0)
+    homeoffice.submit(homeoffice.statement([md5(1)], incident="christchurch"))
+    pipeline()
+
+    tasks.dispatch.delay()  # Celery runs eagerly in tests: dispatch, then the push task
+
+    assert [r.body["data"]["lane"] for r in receiver.received] == ["priority"]
+
+
+def test_a_secret_that_cannot_be_decrypted_fails_only_its_own_subscription(
+    alice, bob, charlie, homeoffice, receiver_factory, clock, pipeline,
+):
+    Incident.objects.create(slug="christchurch", name="Christchurch")
+    broken_receiver, good_receiver = receiver_factory(), receiver_factory()
+    broken = subscribe(bob, broken_receiver, after=0)
+    subscribe(charlie, good_receiver, after=0)
+    # Sealed under a key the server does not hold (as after WEBHOOK_SECRET_KEYS lost one).
+    Subscription.objects.filter(pk=broken["id"]).update(
+        secret_encrypted=Fernet(Fernet.generate_key()).encrypt(b"whsec_x").decode())
+    alice.submit(alice.statement([md5(1)]))
+    homeoffice.submit(homeoffice.statement([md5(2)], incident="christchurch"))
+    pipeline()
+
+    assert delivering.push_deliveries(dispatching.dispatch(now=clock()).priority, clock=clock) == [
+        "retry", "delivered"]
+    drive(clock)
+
+    assert broken_receiver.received == []
+    assert [r.body["data"]["lane"] for r in good_receiver.received] == ["priority", "main"]
+    assert [e["seq"] for e in good_receiver.events("main")] == [1, 2]
+    failed = Subscription.objects.get(pk=broken["id"])
+    assert (failed.state, failed.cursor, failed.last_error_code) == ("active", 0, "secret_unavailable")
+    attempts = Delivery.objects.filter(subscription_id=broken["id"], lane="main").get().attempts.all()
+    assert [a.error for a in attempts] == ["secret_unavailable"]
+    assert "whsec" not in attempts[0].detail
+
+
+def test_a_receiver_that_fails_its_incident_push_gets_no_more_pushes_until_it_recovers(
+    alice, bob, homeoffice, receiver, clock, pipeline,
+):
+    Incident.objects.create(slug="christchurch", name="Christchurch")
+    subscription = subscribe(bob, receiver, after=0)
+    receiver.behaviour.status = 500
+    for n in range(3):
+        homeoffice.submit(homeoffice.statement([md5(n)], incident="christchurch"))
+        pipeline()
+        delivering.push_deliveries(dispatching.dispatch(now=clock()).priority, clock=clock)
+
+    pushes = Delivery.objects.filter(subscription_id=subscription["id"], lane="priority")
+    assert pushes.count() == 1 and pushes.get().failures == 1
+    receiver.behaviour.status = 200
+    clock.advance(10)
+    drive(clock)
+    assert [e["seq"] for e in receiver.events("main")] == [1, 2, 3]
+
+
+def test_a_member_removed_from_a_group_gets_nothing_more_of_it_from_the_next_batch(
+    alice, bob, receiver, clock, pipeline, trusted_group, settings, monkeypatch,
+):
+    settings.WEBHOOK_BATCH_SIZE = 2
+    subscription = subscribe(bob, receiver, after=0)
+    alice.submit(*[alice.statement([md5(n)], share="trusted") for n in range(4)])
+    pipeline()
+    dispatching.dispatch(now=clock())
+    send = delivering.send
+
+    def send_then_leave(job, **kwargs):
+        result = send(job, **kwargs)
+        trusted_group.members.remove(bob.member)  # while the pump is between two batches
+        return result
+
+    monkeypatch.setattr(delivering, "send", send_then_leave)
+    delivering.pump(subscription["id"], clock=clock, budget=float("inf"))
+
+    assert [e["seq"] for e in receiver.events("main")] == [1, 2]
+    assert Subscription.objects.get(pk=subscription["id"]).cursor == 4
