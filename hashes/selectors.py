@@ -26,6 +26,8 @@ class StatementFacts:
     """What the feed needs of one statement, loaded once per page."""
 
     id: str
+    jti: str
+    kind: str  # "hash" or "retract", as the signed payload says
     member_id: int
     member_slug: str
     member_kind: str
@@ -45,13 +47,15 @@ def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFa
         "statement_id", "label__slug"
     ):
         labels.setdefault(str(statement_id), []).append(slug)
-    rows = visible.values_list("id", "member_id", "member__slug", "member__kind", "share_group_id", "content_type", "raw")
+    rows = visible.values_list("id", "jti", "kind", "member_id", "member__slug", "member__kind", "share_group_id",
+                               "content_type", "raw")
     facts = {}
-    for statement_id, member_id, slug, kind, share_group_id, content_type, raw in rows:
+    for statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw in rows:
         key = str(statement_id)
         facts[key] = StatementFacts(
-            id=key, member_id=member_id, member_slug=slug, member_kind=kind, share_group_id=share_group_id,
-            content_type=content_type, raw=raw, labels=tuple(sorted(labels.get(key, ()))),
+            id=key, jti=jti, kind=kind, member_id=member_id, member_slug=slug, member_kind=member_kind,
+            share_group_id=share_group_id, content_type=content_type, raw=raw,
+            labels=tuple(sorted(labels.get(key, ()))),
         )
     return facts
 
@@ -139,8 +143,20 @@ def render_event(
         body["hash"]["previous_cluster"] = event.cluster_before
     cause = facts.get(str(event.cause_id)) if event.cause_id else None
     if cause is not None and viewer.sees(share_group_id=cause.share_group_id, member_id=cause.member_id):
-        body["cause"] = {"member": cause.member_slug, "statement": cause.raw}
+        body["cause"] = cause_view(cause, after)
     return body
+
+
+def cause_view(cause: StatementFacts, statements: list[StatementFacts]) -> dict[str, Any]:
+    """The statement that caused an event. `statements` are those the event's hash shows: when the
+    cause is one of them (an assertion or a corroboration) its JWS is not sent twice, and a receiver
+    finds it among them by the `iss` and `jti` of its signed payload (a jti is unique per member
+    only). Any other cause (a retraction, or a statement on another hash that merged this hash's
+    family) comes with its JWS."""
+    view = {"member": cause.member_slug, "kind": cause.kind, "jti": cause.jti}
+    if all(fact.id != cause.id for fact in statements):
+        view["statement"] = cause.raw
+    return view
 
 
 def feed_page(*, viewer: Viewer, after: int, limit: int, max_bytes: int | None = None) -> dict[str, Any]:

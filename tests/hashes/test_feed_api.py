@@ -1,6 +1,14 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
 import pytest
 
-from tests.factories import md5
+from consortium_client import jws
+from consortium_client.keys import load_public_jwk
+from tests.actors import Actor
+from tests.factories import BASE_PDQ, flip, md5, pdq_value
 
 
 def test_a_submitted_statement_reaches_the_feed_with_its_submitter(alice, bob, pipeline):
@@ -63,3 +71,88 @@ def test_an_unknown_hash_is_not_found(alice):
     response = alice.api.get("/api/v1/hashes/999/")
 
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def cause_of(event: dict[str, Any], reader: Actor) -> str:
+    """What a receiver does to get an event's cause: take `cause.statement`, or else find the
+    statement among `hash.statements` by the `iss` and `jti` of its signed payload; then verify it
+    against the published keys."""
+    cause = event["cause"]
+    candidates = [cause["statement"]] if "statement" in cause else event["hash"]["statements"]
+    found = [(token, parsed) for token, parsed in ((token, jws.parse(token)) for token in candidates)
+             if (parsed.payload["iss"], parsed.payload["jti"]) == (cause["member"], cause["jti"])]
+    assert len(found) == 1
+    token, parsed = found[0]
+    keys = {key["kid"]: key for key in reader.api.get("/api/v1/keys/").json()["keys"]}
+    assert keys[parsed.kid]["member"] == cause["member"]
+    assert jws.verify_signature(parsed, load_public_jwk(keys[parsed.kid]))
+    assert parsed.payload["kind"] == cause["kind"]
+    return token
+
+
+def test_an_added_hash_names_its_cause_without_repeating_the_statement(alice, bob, pipeline):
+    statement = alice.statement([md5(7)], jti="a1")
+    alice.submit(statement)
+    pipeline()
+
+    event = bob.feed()["events"][0]
+
+    assert event["type"] == "hash.added"
+    assert event["cause"] == {"member": "alice", "kind": "hash", "jti": "a1"}
+    assert cause_of(event, bob) == statement
+    assert json.dumps(event).count(statement) == 1
+
+
+def test_a_corroboration_names_its_cause_among_the_hash_statements(alice, bob, charlie, pipeline):
+    alice.submit(alice.statement([md5(7)], jti="same"))
+    pipeline()
+    bobs = bob.statement([md5(7)], jti="same")  # a jti is unique per member only
+    bob.submit(bobs)
+    pipeline()
+
+    event = charlie.feed()["events"][-1]
+
+    assert event["type"] == "hash.updated" and len(event["hash"]["statements"]) == 2
+    assert event["cause"] == {"member": "bob", "kind": "hash", "jti": "same"}
+    assert cause_of(event, charlie) == bobs
+    assert json.dumps(event).count(bobs) == 1
+
+
+def test_a_retraction_comes_with_its_own_statement(alice, bob, charlie, pipeline):
+    alice.submit(alice.statement([md5(7)], jti="a1"))
+    bob.submit(bob.statement([md5(7)], jti="b1"))
+    pipeline()
+    alice_retracts, bob_retracts = alice.retraction("a1", jti="ra"), bob.retraction("b1", jti="rb")
+    alice.submit(alice_retracts)
+    pipeline()
+    bob.submit(bob_retracts)
+    pipeline()
+
+    updated, retracted = charlie.feed()["events"][-2:]
+
+    assert updated["type"] == "hash.updated" and len(updated["hash"]["statements"]) == 1
+    assert updated["cause"] == {"member": "alice", "kind": "retract", "jti": "ra", "statement": alice_retracts}
+    assert retracted["type"] == "hash.retracted" and retracted["hash"]["statements"] == []
+    assert retracted["cause"] == {"member": "bob", "kind": "retract", "jti": "rb", "statement": bob_retracts}
+    assert cause_of(retracted, charlie) == bob_retracts
+
+
+def test_a_merge_caused_on_another_hash_carries_that_statement_to_those_who_may_see_it(
+    alice, bob, charlie, trusted_group, pipeline,
+):
+    left, right = BASE_PDQ, flip(BASE_PDQ, range(40))  # 40 bits apart: two families
+    charlie.submit(charlie.statement([pdq_value(left)]), charlie.statement([pdq_value(right)]))
+    pipeline()
+    bridge = alice.statement([pdq_value(flip(BASE_PDQ, range(20)))], share="trusted", jti="bridge")
+    alice.submit(bridge)
+    pipeline()
+
+    seen_by_bob = bob.feed()["events"][-1]
+    seen_by_charlie = charlie.feed()["events"][-1]
+
+    assert seen_by_bob["type"] == "hash.updated" and "previous_cluster" in seen_by_bob["hash"]
+    assert seen_by_bob["cause"] == {"member": "alice", "kind": "hash", "jti": "bridge", "statement": bridge}
+    assert cause_of(seen_by_bob, bob) == bridge
+    # charlie sees the family change but may not see the group-only statement that caused it.
+    assert seen_by_charlie["hash"]["id"] == seen_by_bob["hash"]["id"]
+    assert "previous_cluster" in seen_by_charlie["hash"] and "cause" not in seen_by_charlie
