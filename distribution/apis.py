@@ -13,10 +13,11 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from consortium.api.errors import DomainError
 from hashes.models import SignalType
 
 from .models import Delivery, Subscription
-from .selectors import delivery_list, in_flight, subscription_get, subscription_list
+from .selectors import delivery_page, in_flight, subscription_get, subscription_list
 from .services.heads import feed_head
 from .services.subscriptions import (
     subscription_create, subscription_delete, subscription_replay, subscription_test, subscription_update,
@@ -24,6 +25,15 @@ from .services.subscriptions import (
 
 DELIVERIES_DEFAULT_LIMIT = 20
 DELIVERIES_MAX_LIMIT = 100
+UNKNOWN_FIELDS_SHOWN = 20
+
+
+def refuse_unknown_fields(data: Any, serializer: serializers.Serializer) -> None:
+    """A misspelt field would otherwise be ignored and the request answered as if it had worked."""
+    unknown = sorted(str(name) for name in set(data) - set(serializer.fields)) if isinstance(data, dict) else []
+    if unknown:
+        shown = unknown[:UNKNOWN_FIELDS_SHOWN]
+        raise DomainError("field_unknown", f"Unknown fields: {', '.join(shown)}.", {"unknown": shown})
 
 
 class FiltersSerializer(serializers.Serializer):
@@ -69,7 +79,10 @@ class SubscriptionSerializer(serializers.Serializer):
     description = serializers.CharField()
     filters = FiltersSerializer(source="*")
     state = serializers.CharField(help_text="active, paused or disabled")
-    state_reason = serializers.CharField(help_text="member, admin, retries_exhausted, endpoint_gone or empty")
+    state_reason = serializers.CharField(
+        help_text="Why it is not active: member (you paused it), admin (an administrator paused it; only an "
+                  "administrator can resume it), retries_exhausted or endpoint_gone (resume with state active); "
+                  "empty when active.")
     state_changed_at = serializers.DateTimeField()
     cursor = serializers.IntegerField(help_text="The last feed seq acknowledged (or skipped as not for you).")
     backlog = serializers.SerializerMethodField(help_text="Feed events after the cursor (not all may be for you).")
@@ -168,10 +181,14 @@ class SubscriptionDetailApi(APIView):
         return Response(subscription_body(subscription_get(member=request.user.member, subscription_id=subscription_id)))
 
     @extend_schema(request=InputSerializer, responses=SubscriptionWithSecretSerializer,
-                   summary="Change, pause, resume or re-enable a subscription, or rotate its secret")
+                   summary="Change, pause, resume or re-enable a subscription, or rotate its secret",
+                   description="Unknown fields are refused (400 field_unknown). A request that changes nothing "
+                               "changes nothing, not even updated_at. 409 paused_by_admin: an administrator "
+                               "paused this subscription, and only an administrator can resume it.")
     def patch(self, request, subscription_id):
         subscription = subscription_get(member=request.user.member, subscription_id=subscription_id)
         params = self.InputSerializer(data=request.data)
+        refuse_unknown_fields(request.data, params)
         params.is_valid(raise_exception=True)
         updated = subscription_update(subscription=subscription, changes=dict(params.validated_data),
                                       actor=request.user.member)
@@ -197,6 +214,7 @@ class DeliveryAttemptSerializer(serializers.Serializer):
 
 
 class DeliverySerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="Increases with each delivery; `before` in deliveries/ takes it.")
     webhook_id = serializers.CharField()
     lane = serializers.CharField(help_text="main, priority (incident push) or test (ping)")
     state = serializers.CharField(help_text="pending, delivered, failed or superseded")
@@ -213,30 +231,47 @@ class DeliverySerializer(serializers.Serializer):
         ref_name = "Delivery"
 
 
+class DeliveryPageSerializer(serializers.Serializer):
+    deliveries = DeliverySerializer(many=True)
+    next_before = serializers.IntegerField(
+        allow_null=True, help_text="Ask again with before=this for older deliveries; null: there are none.")
+
+    class Meta:
+        ref_name = "DeliveryPage"
+
+
 class SubscriptionDeliveriesApi(APIView):
     required_scope = "read"
 
     class InputSerializer(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=DELIVERIES_MAX_LIMIT, default=DELIVERIES_DEFAULT_LIMIT)
+        before = serializers.IntegerField(min_value=1, required=False,
+                                          help_text="Only deliveries older than this one (its id): next_before.")
 
         class Meta:
             ref_name = "DeliveriesQuery"
 
-    @extend_schema(parameters=[InputSerializer], responses=DeliverySerializer(many=True),
-                   summary="Recent deliveries of a subscription, newest first, with every attempt")
+    @extend_schema(parameters=[InputSerializer], responses=DeliveryPageSerializer,
+                   summary="Deliveries of a subscription, newest first, with every attempt",
+                   description="Page back through the history by asking again with before=next_before until "
+                               "next_before is null. Pages do not shift while new deliveries are made; "
+                               "deliveries older than WEBHOOK_RETENTION_DAYS are pruned.")
     def get(self, request, subscription_id):
         subscription = subscription_get(member=request.user.member, subscription_id=subscription_id)
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        deliveries = delivery_list(subscription=subscription, limit=params.validated_data["limit"])
-        return Response(DeliverySerializer(deliveries, many=True).data)
+        page = delivery_page(subscription=subscription, limit=params.validated_data["limit"],
+                             before=params.validated_data.get("before"))
+        return Response(DeliveryPageSerializer(page).data)
 
 
 class SubscriptionTestApi(APIView):
     required_scope = "read"
 
     @extend_schema(request=None, responses={202: DeliverySerializer},
-                   summary="Send a signed ping; its outcome appears in the subscription's deliveries")
+                   summary="Send a signed ping; its outcome appears in the subscription's deliveries",
+                   description="Whatever the subscription's state, so a receiver can be checked before resuming. "
+                               "409 test_in_flight while an earlier ping waits to be sent.")
     def post(self, request, subscription_id):
         subscription = subscription_get(member=request.user.member, subscription_id=subscription_id)
         delivery = subscription_test(subscription=subscription, actor=request.user.member)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
@@ -39,5 +40,19 @@ def subscription_get(*, member: Member, subscription_id: Any) -> Subscription:
     return subscription
 
 
-def delivery_list(*, subscription: Subscription, limit: int) -> list[Delivery]:
-    return list(Delivery.objects.filter(subscription=subscription).order_by("-id").prefetch_related("attempts")[:limit])
+@dataclass(frozen=True)
+class DeliveryPage:
+    deliveries: list[Delivery]
+    next_before: int | None  # pass as `before` for the older ones; None: there are none
+
+
+def delivery_page(*, subscription: Subscription, limit: int, before: int | None = None) -> DeliveryPage:
+    """The subscription's deliveries newest first, `limit` at a time, older than delivery `before` if
+    given. Ids only grow, so pages neither shift nor repeat while new deliveries are made."""
+    deliveries = Delivery.objects.filter(subscription=subscription)
+    if before is not None:
+        deliveries = deliveries.filter(pk__lt=before)
+    rows = list(deliveries.order_by("-id").prefetch_related("attempts")[:limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return DeliveryPage(rows, rows[-1].pk if more else None)

@@ -1,30 +1,35 @@
-"""Every write a member or an administrator makes to a subscription. Each one is audited; a secret
-appears only in the return value of the call that created it, never in the audit trail or a log."""
+"""Every write a member, an administrator or an operator makes to a subscription. Each one is
+audited; a secret appears only in the return value of the call that created it, never in the audit
+trail, a log or a command's output.
+
+A subscription deleted while a call waits for its row answers 404, as if the call had come later."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_record
-from consortium.api.errors import Conflict, DomainError
+from consortium.api.errors import Conflict, DomainError, NotFound
 from hashes.models import Label, SignalType
 from members.models import Member
 
 from ..delivery import signing, transport
 from ..models import Delivery, Subscription
-from ..secretbox import seal
+from ..secretbox import is_newest, reseal, seal, unseal
 from .dispatching import wake
 from .heads import feed_head
 
 MAX_OVERLAP_SECONDS = 7 * 86400
 MAX_MIN_CORROBORATION = 1000
+RESEAL_BATCH_SIZE = 500
 FILTER_DEFAULTS: dict[str, Any] = {
     "signal_types": [], "labels": [], "incident_only": False, "min_corroboration": 1, "include_retractions": True,
 }
@@ -106,6 +111,15 @@ def wake_after_commit(subscription: Subscription) -> None:
         transaction.on_commit(lambda: wake([subscription.pk], now=timezone.now()))
 
 
+def _locked(subscription: Subscription) -> Subscription:
+    """The subscription's row, read again under its lock; a DELETE that got there first is a 404."""
+    locked = (Subscription.objects.select_for_update(of=("self",)).select_related("member")
+              .filter(pk=subscription.pk).first())
+    if locked is None:
+        raise NotFound("This subscription no longer exists.")
+    return locked
+
+
 @transaction.atomic
 def subscription_create(
     *, member: Member, url: Any, description: str = "", filters: Any = None, after: int | None = None,
@@ -146,39 +160,74 @@ def set_state(subscription: Subscription, state: str, reason: str, now: datetime
         _reschedule_in_flight(subscription, now)
 
 
-@transaction.atomic
-def subscription_update(
-    *, subscription: Subscription, changes: dict[str, Any], actor: Any = None, now: datetime | None = None,
-) -> WithSecret:
-    """Change the URL, description or filters, pause (`state: paused`), resume or re-enable
-    (`state: active`), or rotate the secret (`rotate_secret: true`, with `secret_overlap_seconds`
-    during which the old secret keeps signing beside the new one)."""
-    now = now or timezone.now()
-    subscription = Subscription.objects.select_for_update().select_related("member").get(pk=subscription.pk)
-    before = snapshot(subscription)
-    secret = None
+def _field_changes(subscription: Subscription, changes: dict[str, Any]) -> dict[str, Any]:
+    """The checked new values of the URL, description and filters that differ from the current ones."""
+    wanted: dict[str, Any] = {}
     if "url" in changes:
-        subscription.url = check_url(changes["url"])
-        if subscription.state == Subscription.State.ACTIVE:
-            _reschedule_in_flight(subscription, now)
+        wanted["url"] = check_url(changes["url"])
     if "description" in changes:
         description = changes["description"]
         if not isinstance(description, str) or len(description) > 200:
             raise DomainError("description_invalid", "description is a string of at most 200 characters.")
-        subscription.description = description
+        wanted["description"] = description
     if "filters" in changes:
-        for name, value in check_filters(changes["filters"], filters_of(subscription)).items():
-            setattr(subscription, name, value)
-    if "state" in changes:
-        state = changes["state"]
-        if state not in (Subscription.State.ACTIVE, Subscription.State.PAUSED):
-            raise DomainError("state_invalid", "state is 'active' (resume or re-enable) or 'paused'.")
-        if state != subscription.state:
-            set_state(subscription, state, Subscription.Reason.MEMBER if state == "paused" else "", now)
-    if changes.get("rotate_secret"):
-        overlap = changes.get("secret_overlap_seconds", settings.WEBHOOK_SECRET_OVERLAP_SECONDS)
-        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= MAX_OVERLAP_SECONDS:
-            raise DomainError("secret_overlap_invalid", f"secret_overlap_seconds is from 0 to {MAX_OVERLAP_SECONDS}.")
+        wanted.update(check_filters(changes["filters"], filters_of(subscription)))
+    return {name: value for name, value in wanted.items() if getattr(subscription, name) != value}
+
+
+def _state_change(subscription: Subscription, changes: dict[str, Any]) -> str | None:
+    """The state a member asks for, if it differs. What an administrator paused only an
+    administrator resumes; a member may re-enable what the server disabled and resume its own pause."""
+    if "state" not in changes:
+        return None
+    state = changes["state"]
+    if state not in (Subscription.State.ACTIVE, Subscription.State.PAUSED):
+        raise DomainError("state_invalid", "state is 'active' (resume or re-enable) or 'paused'.")
+    if state == subscription.state:
+        return None
+    if state == Subscription.State.ACTIVE and subscription.state_reason == Subscription.Reason.ADMIN:
+        raise Conflict("paused_by_admin", "An administrator paused this subscription; only an administrator "
+                       "can resume it.")
+    return state
+
+
+def _secret_overlap(changes: dict[str, Any]) -> int | None:
+    """The overlap in seconds when the secret is to be rotated, else None."""
+    if not changes.get("rotate_secret"):
+        return None
+    overlap = changes.get("secret_overlap_seconds", settings.WEBHOOK_SECRET_OVERLAP_SECONDS)
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= MAX_OVERLAP_SECONDS:
+        raise DomainError("secret_overlap_invalid", f"secret_overlap_seconds is from 0 to {MAX_OVERLAP_SECONDS}.")
+    return overlap
+
+
+@transaction.atomic
+def subscription_update(
+    *, subscription: Subscription, changes: dict[str, Any], actor: Any = None, now: datetime | None = None,
+) -> WithSecret:
+    """A member's change: the URL, description or filters, pause (`state: paused`), resume or
+    re-enable (`state: active`), or rotate the secret (`rotate_secret: true`, with
+    `secret_overlap_seconds` during which the old secret keeps signing beside the new one).
+
+    Everything is checked before anything is written. A request that changes nothing (empty, or
+    every value as it already is) writes nothing: no save, no audit record, no wake."""
+    now = now or timezone.now()
+    subscription = _locked(subscription)
+    fields = _field_changes(subscription, changes)
+    state = _state_change(subscription, changes)
+    overlap = _secret_overlap(changes)
+    if not fields and state is None and overlap is None:
+        return WithSecret(subscription, None)
+
+    before = snapshot(subscription)
+    for name, value in fields.items():
+        setattr(subscription, name, value)
+    if state is not None:
+        set_state(subscription, state, Subscription.Reason.MEMBER if state == Subscription.State.PAUSED else "", now)
+    elif "url" in fields and subscription.state == Subscription.State.ACTIVE:
+        _reschedule_in_flight(subscription, now)
+    secret = None
+    if overlap is not None:
         secret = signing.generate_secret()
         subscription.previous_secret_encrypted = subscription.secret_encrypted if overlap else ""
         subscription.previous_secret_expires_at = now + timedelta(seconds=overlap) if overlap else None
@@ -208,7 +257,7 @@ def subscription_replay(
     """Send everything again from `from_seq` on: the cursor moves back and the batch in flight, if
     any, is superseded (a worker still sending it can no longer move the cursor)."""
     now = now or timezone.now()
-    subscription = Subscription.objects.select_for_update().select_related("member").get(pk=subscription.pk)
+    subscription = _locked(subscription)
     limit = subscription.cursor + 1
     if isinstance(from_seq, bool) or not isinstance(from_seq, int) or not 1 <= from_seq <= limit:
         raise DomainError("from_seq_invalid", f"from_seq is from 1 to {limit} (the cursor + 1); a replay can "
@@ -227,10 +276,19 @@ def subscription_replay(
 @transaction.atomic
 def subscription_test(*, subscription: Subscription, actor: Any = None, now: datetime | None = None) -> Delivery:
     """Queue a signed ping (`{"type": "ping", ...}`); its outcome is in the subscription's deliveries.
-    A ping goes out whatever the subscription's state, so a receiver can be checked before resuming."""
+    A ping goes out whatever the subscription's state, so a receiver can be checked before resuming,
+    but never for a suspended member, and one at a time: while a ping waits to be sent, another is
+    refused (409 `test_in_flight`), so pings cannot be piled onto a receiver."""
     from .. import tasks
 
     now = now or timezone.now()
+    subscription = _locked(subscription)
+    if not subscription.member.is_active:
+        raise DomainError("member_suspended", "This member is suspended.", status=403)
+    if Delivery.objects.filter(subscription=subscription, lane=Delivery.Lane.TEST,
+                               state=Delivery.State.PENDING).exists():
+        raise Conflict("test_in_flight", "A test ping of this subscription is waiting to be sent; its outcome "
+                       "will be in deliveries/.")
     delivery = Delivery.objects.create(
         subscription=subscription, lane=Delivery.Lane.TEST, webhook_id=signing.new_message_id(), created_at=now,
         next_attempt_at=now, enqueued_at=now,
@@ -244,9 +302,10 @@ def subscription_test(*, subscription: Subscription, actor: Any = None, now: dat
 def subscription_set_state(
     *, subscription: Subscription, state: str, actor: Any = None, now: datetime | None = None,
 ) -> Subscription:
-    """An administrator's pause or re-enable."""
+    """An administrator's pause, or resume or re-enable whatever stopped it (a member cannot resume
+    an administrator's pause)."""
     now = now or timezone.now()
-    subscription = Subscription.objects.select_for_update().select_related("member").get(pk=subscription.pk)
+    subscription = _locked(subscription)
     if subscription.state == state:
         return subscription
     before = snapshot(subscription)
@@ -257,3 +316,79 @@ def subscription_set_state(
     audit_record(actor=actor, action=action, obj=subscription, before=before, after=snapshot(subscription))
     wake_after_commit(subscription)
     return subscription
+
+
+SECRET_FIELDS = ("secret_encrypted", "previous_secret_encrypted")
+
+
+@dataclass(frozen=True)
+class SecretsReport:
+    """Counts of stored secrets (a subscription has one, or two while a rotation overlaps), and the
+    ids of subscriptions with a secret no configured key decrypts. Never a secret."""
+
+    newest: int = 0  # under the newest key (after a reseal: including those it just moved there)
+    older: int = 0  # readable, under an older key
+    resealed: int = 0
+    unreadable: list[Any] = field(default_factory=list)
+
+
+def subscription_secrets_check() -> SecretsReport:
+    """Which stored secrets the configured keys decrypt, and which of them the newest key alone does."""
+    newest = older = 0
+    unreadable: list[Any] = []
+    rows = Subscription.objects.order_by("pk").values("pk", *SECRET_FIELDS)
+    for row in rows.iterator(chunk_size=RESEAL_BATCH_SIZE):
+        readable = True
+        for sealed in filter(None, (row[name] for name in SECRET_FIELDS)):
+            if is_newest(sealed):
+                newest += 1
+                continue
+            try:
+                unseal(sealed)
+            except ImproperlyConfigured:
+                readable = False
+            else:
+                older += 1
+        if not readable:
+            unreadable.append(row["pk"])
+    return SecretsReport(newest=newest, older=older, unreadable=unreadable)
+
+
+def subscription_secrets_reseal(*, batch_size: int = RESEAL_BATCH_SIZE, actor: Any = None) -> SecretsReport:
+    """Encrypt every readable secret under the newest WEBHOOK_SECRET_KEYS key (the first), a batch of
+    subscriptions per transaction, each row locked as every other writer of a secret locks it. A
+    secret no key decrypts is left as it is and its subscription reported. One audit record, with
+    the counts, says that an operator did it."""
+    newest = resealed = 0
+    unreadable: list[Any] = []
+    last = None
+    while True:
+        with transaction.atomic():
+            rows = Subscription.objects.select_for_update().order_by("pk")
+            if last is not None:
+                rows = rows.filter(pk__gt=last)
+            batch = list(rows.values("pk", *SECRET_FIELDS)[:batch_size])
+            for row in batch:
+                moved: dict[str, str] = {}
+                for name in SECRET_FIELDS:
+                    sealed = row[name]
+                    if not sealed:
+                        continue
+                    if is_newest(sealed):
+                        newest += 1
+                        continue
+                    try:
+                        moved[name] = reseal(sealed)
+                    except ImproperlyConfigured:
+                        if row["pk"] not in unreadable:
+                            unreadable.append(row["pk"])
+                if moved:
+                    Subscription.objects.filter(pk=row["pk"]).update(**moved)
+                    resealed += len(moved)
+        if len(batch) < batch_size:
+            break
+        last = batch[-1]["pk"]
+    report = SecretsReport(newest=newest + resealed, resealed=resealed, unreadable=unreadable)
+    audit_record(actor=actor, action="subscriptions.secrets_reseal", object_type=Subscription._meta.label_lower,
+                 object_id="*", after={"resealed": resealed, "already_newest": newest, "unreadable": len(unreadable)})
+    return report

@@ -231,7 +231,7 @@ def test_a_ping_is_signed_like_every_delivery_and_its_outcome_is_visible_to_the_
     (ping,) = receiver.received
     assert ping.v1 and ping.v1a and ping.webhook_id == queued.json()["webhook_id"]
     assert ping.body["type"] == "ping" and ping.body["data"] == {"subscription": subscription["id"]}
-    (listed,) = bob.api.get(f"/api/v1/subscriptions/{subscription['id']}/deliveries/").json()
+    (listed,) = bob.api.get(f"/api/v1/subscriptions/{subscription['id']}/deliveries/").json()["deliveries"]
     assert (listed["state"], listed["attempts"][0]["status"]) == ("delivered", 200)
 
 

@@ -185,7 +185,7 @@ def test_deliveries_are_listed_newest_first_with_their_attempts(alice, bob, rece
     bob.api.post(url(created["id"], "test"))
     drive(clock)
 
-    listed = bob.api.get(url(created["id"], "deliveries") + "?limit=5").json()
+    listed = bob.api.get(url(created["id"], "deliveries") + "?limit=5").json()["deliveries"]
 
     assert [(d["lane"], d["state"], d["first_seq"]) for d in listed] == [("test", "delivered", None),
                                                                          ("main", "delivered", 1)]
