@@ -4,9 +4,11 @@ and the deliver worker from deploy/Procfile on PostgreSQL + Redis.
 
     .venv/bin/python bench/fanout.py [--events 10000] [--subscribers 50]
 
-1. Ordinary load: 10,000 signed statements submitted through the API (batches of 500); reports
-   events delivered per second (event x subscriber) and p50/p99 latency from "statement accepted"
-   (the 202) to "delivered" (arrival at each receiver).
+1. Ordinary load: 10,000 signed statements submitted through the API, as fast as the server takes
+   them (batches of 500 from two connections) or, with `--rate N`, paced at N statements a second
+   (batches of --paced-batch); reports events delivered per second (event x subscriber) and p50/p99
+   latency from "statement accepted" (the 202) to "delivered" (arrival at each receiver), split
+   into the pipeline (accepted to published) and distribution (published to delivered).
 2. Incident during a backlog: every subscription is paused while another 10,000 events are
    published, then resumed; half a second into the drain one incident statement is submitted.
    Reports p50/p99 of its latency to the 50 receivers (first arrival: the priority lane) and when
@@ -23,6 +25,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,9 +46,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--subscribers", type=int, default=50)
-    parser.add_argument("--batch", type=int, default=500, help="statements per POST statements/")
+    parser.add_argument("--batch", type=int, default=500, help="statements per POST statements/ (as fast as taken)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="submit the ordinary statements at this many a second (0: as fast as taken)")
+    parser.add_argument("--paced-batch", type=int, default=50, help="statements per POST when paced")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/consortium_fanout")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/12")
+    parser.add_argument("--logs", type=Path, help="copy the server processes' logs into this folder at the end")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra environment setting for the server processes (repeatable)")
     return parser.parse_args()
@@ -239,7 +246,10 @@ def main() -> None:
             database = args.database_url.rsplit("/", 1)[1]
             before = cpu_seconds(stack, receiver_process.pid, database)
 
-            accepted = submit(stack, publisher, ordinary, args.batch)
+            if args.rate:
+                accepted = submit_paced(stack, publisher, ordinary, args.paced_batch, args.rate)
+            else:
+                accepted = submit(stack, publisher, ordinary, args.batch)
             wait_for(progress, total, what="the ordinary events at every receiver")
             head_after_ordinary = FeedHead.objects.get().last_seq
             between = cpu_seconds(stack, receiver_process.pid, database)
@@ -266,6 +276,10 @@ def main() -> None:
         finally:
             stack.stop()
             receiver_process.join(timeout=10)
+            if args.logs:
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for log in Path(workdir).glob("*.log"):
+                    shutil.copy(log, args.logs / log.name)
 
     report(args, records, failures, accepted, resume_at, incident_value, incident_at, incident_accepted,
            before, between, after)
@@ -294,6 +308,27 @@ def submit(stack, actor, statements: list[str], batch: int) -> dict[str, float]:
         thread.start()
     for thread in threads:
         thread.join()
+    return accepted
+
+
+def submit_paced(stack, actor, statements: list[str], batch: int, rate: float) -> dict[str, float]:
+    """Submit `batch` statements every batch/rate seconds from one connection (open loop: a late
+    POST is followed at once by the next one that is due); the time each statement was accepted."""
+    from consortium_client.http import ConsortiumClient
+
+    client = ConsortiumClient(stack.base_url, actor.token, timeout=120)
+    accepted: dict[str, float] = {}
+    started = time.monotonic()
+    for n, i in enumerate(range(0, len(statements), batch)):
+        delay = started + n * batch / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        chunk = statements[i:i + batch]
+        body = client.submit(chunk)
+        now = time.time()
+        assert not body["rejected"], body["rejected"][:3]
+        for statement in chunk:
+            accepted[_value(statement)] = now
     return accepted
 
 
@@ -344,7 +379,8 @@ def report(args, records, failures, accepted, resume_at, incident_value, inciden
     delivered = total * subscribers
     span = last_arrival - start
     print()
-    print(f"subscribers: {subscribers}; events: {total:,} ordinary + {total:,} backlog + 1 incident")
+    offered = f"paced at {args.rate:,.0f}/s" if args.rate else "as fast as the server takes them"
+    print(f"subscribers: {subscribers}; events: {total:,} ordinary ({offered}) + {total:,} backlog + 1 incident")
     print(f"signature failures at receivers: {failures}; receivers whose main lane was not exactly "
           f"seq 1..{2 * total + 1} in order: {gaps}")
     print(f"ordinary: {delivered:,} event deliveries in {span:.1f} s from the first 202: {delivered / span:,.0f} /s")

@@ -257,6 +257,9 @@ WEBHOOK_MAX_SUBSCRIPTIONS = env_int("WEBHOOK_MAX_SUBSCRIPTIONS", 10)
 WEBHOOK_SWEEP_INTERVAL_SECONDS = float(env("WEBHOOK_SWEEP_INTERVAL_SECONDS", "2"))
 WEBHOOK_WAKE_STALE_SECONDS = env_int("WEBHOOK_WAKE_STALE_SECONDS", 30)
 WEBHOOK_PUMP_SECONDS = float(env("WEBHOOK_PUMP_SECONDS", "2"))
+# Subscriptions one pump task serves side by side (their claims and acknowledgements are written
+# together); more subscriptions make more pumps, run on the deliver worker's threads.
+WEBHOOK_PUMP_GROUP_SIZE = env_int("WEBHOOK_PUMP_GROUP_SIZE", 50)
 WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 14)
 DISTRIBUTION_CELERY_ROUTES = {
     "distribution.tasks.dispatch": {"queue": "deliver_priority"},

@@ -59,7 +59,8 @@ class Subscription(models.Model):
     last_error_code = models.CharField(max_length=32, blank=True)
     last_error_status = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error_message = models.CharField(max_length=300, blank=True)
-    # Set when a pump task is queued, cleared when it starts: keeps fan-out to one queued pump each.
+    # Set when a pump task is queued, cleared when it ends: keeps fan-out to one pump, queued or running,
+    # per subscription (taken for lost after WEBHOOK_WAKE_STALE_SECONDS).
     wake_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -32,9 +32,10 @@ def push(delivery_ids: list[int]) -> None:
 
 
 @shared_task(ignore_result=True, acks_late=False)
-def pump(subscription_id: str) -> None:
-    if delivering.pump(subscription_id):
-        dispatching.wake([subscription_id], now=timezone.now())
+def pump(subscription_ids: list[str] | str) -> None:
+    more = delivering.pump_group([subscription_ids] if isinstance(subscription_ids, str) else subscription_ids)
+    if more:
+        dispatching.wake(more, now=timezone.now())
 
 
 @shared_task(ignore_result=True, acks_late=False)
@@ -73,9 +74,13 @@ def enqueue_push(delivery_ids: list[int]) -> None:
 
 
 def enqueue_pumps(subscription_ids: Iterable[Any]) -> None:
+    """One pump for every WEBHOOK_PUMP_GROUP_SIZE subscriptions: it sends to all of them side by
+    side and records their outcomes together."""
+    ids = [str(subscription_id) for subscription_id in subscription_ids]
+    size = settings.WEBHOOK_PUMP_GROUP_SIZE
     try:
-        for subscription_id in subscription_ids:
-            pump.apply_async(args=[str(subscription_id)], expires=_expires())
+        for start in range(0, len(ids), size):
+            pump.apply_async(args=[ids[start:start + size]], expires=_expires())
     except Exception:
         logger.exception("Could not queue webhook pumps; the sweep will retry.")
 

@@ -17,22 +17,24 @@ import logging
 import random
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from consortium.db import update_rows
 from hashes.visibility import Viewer
 
 from ..delivery import signing, transport
 from ..keys import delivery_signing_keys
 from ..models import Delivery, DeliveryAttempt, Subscription
-from ..rendering import Batch, Filters, Rendered, events_body, next_batch, ping_body, range_batch, select_seqs
+from ..rendering import (Batch, Filters, Rendered, events_body, load_seqs, next_batch, ping_body, range_batch,
+                         render_all, viewers_for)
 from ..schedule import RetryPolicy
 from ..secretbox import unseal
 from .heads import announced_head
@@ -42,8 +44,13 @@ logger = logging.getLogger(__name__)
 # How many windows of WEBHOOK_BATCH_SIZE seqs past the cursor one claim looks through for events
 # its subscription receives.
 SCAN_WINDOWS = 10
-# POSTs sent side by side when incident events are pushed to every subscription at once.
+# POSTs sent side by side when incident events are pushed to every subscription at once, and by one
+# pump for the subscriptions it serves.
 PUSH_THREADS = 32
+PUMP_THREADS = 32
+# Once one POST of a pump's has ended, how long to wait for others before recording the outcomes
+# together (one transaction for all of them).
+GATHER_SECONDS = 0.002
 SECRET_UNAVAILABLE = ("The subscription's secret cannot be decrypted with WEBHOOK_SECRET_KEYS; an operator "
                       "must restore the key (see `manage.py webhook_secrets check`) or the member rotate the secret.")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -130,17 +137,22 @@ def claim_main(subscription_id: Any, *, now: datetime, viewer: Viewer | None = N
         subscription = _locked(subscription_id)
         if subscription is None:
             return Claim(None)
-        return _claim_locked(subscription, now=now, viewer=viewer, through=through, pending_possible=True)
+        return _claim_locked(subscription, now=now, viewer=viewer, through=through)
+
+
+_LOOK_UP: Any = object()
 
 
 def _claim_locked(subscription: Subscription, *, now: datetime, viewer: Viewer | None, through: int | None,
-                  pending_possible: bool) -> Claim:
+                  pending: Delivery | None = _LOOK_UP) -> Claim:
+    """The claim, with the subscription's row locked by the caller. `pending` is its main-lane batch
+    in flight if the caller knows it (None: it has none)."""
     if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
         return Claim(None)
     viewer, filters = viewer or Viewer.for_member(subscription.member), Filters.of(subscription)
-    pending = Delivery.objects.filter(
-        subscription=subscription, lane=Delivery.Lane.MAIN, state=Delivery.State.PENDING,
-    ).first() if pending_possible else None
+    if pending is _LOOK_UP:
+        pending = Delivery.objects.filter(
+            subscription=subscription, lane=Delivery.Lane.MAIN, state=Delivery.State.PENDING).first()
     if pending is not None:
         if pending.next_attempt_at is None or pending.next_attempt_at > now:
             return Claim(None)
@@ -201,35 +213,50 @@ def acknowledge_and_claim_next(job: Job, result: transport.DeliveryResult, *, no
         subscription.cursor = job.through_seq
         if not claim_next:
             return "delivered", Claim(None)
-        return "delivered", _claim_locked(subscription, now=now, viewer=viewer, through=through,
-                                          pending_possible=False)
+        return "delivered", _claim_locked(subscription, now=now, viewer=viewer, through=through, pending=None)
 
 
 def claim_single(delivery_id: int, *, now: datetime) -> Job | None:
-    """Take a due priority push or test ping. A priority push the main lane has caught up with, or
+    jobs = claim_singles([delivery_id], now=now)
+    return jobs[0] if jobs else None
+
+
+def claim_singles(delivery_ids: list[int], *, now: datetime) -> list[Job]:
+    """Take these priority pushes and test pings where due, in one transaction (the incident pushes
+    of one dispatch are claimed together). A priority push the main lane has caught up with, or
     whose events the subscription no longer receives, is superseded instead of sent."""
+    jobs = []
     with transaction.atomic():
-        delivery = (Delivery.objects.select_for_update().filter(pk=delivery_id, state=Delivery.State.PENDING)
-                    .exclude(lane=Delivery.Lane.MAIN).first())
-        if delivery is None or delivery.next_attempt_at is None or delivery.next_attempt_at > now:
-            return None
-        subscription = Subscription.objects.select_related("member").get(pk=delivery.subscription_id)
-        if delivery.lane == Delivery.Lane.TEST:
-            body: bytes | None = ping_body(subscription_id=str(subscription.pk), timestamp=delivery.created_at)
-        else:
-            if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
-                return None
-            seqs = [seq for seq in delivery.seqs if seq > subscription.cursor]
-            events = select_seqs(Viewer.for_member(subscription.member), Filters.of(subscription), seqs) if seqs else []
-            body = events_body(lane=delivery.lane, events=events) if events else None
-            # Nothing left to push, or not what was pushed before (a receiver would drop the changed
-            # body as a repeat of its webhook-id): the main lane brings these events in their place.
-            if body is None or (delivery.body_digest and digest(body) != delivery.body_digest):
-                Delivery.objects.filter(pk=delivery.pk).update(
-                    state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
-                return None
-        attempt = _take(delivery, now)
-        return None if attempt is None else _job(subscription, delivery, attempt, body, now)
+        deliveries = [delivery for delivery in (
+            Delivery.objects.select_for_update().filter(pk__in=delivery_ids, state=Delivery.State.PENDING)
+            .exclude(lane=Delivery.Lane.MAIN).order_by("pk"))
+            if delivery.next_attempt_at is not None and delivery.next_attempt_at <= now]
+        subscriptions = Subscription.objects.select_related("member").in_bulk(
+            {delivery.subscription_id for delivery in deliveries})
+        viewers = viewers_for([subscription.member for subscription in subscriptions.values()])
+        loaded = {loaded.event.seq: loaded for loaded in load_seqs(sorted(
+            {seq for delivery in deliveries if delivery.lane == Delivery.Lane.PRIORITY for seq in delivery.seqs}))}
+        for delivery in deliveries:
+            subscription = subscriptions[delivery.subscription_id]
+            if delivery.lane == Delivery.Lane.TEST:
+                body: bytes | None = ping_body(subscription_id=str(subscription.pk), timestamp=delivery.created_at)
+            else:
+                if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
+                    continue
+                events = [loaded[seq] for seq in delivery.seqs if seq > subscription.cursor and seq in loaded]
+                passing = [r for r in render_all(events, viewers[subscription.member_id])
+                           if r is not None and r.passes(Filters.of(subscription))]
+                body = events_body(lane=delivery.lane, events=passing) if passing else None
+                # Nothing left to push, or not what was pushed before (a receiver would drop the
+                # changed body as a repeat of its webhook-id): the main lane brings these events.
+                if body is None or (delivery.body_digest and digest(body) != delivery.body_digest):
+                    Delivery.objects.filter(pk=delivery.pk).update(
+                        state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
+                    continue
+            attempt = _take(delivery, now)
+            if attempt is not None:
+                jobs.append(_job(subscription, delivery, attempt, body, now))
+    return jobs
 
 
 def send(job: Job, *, now: datetime) -> transport.DeliveryResult:
@@ -356,45 +383,144 @@ def deliver(job: Job, *, clock: Clock, rng: random.Random | None = None) -> str:
     return complete(job, send(job, now=clock()), now=clock(), rng=rng)
 
 
-def pump(subscription_id: Any, *, clock: Clock = timezone.now, budget: float | None = None,
-         rng: random.Random | None = None) -> bool:
-    """Send the subscription's batches up to the feed head the dispatcher announced, until a batch fails or
-    `budget` seconds (WEBHOOK_PUMP_SECONDS) are spent; True when there is more to do and the caller
-    should queue another pump, so that other work gets a turn between long backlogs.
+def claim_many(subscription_ids: list[Any], *, now: datetime, through: int) -> tuple[list[Job], list[Any], list[Any]]:
+    """`claim_main` for several subscriptions in one transaction: the claimed jobs, the subscriptions
+    whose cursor only moved past events they do not receive (to claim again), and the others (caught
+    up with `through`, not due, or not active)."""
+    jobs, advanced, idle = [], [], []
+    with transaction.atomic():
+        subscriptions = list(Subscription.objects.select_for_update(of=("self",)).select_related("member")
+                             .filter(pk__in=subscription_ids).order_by("pk"))
+        viewers = viewers_for([subscription.member for subscription in subscriptions])
+        pending = {delivery.subscription_id: delivery for delivery in Delivery.objects.filter(
+            subscription__in=subscriptions, lane=Delivery.Lane.MAIN, state=Delivery.State.PENDING).order_by()}
+        for subscription in subscriptions:
+            claim = _claim_locked(subscription, now=now, viewer=viewers[subscription.member_id], through=through,
+                                  pending=pending.get(subscription.pk))
+            if claim.job is not None:
+                jobs.append(claim.job)
+            else:
+                (advanced if claim.advanced else idle).append(subscription.pk)
+    return jobs, advanced, idle
 
-    The member's visibility is read again for every batch, under the subscription's lock, so a
-    member removed from a sharing group gets nothing more of it from the next batch on."""
-    Subscription.objects.filter(pk=subscription_id).update(wake_requested_at=None)
+
+def acknowledge_many(done: list[tuple[Job, transport.DeliveryResult]], *, now: datetime) -> list[Any]:
+    """Main-lane batches acknowledged (2xx), recorded together: each moves its subscription's cursor
+    if its worker still owns it and the cursor is still where the batch began (the same fences as
+    `complete`); the subscriptions whose cursor moved."""
+    if not done:
+        return []
+    with transaction.atomic():
+        cursors = dict(Subscription.objects.select_for_update().filter(
+            pk__in=[job.subscription_id for job, _ in done]).order_by("pk").values_list("pk", "cursor"))
+        candidates = [(job, result) for job, result in done if cursors.get(job.subscription_id) == job.after_seq]
+        owned = _mark_many_delivered(candidates, now)
+        acknowledged = [(job, result) for job, result in candidates if job.delivery_id in owned]
+        DeliveryAttempt.objects.bulk_create([_attempt(job, result) for job, result in acknowledged])
+        update_rows(Subscription, [Subscription(pk=job.subscription_id, cursor=job.through_seq, last_success_at=now)
+                                   for job, _ in acknowledged], ["cursor", "last_success_at"])
+    return [job.subscription_id for job, _ in acknowledged]
+
+
+def _mark_many_delivered(done: list[tuple[Job, transport.DeliveryResult]], now: datetime) -> set[int]:
+    """Mark these deliveries delivered where the attempt is still the one that was sent; their ids."""
+    if not done:
+        return set()
+    if connection.vendor != "postgresql":
+        return {job.delivery_id for job, result in done if Delivery.objects.filter(
+            pk=job.delivery_id, state=Delivery.State.PENDING, attempt_count=job.attempt,
+        ).update(state=Delivery.State.DELIVERED, next_attempt_at=None, finished_at=now, last_status=result.status,
+                 last_error="")}
+    table = Delivery._meta.db_table
+    values = ", ".join(["(%s::bigint, %s::integer, %s::smallint)"] * len(done))
+    params: list[Any] = [Delivery.State.DELIVERED, now]
+    for job, result in done:
+        params += [job.delivery_id, job.attempt, result.status]
+    params.append(Delivery.State.PENDING)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS d SET state = %s, next_attempt_at = NULL, finished_at = %s, last_status = v.status, "
+            f"last_error = '' FROM (VALUES {values}) AS v(id, attempt, status) "
+            "WHERE d.id = v.id AND d.attempt_count = v.attempt AND d.state = %s RETURNING d.id", params)
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _timed_send(job: Job, clock: Clock) -> tuple[transport.DeliveryResult, datetime]:
+    result = send(job, now=clock())
+    return result, clock()
+
+
+def _gather(inflight: dict[Future, Job]) -> list[tuple[Job, transport.DeliveryResult, datetime]]:
+    """Wait for at least one POST to end, and for a moment for others, so outcomes are recorded together."""
+    done, rest = wait(inflight, return_when=FIRST_COMPLETED)
+    if rest:
+        done |= wait(rest, timeout=GATHER_SECONDS)[0]
+    return [(inflight.pop(future), *future.result()) for future in done]
+
+
+def pump_group(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: float | None = None,
+               rng: random.Random | None = None) -> list[Any]:
+    """Send these subscriptions' batches up to the feed head the dispatcher announced, side by side,
+    until each is caught up or a batch of its fails, or `budget` seconds (WEBHOOK_PUMP_SECONDS) are
+    spent; the subscriptions with more to do, for the caller to wake again (so other work gets a
+    turn between long backlogs).
+
+    Each subscription has one batch in flight at a time and gets its next one as soon as its
+    receiver acknowledges, whatever the others do: a slow receiver holds up only itself. Claims and
+    acknowledgements are written for all the subscriptions ready at that moment in one transaction
+    each. The member's visibility is read again for every claim, under the subscription's lock, so
+    a member removed from a sharing group gets nothing more of it from the next batch on.
+
+    While the pump runs, its subscriptions keep the `wake_requested_at` that queued it, so the
+    dispatcher does not queue more pumps for them: this one follows the announced head itself. When
+    it ends it clears that mark and only then looks at the head once more; the dispatcher announces
+    a head before it looks at the marks, so one of the two always sees the other."""
+    ids = list(dict.fromkeys(subscription_ids))
     through = announced_head()
     budget = settings.WEBHOOK_PUMP_SECONDS if budget is None else budget
     started = time.monotonic()
-    claim = claim_main(subscription_id, now=clock(), through=through)
-    while True:
-        in_time = time.monotonic() - started < budget
-        if claim.job is not None:
-            result = send(claim.job, now=clock())
-            if not result.ok:
-                complete(claim.job, result, now=clock(), rng=rng)
-                return False
-            outcome, claim = acknowledge_and_claim_next(claim.job, result, now=clock(), through=through,
-                                                        claim_next=in_time)
-            if outcome != "delivered":
-                return False
+    ready, caught_up, more = ids, [], []
+    inflight: dict[Future, Job] = {}
+    with ThreadPoolExecutor(max_workers=min(len(ids), PUMP_THREADS) or 1, thread_name_prefix="pump") as pool:
+        while True:
+            in_time = time.monotonic() - started < budget
             if not in_time:
-                return True
-        elif claim.advanced:
-            if not in_time:
-                return True
-            claim = claim_main(subscription_id, now=clock(), through=through)
-        else:
-            # Caught up with `through`: a dispatcher may have announced more meanwhile.
-            moved_on = announced_head()
-            if moved_on <= through:
-                return False
-            if not in_time:
-                return True
-            through = moved_on
-            claim = claim_main(subscription_id, now=clock(), through=through)
+                more, ready = more + ready, []
+            while ready:  # a subscription whose cursor only skipped events it does not receive goes again
+                jobs, ready, idle = claim_many(ready, now=clock(), through=through)
+                caught_up += idle
+                for job in jobs:
+                    inflight[pool.submit(_timed_send, job, clock)] = job
+            if caught_up and in_time:
+                moved_on = announced_head()  # a dispatcher may have announced more meanwhile
+                if moved_on > through:
+                    through, ready, caught_up = moved_on, caught_up, []
+                    continue
+            if not inflight:
+                break
+            finished = _gather(inflight)
+            for job, result, ended in finished:
+                if not result.ok:
+                    complete(job, result, now=ended, rng=rng)  # a failed batch waits for its retry
+            ready = acknowledge_many([(job, result) for job, result, _ in finished if result.ok], now=clock())
+    _clear_wake_marks(ids)
+    if announced_head() > through:
+        more = list(dict.fromkeys(more + caught_up))  # announced as the pump was ending
+    return more
+
+
+def _clear_wake_marks(ids: list[Any]) -> None:
+    """Rows are locked in key order, as every writer of several subscriptions does (no deadlocks)."""
+    with transaction.atomic():
+        locked = list(Subscription.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                      .values_list("pk", flat=True))
+        Subscription.objects.filter(pk__in=locked).update(wake_requested_at=None)
+
+
+def pump(subscription_id: Any, *, clock: Clock = timezone.now, budget: float | None = None,
+         rng: random.Random | None = None) -> bool:
+    """`pump_group` for one subscription: True when it has more to do."""
+    return bool(pump_group([subscription_id], clock=clock, budget=budget, rng=rng))
 
 
 def new_pushes(chosen: list[tuple[Subscription, list[Rendered]]], *, now: datetime) -> list[int]:
@@ -415,7 +541,7 @@ def push_deliveries(delivery_ids: list[int], *, clock: Clock = timezone.now,
     """Claim these priority pushes (or pings) and send them side by side: only the POSTs run in
     threads, each outcome is recorded here with the time its POST ended. A receiver that hangs
     holds up its own POST, never the others', nor the dispatcher, which only queued this."""
-    jobs = [job for job in (claim_single(delivery_id, now=clock()) for delivery_id in delivery_ids) if job]
+    jobs = claim_singles(delivery_ids, now=clock())
     if not jobs:
         return []
 

@@ -24,7 +24,6 @@ from members.models import Member
 from ..delivery import signing, transport
 from ..models import Delivery, Subscription
 from ..secretbox import is_newest, reseal, seal, unseal
-from .dispatching import wake
 from .heads import feed_head
 
 MAX_OVERLAP_SECONDS = 7 * 86400
@@ -107,8 +106,13 @@ class WithSecret:
 
 
 def wake_after_commit(subscription: Subscription) -> None:
+    """Once the change is committed, have the dispatcher wake every subscription that is behind:
+    subscriptions resumed together (after an outage, say) then share pumps, and with them their
+    rendered batches and bulk writes, instead of one pump each."""
+    from .. import tasks
+
     if subscription.state == Subscription.State.ACTIVE:
-        transaction.on_commit(lambda: wake([subscription.pk], now=timezone.now()))
+        transaction.on_commit(tasks.enqueue_dispatch)
 
 
 def _locked(subscription: Subscription) -> Subscription:

@@ -101,15 +101,40 @@ def test_a_member_removed_from_a_group_gets_nothing_more_of_it_from_the_next_bat
     alice.submit(*[alice.statement([md5(n)], share="trusted") for n in range(4)])
     pipeline()
     dispatching.dispatch(now=clock())
-    send = delivering.send
+    acknowledge = delivering.acknowledge_many
 
-    def send_then_leave(job, **kwargs):
-        result = send(job, **kwargs)
+    def acknowledge_then_leave(*args, **kwargs):
+        moved = acknowledge(*args, **kwargs)
         trusted_group.members.remove(bob.member)  # while the pump is between two batches
-        return result
+        return moved
 
-    monkeypatch.setattr(delivering, "send", send_then_leave)
+    monkeypatch.setattr(delivering, "acknowledge_many", acknowledge_then_leave)
     delivering.pump(subscription["id"], clock=clock, budget=float("inf"))
 
     assert [e["seq"] for e in receiver.events("main")] == [1, 2]
     assert Subscription.objects.get(pk=subscription["id"]).cursor == 4
+
+
+def test_in_one_pump_a_receiver_that_hangs_holds_up_only_itself(
+    alice, bob, charlie, receiver_factory, clock, pipeline, settings,
+):
+    settings.WEBHOOK_BATCH_SIZE = 2
+    hanging, healthy = receiver_factory(), receiver_factory()
+    stuck = subscribe(bob, hanging, after=0)
+    flowing = subscribe(charlie, healthy, after=0)
+    alice.submit(*[alice.statement([md5(n)]) for n in range(10)])
+    pipeline()
+    dispatching.dispatch(now=clock())
+    hanging.behaviour.hang = True
+
+    more = delivering.pump_group([stuck["id"], flowing["id"]], clock=clock, budget=float("inf"))
+
+    assert more == []
+    (hung,) = hanging.received
+    assert [len(r.events) for r in healthy.received] == [2, 2, 2, 2, 2]
+    # Every batch of the healthy receiver came while the other POST hung (the timeout is 2 s).
+    assert healthy.received[-1].at < hung.at + settings.WEBHOOK_TIMEOUT_SECONDS
+    assert Subscription.objects.get(pk=flowing["id"]).cursor == 10
+    waiting = Delivery.objects.get(subscription_id=stuck["id"])
+    assert (waiting.state, waiting.failures, waiting.last_error) == ("pending", 1, "timeout")
+    hanging.release.set()
