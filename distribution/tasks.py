@@ -33,9 +33,13 @@ def push(delivery_ids: list[int]) -> None:
 
 @shared_task(ignore_result=True, acks_late=False)
 def pump(subscription_ids: list[str] | str) -> None:
-    more = delivering.pump_group([subscription_ids] if isinstance(subscription_ids, str) else subscription_ids)
-    if more:
+    def wake(more: list) -> None:
         dispatching.wake(more, now=timezone.now())
+
+    more = delivering.pump_group([subscription_ids] if isinstance(subscription_ids, str) else subscription_ids,
+                                 hand_off=wake)
+    if more:
+        wake(more)
 
 
 @shared_task(ignore_result=True, acks_late=False)

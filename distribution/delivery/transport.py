@@ -245,7 +245,7 @@ def _parse(url: str, *, require_https: bool) -> _Target:
     if not _HOST.fullmatch(host) or port == 0:
         raise _Failure("invalid_url")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if _UNSAFE_IN_PATH.search(path):
+    if _UNSAFE_IN_PATH.search(path) or not path.isascii():  # HTTP/1.1 request lines are ASCII
         raise _Failure("invalid_url")
     return _Target(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
 

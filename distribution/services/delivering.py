@@ -44,15 +44,17 @@ logger = logging.getLogger(__name__)
 # How many windows of WEBHOOK_BATCH_SIZE seqs past the cursor one claim looks through for events
 # its subscription receives.
 SCAN_WINDOWS = 10
-# POSTs sent side by side when incident events are pushed to every subscription at once, and by one
-# pump for the subscriptions it serves.
+# POSTs sent side by side when incident events are pushed to every subscription at once (a pump
+# sends to all the subscriptions it serves side by side).
 PUSH_THREADS = 32
-PUMP_THREADS = 32
 # Once one POST of a pump's has ended, how long to wait for others before recording the outcomes
 # together (one transaction for all of them).
 GATHER_SECONDS = 0.002
+# How long a pump waits on POSTs before it looks at the feed head and its budget again.
+POLL_SECONDS = 0.05
 SECRET_UNAVAILABLE = ("The subscription's secret cannot be decrypted with WEBHOOK_SECRET_KEYS; an operator "
                       "must restore the key (see `manage.py webhook_secrets check`) or the member rotate the secret.")
+SEND_FAILED = "The delivery could not be sent because of an error in the server; it is retried."
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Clock = Callable[[], datetime]
@@ -126,7 +128,10 @@ def _body(batch: Batch, lane: str) -> bytes | None:
 
 
 def _locked(subscription_id: Any) -> Subscription | None:
-    return Subscription.objects.select_for_update(of=("self",)).select_related("member").filter(pk=subscription_id).first()
+    """The row, locked against other writers but not against inserting its deliveries (FOR NO KEY
+    UPDATE on PostgreSQL: a dispatcher inserting incident pushes need not wait for it)."""
+    return (Subscription.objects.select_for_update(of=("self",), no_key=True).select_related("member")
+            .filter(pk=subscription_id).first())
 
 
 def claim_main(subscription_id: Any, *, now: datetime, viewer: Viewer | None = None,
@@ -338,7 +343,7 @@ def _acknowledged(job: Job, result: transport.DeliveryResult, now: datetime) -> 
 
 def _failed(job: Job, result: transport.DeliveryResult, now: datetime, rng: random.Random | None) -> str:
     with transaction.atomic():
-        subscription = Subscription.objects.select_for_update().filter(pk=job.subscription_id).first()
+        subscription = Subscription.objects.select_for_update(no_key=True).filter(pk=job.subscription_id).first()
         delivery = Delivery.objects.select_for_update().filter(
             pk=job.delivery_id, state=Delivery.State.PENDING, attempt_count=job.attempt).first()
         if subscription is None or delivery is None:
@@ -389,8 +394,8 @@ def claim_many(subscription_ids: list[Any], *, now: datetime, through: int) -> t
     up with `through`, not due, or not active)."""
     jobs, advanced, idle = [], [], []
     with transaction.atomic():
-        subscriptions = list(Subscription.objects.select_for_update(of=("self",)).select_related("member")
-                             .filter(pk__in=subscription_ids).order_by("pk"))
+        subscriptions = list(Subscription.objects.select_for_update(of=("self",), no_key=True)
+                             .select_related("member").filter(pk__in=subscription_ids).order_by("pk"))
         viewers = viewers_for([subscription.member for subscription in subscriptions])
         pending = {delivery.subscription_id: delivery for delivery in Delivery.objects.filter(
             subscription__in=subscriptions, lane=Delivery.Lane.MAIN, state=Delivery.State.PENDING).order_by()}
@@ -411,7 +416,7 @@ def acknowledge_many(done: list[tuple[Job, transport.DeliveryResult]], *, now: d
     if not done:
         return []
     with transaction.atomic():
-        cursors = dict(Subscription.objects.select_for_update().filter(
+        cursors = dict(Subscription.objects.select_for_update(no_key=True).filter(
             pk__in=[job.subscription_id for job, _ in done]).order_by("pk").values_list("pk", "cursor"))
         candidates = [(job, result) for job, result in done if cursors.get(job.subscription_id) == job.after_seq]
         owned = _mark_many_delivered(candidates, now)
@@ -446,24 +451,33 @@ def _mark_many_delivered(done: list[tuple[Job, transport.DeliveryResult]], now: 
 
 
 def _timed_send(job: Job, clock: Clock) -> tuple[transport.DeliveryResult, datetime]:
-    result = send(job, now=clock())
+    """`send`, which never raises for a receiver's faults; should it raise all the same, the attempt
+    fails like any other (and is retried), instead of taking down every subscription of the pump."""
+    try:
+        result = send(job, now=clock())
+    except Exception:
+        logger.exception("Webhook delivery %s could not be sent.", job.webhook_id)
+        result = transport.DeliveryResult(error="send_failed", elapsed=0.0, detail=SEND_FAILED)
     return result, clock()
 
 
 def _gather(inflight: dict[Future, Job]) -> list[tuple[Job, transport.DeliveryResult, datetime]]:
-    """Wait for at least one POST to end, and for a moment for others, so outcomes are recorded together."""
-    done, rest = wait(inflight, return_when=FIRST_COMPLETED)
-    if rest:
+    """Wait (at most POLL_SECONDS) for a POST to end, and for a moment for others, so outcomes are
+    recorded together. Never longer: the pump meanwhile follows the feed head for the subscriptions
+    it has nothing in flight for, and hands them on when its budget is spent."""
+    done, rest = wait(inflight, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+    if done and rest:
         done |= wait(rest, timeout=GATHER_SECONDS)[0]
     return [(inflight.pop(future), *future.result()) for future in done]
 
 
 def pump_group(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: float | None = None,
-               rng: random.Random | None = None) -> list[Any]:
+               rng: random.Random | None = None, hand_off: Callable[[list[Any]], None] | None = None) -> list[Any]:
     """Send these subscriptions' batches up to the feed head the dispatcher announced, side by side,
     until each is caught up or a batch of its fails, or `budget` seconds (WEBHOOK_PUMP_SECONDS) are
     spent; the subscriptions with more to do, for the caller to wake again (so other work gets a
-    turn between long backlogs).
+    turn between long backlogs). With `hand_off`, those are handed to it as soon as the budget is
+    spent, rather than when the last POST in flight ends.
 
     Each subscription has one batch in flight at a time and gets its next one as soon as its
     receiver acknowledges, whatever the others do: a slow receiver holds up only itself. Claims and
@@ -473,29 +487,47 @@ def pump_group(subscription_ids: list[Any], *, clock: Clock = timezone.now, budg
 
     While the pump runs, its subscriptions keep the `wake_requested_at` that queued it, so the
     dispatcher does not queue more pumps for them: this one follows the announced head itself. When
-    it ends it clears that mark and only then looks at the head once more; the dispatcher announces
-    a head before it looks at the marks, so one of the two always sees the other."""
+    it ends (or hands a subscription on) it clears that mark and only then looks at the head once
+    more; the dispatcher announces a head before it looks at the marks, so one of the two always
+    sees the other."""
     ids = list(dict.fromkeys(subscription_ids))
     through = announced_head()
     budget = settings.WEBHOOK_PUMP_SECONDS if budget is None else budget
     started = time.monotonic()
-    ready, caught_up, more = ids, [], []
+    ready, caught_up, more, handed = ids, [], [], set()
     inflight: dict[Future, Job] = {}
-    with ThreadPoolExecutor(max_workers=min(len(ids), PUMP_THREADS) or 1, thread_name_prefix="pump") as pool:
+    look_at_head = started + POLL_SECONDS
+
+    def in_time() -> bool:
+        return time.monotonic() - started < budget
+
+    def release(subscriptions: list[Any]) -> None:
+        if hand_off is None:
+            more.extend(subscriptions)
+            return
+        _clear_wake_marks(subscriptions)
+        handed.update(subscriptions)
+        hand_off(subscriptions)
+
+    with ThreadPoolExecutor(max_workers=len(ids) or 1, thread_name_prefix="pump") as pool:
         while True:
-            in_time = time.monotonic() - started < budget
-            if not in_time:
-                more, ready = more + ready, []
-            while ready:  # a subscription whose cursor only skipped events it does not receive goes again
+            while ready and in_time():  # a subscription that only skipped events it does not receive goes again
                 jobs, ready, idle = claim_many(ready, now=clock(), through=through)
                 caught_up += idle
                 for job in jobs:
                     inflight[pool.submit(_timed_send, job, clock)] = job
-            if caught_up and in_time:
+            if ready:  # the budget is spent
+                release(ready)
+                ready = []
+            if caught_up and time.monotonic() >= look_at_head:
+                look_at_head = time.monotonic() + POLL_SECONDS
                 moved_on = announced_head()  # a dispatcher may have announced more meanwhile
                 if moved_on > through:
-                    through, ready, caught_up = moved_on, caught_up, []
-                    continue
+                    if in_time():
+                        through, ready, caught_up = moved_on, caught_up, []
+                        continue
+                    release(caught_up)
+                    caught_up = []
             if not inflight:
                 break
             finished = _gather(inflight)
@@ -503,16 +535,16 @@ def pump_group(subscription_ids: list[Any], *, clock: Clock = timezone.now, budg
                 if not result.ok:
                     complete(job, result, now=ended, rng=rng)  # a failed batch waits for its retry
             ready = acknowledge_many([(job, result) for job, result, _ in finished if result.ok], now=clock())
-    _clear_wake_marks(ids)
-    if announced_head() > through:
-        more = list(dict.fromkeys(more + caught_up))  # announced as the pump was ending
-    return more
+    _clear_wake_marks([i for i in ids if i not in handed])
+    if caught_up and announced_head() > through:
+        more += caught_up  # announced as the pump was ending
+    return list(dict.fromkeys(more))
 
 
 def _clear_wake_marks(ids: list[Any]) -> None:
     """Rows are locked in key order, as every writer of several subscriptions does (no deadlocks)."""
     with transaction.atomic():
-        locked = list(Subscription.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        locked = list(Subscription.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
                       .values_list("pk", flat=True))
         Subscription.objects.filter(pk__in=locked).update(wake_requested_at=None)
 

@@ -46,7 +46,7 @@ def wake(ids: list[Any], *, now: datetime, head: int | None = None) -> list[Any]
     if head is None:
         announce(feed_head())
     with transaction.atomic():
-        chosen = list(Subscription.objects.select_for_update(skip_locked=True).filter(pk__in=ids)
+        chosen = list(Subscription.objects.select_for_update(skip_locked=True, no_key=True).filter(pk__in=ids)
                       .filter(_not_waiting(now)).values_list("pk", flat=True))
         if chosen:
             Subscription.objects.filter(pk__in=chosen).update(wake_requested_at=now)

@@ -168,7 +168,7 @@ def _field_changes(subscription: Subscription, changes: dict[str, Any]) -> dict[
     """The checked new values of the URL, description and filters that differ from the current ones."""
     wanted: dict[str, Any] = {}
     if "url" in changes:
-        wanted["url"] = check_url(changes["url"])
+        wanted["url"] = changes["url"]  # checked by the caller before it took the row's lock
     if "description" in changes:
         description = changes["description"]
         if not isinstance(description, str) or len(description) > 200:
@@ -216,6 +216,8 @@ def subscription_update(
     Everything is checked before anything is written. A request that changes nothing (empty, or
     every value as it already is) writes nothing: no save, no audit record, no wake."""
     now = now or timezone.now()
+    if "url" in changes:
+        check_url(changes["url"])  # resolves the host: never while holding the row's lock
     subscription = _locked(subscription)
     fields = _field_changes(subscription, changes)
     state = _state_change(subscription, changes)
@@ -250,6 +252,8 @@ def subscription_update(
 
 @transaction.atomic
 def subscription_delete(*, subscription: Subscription, actor: Any = None) -> None:
+    # The row first, as every other writer locks it, then its deliveries (the cascade).
+    subscription = _locked(subscription)
     audit_record(actor=actor, action="subscription.delete", obj=subscription, before=snapshot(subscription))
     subscription.delete()
 

@@ -4,6 +4,8 @@ a pile of incident pushes, and a member's sharing groups are read again for ever
 
 from __future__ import annotations
 
+import time
+
 from cryptography.fernet import Fernet
 
 from distribution import tasks
@@ -137,4 +139,58 @@ def test_in_one_pump_a_receiver_that_hangs_holds_up_only_itself(
     assert Subscription.objects.get(pk=flowing["id"]).cursor == 10
     waiting = Delivery.objects.get(subscription_id=stuck["id"])
     assert (waiting.state, waiting.failures, waiting.last_error) == ("pending", 1, "timeout")
+    hanging.release.set()
+
+
+def test_a_send_that_raises_fails_only_its_own_subscription(
+    alice, bob, charlie, receiver_factory, clock, pipeline, monkeypatch,
+):
+    broken_receiver, good_receiver = receiver_factory(), receiver_factory()
+    broken = subscribe(bob, broken_receiver, after=0)
+    good = subscribe(charlie, good_receiver, after=0)
+    alice.submit(alice.statement([md5(1)]))
+    pipeline()
+    dispatching.dispatch(now=clock())
+    post = delivering.transport.post
+
+    def post_or_raise(url, *args, **kwargs):
+        if url == broken_receiver.url:
+            raise RuntimeError("a bug in sending")
+        return post(url, *args, **kwargs)
+
+    monkeypatch.setattr(delivering.transport, "post", post_or_raise)
+    assert delivering.pump_group([broken["id"], good["id"]], clock=clock, budget=float("inf")) == []
+
+    assert [e["seq"] for e in good_receiver.events("main")] == [1]
+    failed = Subscription.objects.get(pk=broken["id"])
+    assert (failed.cursor, failed.last_error_code) == (0, "send_failed")
+    assert "a bug" not in failed.last_error_message
+
+
+def test_a_url_that_is_not_ascii_is_refused(bob):
+    response = bob.api.post("/api/v1/subscriptions/", {"url": "http://127.0.0.1:9/hooks/é"}, format="json")
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "url_invalid")
+
+
+def test_once_its_budget_is_spent_a_pump_hands_on_its_subscriptions_without_waiting_for_a_hung_post(
+    alice, bob, charlie, receiver_factory, clock, pipeline, settings,
+):
+    settings.WEBHOOK_BATCH_SIZE = 1
+    hanging, healthy = receiver_factory(), receiver_factory()
+    stuck = subscribe(bob, hanging, after=0)
+    flowing = subscribe(charlie, healthy, after=0)
+    alice.submit(*[alice.statement([md5(n)]) for n in range(200)])
+    pipeline()
+    dispatching.dispatch(now=clock())
+    hanging.behaviour.hang = True
+    handed: list[tuple[list, float]] = []
+
+    delivering.pump_group([stuck["id"], flowing["id"]], clock=clock, budget=0.3,
+                          hand_off=lambda ids: handed.append((ids, time.time())))
+
+    (hung,) = hanging.received
+    ((ids, at),) = handed
+    assert [str(i) for i in ids] == [flowing["id"]]
+    assert at < hung.at + settings.WEBHOOK_TIMEOUT_SECONDS - 1  # long before the hung POST timed out
+    assert 0 < Subscription.objects.get(pk=flowing["id"]).cursor < 200
     hanging.release.set()
