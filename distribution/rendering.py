@@ -347,10 +347,6 @@ def load_seqs(seqs: Sequence[int]) -> list[LoadedEvent]:
     return loaded_events(list(Event.objects.filter(seq__in=list(seqs)).order_by("seq").values_list("seq", "event_id")))
 
 
-def select_seqs(viewer: Viewer, filters: Filters, seqs: Sequence[int]) -> list[Rendered]:
-    return [r for r in render_all(load_seqs(seqs), viewer) if r is not None and r.passes(filters)]
-
-
 def events_body(*, lane: str, events: Sequence[Rendered], key: tuple | None = None) -> bytes:
     """`{"type": "hash.events", "timestamp", "data": {"events", "first_seq", "last_seq", ...}}`,
     assembled from the events' serialised fragments. The timestamp is when the last event occurred,

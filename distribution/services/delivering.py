@@ -127,37 +127,20 @@ def _body(batch: Batch, lane: str) -> bytes | None:
     return events_body(lane=lane, events=batch.events, key=batch.key) if batch.events else None
 
 
-def _locked(subscription_id: Any) -> Subscription | None:
-    """The row, locked against other writers but not against inserting its deliveries (FOR NO KEY
-    UPDATE on PostgreSQL: a dispatcher inserting incident pushes need not wait for it)."""
-    return (Subscription.objects.select_for_update(of=("self",), no_key=True).select_related("member")
-            .filter(pk=subscription_id).first())
-
-
-def claim_main(subscription_id: Any, *, now: datetime, viewer: Viewer | None = None,
-               through: int | None = None) -> Claim:
+def claim_main(subscription_id: Any, *, now: datetime, through: int | None = None) -> Claim:
     """Take the subscription's batch in flight if it is due, or make the next one from its cursor
-    (up to `through`, if given). `viewer` may be passed by a caller making several claims in a row."""
-    with transaction.atomic():
-        subscription = _locked(subscription_id)
-        if subscription is None:
-            return Claim(None)
-        return _claim_locked(subscription, now=now, viewer=viewer, through=through)
+    (up to `through`, if given): `claim_many` for one subscription."""
+    jobs, advanced, _ = claim_many([subscription_id], now=now, through=through)
+    return Claim(jobs[0] if jobs else None, advanced=bool(advanced))
 
 
-_LOOK_UP: Any = object()
-
-
-def _claim_locked(subscription: Subscription, *, now: datetime, viewer: Viewer | None, through: int | None,
-                  pending: Delivery | None = _LOOK_UP) -> Claim:
-    """The claim, with the subscription's row locked by the caller. `pending` is its main-lane batch
-    in flight if the caller knows it (None: it has none)."""
+def _claim_locked(subscription: Subscription, *, now: datetime, viewer: Viewer, through: int | None,
+                  pending: Delivery | None) -> Claim:
+    """The claim, with the subscription's row locked by the caller; `pending` is its main-lane batch
+    in flight, if any."""
     if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
         return Claim(None)
-    viewer, filters = viewer or Viewer.for_member(subscription.member), Filters.of(subscription)
-    if pending is _LOOK_UP:
-        pending = Delivery.objects.filter(
-            subscription=subscription, lane=Delivery.Lane.MAIN, state=Delivery.State.PENDING).first()
+    filters = Filters.of(subscription)
     if pending is not None:
         if pending.next_attempt_at is None or pending.next_attempt_at > now:
             return Claim(None)
@@ -201,24 +184,6 @@ def _resend_as_new(subscription: Subscription, pending: Delivery, batch: Batch, 
     Delivery.objects.filter(pk=pending.pk, state=Delivery.State.PENDING).update(
         state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
     return _new_main(subscription, batch, body, after=pending.after_seq, through=pending.through_seq, now=now)
-
-
-def acknowledge_and_claim_next(job: Job, result: transport.DeliveryResult, *, now: datetime,
-                               viewer: Viewer | None = None, through: int | None,
-                               claim_next: bool = True) -> tuple[str, Claim]:
-    """A main-lane batch acknowledged (2xx): move the cursor and (with `claim_next`) make the next
-    batch in the same transaction, under the subscription's lock. The batch just acknowledged was
-    the one in flight, so no other can be pending and the check is skipped."""
-    with transaction.atomic():
-        subscription = _locked(job.subscription_id)
-        if subscription is None or subscription.cursor != job.after_seq or not _mark_delivered(job, result, now):
-            transaction.set_rollback(True)
-            return "stale", Claim(None)
-        Subscription.objects.filter(pk=subscription.pk).update(cursor=job.through_seq, last_success_at=now)
-        subscription.cursor = job.through_seq
-        if not claim_next:
-            return "delivered", Claim(None)
-        return "delivered", _claim_locked(subscription, now=now, viewer=viewer, through=through, pending=None)
 
 
 def claim_single(delivery_id: int, *, now: datetime) -> Job | None:
@@ -388,7 +353,8 @@ def deliver(job: Job, *, clock: Clock, rng: random.Random | None = None) -> str:
     return complete(job, send(job, now=clock()), now=clock(), rng=rng)
 
 
-def claim_many(subscription_ids: list[Any], *, now: datetime, through: int) -> tuple[list[Job], list[Any], list[Any]]:
+def claim_many(subscription_ids: list[Any], *, now: datetime,
+               through: int | None) -> tuple[list[Job], list[Any], list[Any]]:
     """`claim_main` for several subscriptions in one transaction: the claimed jobs, the subscriptions
     whose cursor only moved past events they do not receive (to claim again), and the others (caught
     up with `through`, not due, or not active)."""
@@ -577,12 +543,8 @@ def push_deliveries(delivery_ids: list[int], *, clock: Clock = timezone.now,
     if not jobs:
         return []
 
-    def timed_send(job: Job) -> tuple[transport.DeliveryResult, datetime]:
-        result = send(job, now=clock())
-        return result, clock()
-
     with ThreadPoolExecutor(max_workers=min(len(jobs), PUSH_THREADS), thread_name_prefix="push") as pool:
-        sent = list(pool.map(timed_send, jobs))
+        sent = list(pool.map(lambda job: _timed_send(job, clock), jobs))
     return [complete(job, result, now=ended, rng=rng) for job, (result, ended) in zip(jobs, sent)]
 
 

@@ -17,6 +17,18 @@ from tests.factories import md5
 from .helpers import drive, subscribe
 
 
+def one_hanging_one_healthy(alice, bob, charlie, receiver_factory, clock, pipeline, *, events: int):
+    """Bob's receiver hangs, charlie's answers; alice publishes `events` events both may see."""
+    hanging, healthy = receiver_factory(), receiver_factory()
+    stuck = subscribe(bob, hanging, after=0)
+    flowing = subscribe(charlie, healthy, after=0)
+    alice.submit(*[alice.statement([md5(n)]) for n in range(events)])
+    pipeline()
+    dispatching.dispatch(now=clock())
+    hanging.behaviour.hang = True
+    return hanging, healthy, stuck, flowing
+
+
 def test_the_dispatcher_only_makes_incident_pushes_and_the_push_task_sends_them(
     alice, bob, homeoffice, receiver, clock, pipeline,
 ):
@@ -121,13 +133,8 @@ def test_in_one_pump_a_receiver_that_hangs_holds_up_only_itself(
     alice, bob, charlie, receiver_factory, clock, pipeline, settings,
 ):
     settings.WEBHOOK_BATCH_SIZE = 2
-    hanging, healthy = receiver_factory(), receiver_factory()
-    stuck = subscribe(bob, hanging, after=0)
-    flowing = subscribe(charlie, healthy, after=0)
-    alice.submit(*[alice.statement([md5(n)]) for n in range(10)])
-    pipeline()
-    dispatching.dispatch(now=clock())
-    hanging.behaviour.hang = True
+    hanging, healthy, stuck, flowing = one_hanging_one_healthy(
+        alice, bob, charlie, receiver_factory, clock, pipeline, events=10)
 
     more = delivering.pump_group([stuck["id"], flowing["id"]], clock=clock, budget=float("inf"))
 
@@ -176,13 +183,8 @@ def test_once_its_budget_is_spent_a_pump_hands_on_its_subscriptions_without_wait
     alice, bob, charlie, receiver_factory, clock, pipeline, settings,
 ):
     settings.WEBHOOK_BATCH_SIZE = 1
-    hanging, healthy = receiver_factory(), receiver_factory()
-    stuck = subscribe(bob, hanging, after=0)
-    flowing = subscribe(charlie, healthy, after=0)
-    alice.submit(*[alice.statement([md5(n)]) for n in range(200)])
-    pipeline()
-    dispatching.dispatch(now=clock())
-    hanging.behaviour.hang = True
+    hanging, healthy, stuck, flowing = one_hanging_one_healthy(
+        alice, bob, charlie, receiver_factory, clock, pipeline, events=200)
     handed: list[tuple[list, float]] = []
 
     delivering.pump_group([stuck["id"], flowing["id"]], clock=clock, budget=0.3,
