@@ -277,20 +277,20 @@ DISTRIBUTION_BEAT_SCHEDULE = {
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport with atomic writes and claims (consortium/embedded_broker.py).
     BROKER_DIR = Path(env("CELERY_FILESYSTEM_BROKER_DIR", str(VAR_DIR / "broker")))
-    (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
-    (BROKER_DIR / "processed").mkdir(parents=True, exist_ok=True)
+    BROKER_DIR.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT = "consortium.embedded_broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "processed_folder": str(BROKER_DIR / "processed"),
+        "data_folder_in": str(BROKER_DIR),
+        "data_folder_out": str(BROKER_DIR),
         "control_folder": str(BROKER_DIR / "control"),
-        "store_processed": False,
+        "polling_interval": 0.1,  # an idle worker looks at each of its queues' folders this often
     }
 else:
     # A message a dead worker held comes back after this long; the sweep usually recovers it sooner.
-    # "priority": workers take from their queues in the order listed (deploy/Procfile), so incident
-    # work goes first; kombu's default rotates between queues.
+    # "priority": workers take from their queues in the order listed (CELERY_TASK_QUEUES, or a
+    # worker's --queues), so incident work goes first; kombu's default rotates between queues.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
         "queue_order_strategy": "priority",
