@@ -179,6 +179,10 @@ SPECTACULAR_SETTINGS = {
 # Request and statement limits.
 SUBMIT_MAX_STATEMENTS = env_int("SUBMIT_MAX_STATEMENTS", 1000)
 REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 32 * 1024 * 1024)
+# DRF reads a JSON body through request.body, which Django caps at this (refusing an over-long
+# Content-Length before reading): the documented limit, not Django's 2.5 MB. It also caps a form's
+# fields; uploaded files do not count against it (MEDIA_MAX_BYTES bounds those).
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_MAX_BYTES
 STATEMENT_MAX_BYTES = env_int("STATEMENT_MAX_BYTES", 512 * 1024)
 STATEMENT_NOTE_MAX_CHARS = env_int("STATEMENT_NOTE_MAX_CHARS", 2000)
 STATEMENT_MAX_SIGNALS = env_int("STATEMENT_MAX_SIGNALS", 32)

@@ -20,6 +20,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-# Unknown API paths answer in the API's error shape, not with an HTML page.
+# Unknown API paths, and requests Django refuses before a view runs (a bad Host header), answer in
+# the API's error shape, not with an HTML page.
+handler400 = "consortium.api.views.bad_request"
 handler404 = not_found
 handler500 = 'consortium.api.views.server_error'

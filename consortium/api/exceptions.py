@@ -5,13 +5,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError as DjangoValidationError
-from django.http import Http404
-from rest_framework import exceptions, status
+from django.conf import settings
+from django.core.exceptions import (
+    BadRequest,
+    DisallowedHost,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousMultipartForm,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+    ValidationError as DjangoValidationError,
+)
+from django.http import Http404, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DomainError
+from .parsers import RequestTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +48,36 @@ def error_response(code: str, message: str, details: Any = None, *, status_code:
     return Response(body, status=status_code, headers=headers)
 
 
+# Requests Django itself refuses, before or while the body is read (by default an HTML 400 page).
+REQUEST_ERRORS = (SuspiciousOperation, BadRequest, MultiPartParserError, UnreadablePostError)
+
+
+def request_error(exc: Exception) -> DomainError:
+    """The API error for one of REQUEST_ERRORS. Django's own messages name its settings (and, for a
+    bad Host, suggest editing ALLOWED_HOSTS), so each gets a message of ours."""
+    if isinstance(exc, RequestDataTooBig):
+        # Files aside: an uploaded file counts against MEDIA_MAX_BYTES, not this.
+        return RequestTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return DomainError("too_many_fields", f"Send at most {limit} query parameters or form fields.", {"max": limit})
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        return DomainError("too_many_files", f"Send at most {limit} files per request.", {"max": limit})
+    if isinstance(exc, DisallowedHost):
+        return DomainError("bad_host", "The Host header does not name this server.")
+    if isinstance(exc, (SuspiciousMultipartForm, MultiPartParserError)):
+        return DomainError("malformed_multipart", "The body is not valid multipart/form-data.")
+    if isinstance(exc, UnreadablePostError):
+        return DomainError("request_incomplete", "The request body could not be read to its end.")
+    return DomainError("malformed_request", "The request is malformed.")
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, REQUEST_ERRORS):
+        exc = request_error(exc)
     if isinstance(exc, DomainError):
         return error_response(exc.code, exc.message, exc.details, status_code=exc.status)
-    if isinstance(exc, RequestDataTooBig):
-        return error_response("request_too_large", str(exc), status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):
@@ -57,8 +95,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         detail = exc.detail
         raw_code = getattr(detail, "code", None) or exc.default_code
         code = getattr(exc, "error_code", None) or DRF_CODES.get(raw_code, raw_code)
+        if isinstance(exc, exceptions.ParseError) and is_multipart(context.get("request")):
+            code = "malformed_multipart"  # DRF's MultiPartParser reports a bad body as a ParseError too
         message, details = str(detail), None
     headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
     # DESIGN.md: a malformed request (and a body that is not JSON is one) answers 400 or 413.
     status_code = 400 if isinstance(exc, exceptions.UnsupportedMediaType) else response.status_code
     return error_response(code, message, details, status_code=status_code, headers=headers)
+
+
+def is_multipart(request: Any) -> bool:
+    return (getattr(request, "content_type", None) or "").lower().startswith("multipart/")

@@ -1,13 +1,31 @@
 from __future__ import annotations
 
 from django.http import HttpResponseNotFound, JsonResponse
+from django.views import defaults
+
+from .exceptions import request_error
+
+API_PATHS = ("/api/", "/.well-known/")
+
+
+def error_json(code: str, message: str, details=None, *, status: int) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message, "details": details}}, status=status)
+
+
+def bad_request(request, exception=None):
+    """Django's handler for the requests it refuses itself (a bad Host header, too many fields or
+    files, a body over DATA_UPLOAD_MAX_MEMORY_SIZE), some before any view runs."""
+    if not request.path.startswith(API_PATHS):
+        return defaults.bad_request(request, exception)
+    error = request_error(exception)
+    return error_json(error.code, error.message, error.details, status=error.status)
 
 
 def not_found(request, exception=None):
-    if request.path.startswith("/api/"):
-        return JsonResponse({"error": {"code": "not_found", "message": "No such endpoint.", "details": None}}, status=404)
+    if request.path.startswith(API_PATHS):
+        return error_json("not_found", "No such endpoint.", status=404)
     return HttpResponseNotFound("Not found.")
 
 
 def server_error(request):
-    return JsonResponse({"error": {"code": "server_error", "message": "Internal error.", "details": None}}, status=500)
+    return error_json("server_error", "Internal error.", status=500)
