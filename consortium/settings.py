@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -306,6 +307,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 0) or None  # None: one process per core
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Every queue, in the order a worker takes from them: a worker started with no --queues consumes
+# them all, recovery and incident work first and webhook batches last; deploy/Procfile splits them
+# across processes instead.
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name)
+    for name in ("sweep", "priority", "verify", "publish", "default", "deliver_priority", "deliver")
+]
 CELERY_TASK_ROUTES = {
     "hashes.tasks.sweep_pipeline": {"queue": "sweep"},
     "hashes.tasks.verify_statements": {"queue": "verify"},

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from consortium_client.http import ConsortiumClient
 from distribution.models import Delivery, Subscription
+from hashes.models import Statement
 from tests.e2e.stack import wait_until
 from tests.factories import md5
 
@@ -116,3 +117,21 @@ def test_a_redis_restart_during_a_run_delays_deliveries_but_loses_none(
     wait_until(lambda: Subscription.objects.get(pk=subscription["id"]).cursor == 400, timeout=120,
                what="every event acknowledged")
     assert_complete(receiver, 400)
+
+
+def test_the_standard_entry_points_alone_run_the_whole_pipeline(live_stack, live_receiver, actor_factory):
+    """`gunicorn consortium.wsgi`, `celery -A consortium worker` and `celery -A consortium beat`, with
+    no --queues or config argument: the one worker consumes every queue, so statements are verified,
+    published and delivered (a worker that took only `default` would leave them `received`)."""
+    alice, bob = actor_factory("alice"), actor_factory("bob")
+    live_stack.start_plain("web", "worker", "beat")
+    live_stack.wait_for_web()
+    receiver = live_receiver()
+    subscription = subscribe_over_http(live_stack, bob, receiver)
+
+    submit(live_stack, alice, range(20))
+    wait_until(lambda: Subscription.objects.get(pk=subscription["id"]).cursor == 20, timeout=90,
+               what="every event delivered")
+
+    assert_complete(receiver, 20)
+    assert set(Statement.objects.values_list("state", flat=True)) == {"published"}

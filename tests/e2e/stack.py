@@ -36,6 +36,14 @@ def procfile() -> dict[str, list[str]]:
     return commands
 
 
+# DESIGN.md's standard entry points, with no arguments at all: configured by environment only.
+PLAIN = {
+    "web": ["gunicorn", "consortium.wsgi"],
+    "worker": ["celery", "-A", "consortium", "worker"],
+    "beat": ["celery", "-A", "consortium", "beat"],
+}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -107,13 +115,21 @@ class Stack:
         """Start Procfile entries; "worker2" (and so on) is one more process of the "worker" entry."""
         commands = procfile()
         for name in names:
-            log = open(self.workdir / f"{name}.log", "ab")
             kind = name.rstrip("0123456789")
             argv = commands[kind]
             if kind == "beat":
                 argv = [*argv, "--schedule", str(self.workdir / "celerybeat-schedule")]
             if kind == "worker":
                 argv = [*argv, "--hostname", f"{name}@%h"]
+            self.spawn(name, argv)
+
+    def start_plain(self, *names: str) -> None:
+        """Start the standard entry points exactly as DESIGN.md names them, with no extra argument."""
+        for name in names:
+            self.spawn(name, [str(BIN / PLAIN[name][0]), *PLAIN[name][1:]])
+
+    def spawn(self, name: str, argv: list[str]) -> None:
+        with open(self.workdir / f"{name}.log", "ab") as log:
             self.processes[name] = subprocess.Popen(
                 argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )

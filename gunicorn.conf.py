@@ -1,4 +1,5 @@
-"""gunicorn settings for production and for `make run`; each can be overridden by environment."""
+"""gunicorn settings for production and for `make run`, read by a plain `gunicorn consortium.wsgi` run
+from this folder (gunicorn loads ./gunicorn.conf.py); each can be overridden by environment."""
 
 import multiprocessing
 import os
