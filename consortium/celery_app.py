@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "consortium.settings")
 
@@ -17,3 +18,17 @@ def warm_match_indexes(**kwargs) -> None:
     from hashes.matching import warm_in_background
 
     warm_in_background()
+
+
+@worker_init.connect
+def refuse_to_start_if_misconfigured(**kwargs) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from consortium.checks import refuse_to_start_if_misconfigured
+
+    try:
+        refuse_to_start_if_misconfigured()
+    except ImproperlyConfigured as exc:
+        # Celery logs and ignores what a signal handler raises; this worker must not start.
+        logging.getLogger(__name__).critical("Refusing to start: %s", exc)
+        raise SystemExit(1) from exc

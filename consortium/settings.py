@@ -36,6 +36,9 @@ def env_list(name: str, default: str) -> list[str]:
 
 VAR_DIR = Path(env("CONSORTIUM_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# numba caches the match index's compiled loops beside their source (cache=True ignores
+# PYTHONDONTWRITEBYTECODE); keep them under var/ so that a read-only checkout works.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(VAR_DIR / "numba-cache"))
 
 
 def secret_from_file_or_created(path: Path) -> str:
@@ -71,6 +74,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "consortium",
     "audit",
     "members",
     "hashes",
