@@ -133,8 +133,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
-    fields = ["number", "started_at", "duration_ms", "status", "error", "detail", "retry_after", "next_attempt_at",
-              "response_excerpt"]
+    fields = ["number", "started_at", "duration_ms", "status", "error", "detail", "retry_after", "next_attempt_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -208,7 +208,6 @@ class DeliveryAttemptSerializer(serializers.Serializer):
     status = serializers.IntegerField(allow_null=True)
     error = serializers.CharField(help_text="Empty when a 2xx acknowledged the delivery.")
     detail = serializers.CharField()
-    response_excerpt = serializers.CharField()
     retry_after = serializers.IntegerField(allow_null=True)
     next_attempt_at = serializers.DateTimeField(allow_null=True)
 

@@ -140,7 +140,6 @@ class DeliveryAttempt(models.Model):
     status = models.PositiveSmallIntegerField(null=True, blank=True)
     error = models.CharField(max_length=32, blank=True, help_text="Empty: acknowledged with a 2xx.")
     detail = models.CharField(max_length=300, blank=True)
-    response_excerpt = models.CharField(max_length=500, blank=True)
     retry_after = models.PositiveIntegerField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import re
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -55,7 +54,6 @@ POLL_SECONDS = 0.05
 SECRET_UNAVAILABLE = ("The subscription's secret cannot be decrypted with WEBHOOK_SECRET_KEYS; an operator "
                       "must restore the key (see `manage.py webhook_secrets check`) or the member rotate the secret.")
 SEND_FAILED = "The delivery could not be sent because of an error in the server; it is retried."
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Clock = Callable[[], datetime]
 
@@ -246,10 +244,6 @@ def send(job: Job, *, now: datetime) -> transport.DeliveryResult:
     )
 
 
-def _excerpt(body: bytes) -> str:
-    return _CONTROL.sub("", body[:500].decode("utf-8", "replace"))[:500]
-
-
 def _disable(subscription: Subscription, reason: str, now: datetime) -> None:
     subscription.state, subscription.state_reason, subscription.state_changed_at = (
         Subscription.State.DISABLED, reason, now)
@@ -261,7 +255,7 @@ def _attempt(job: Job, result: transport.DeliveryResult) -> DeliveryAttempt:
     return DeliveryAttempt(
         delivery_id=job.delivery_id, number=job.attempt, started_at=job.claimed_at,
         duration_ms=int(result.elapsed * 1000), status=result.status, error=result.error or "",
-        detail=result.detail[:300], response_excerpt=_excerpt(result.body),
+        detail=result.detail[:300],
         retry_after=None if result.retry_after is None else int(min(result.retry_after, 2**31 - 1)),
     )
 

@@ -41,6 +41,7 @@ class Behaviour:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False  # hold the request until released (or 60 s)
+    body: bytes = b"ok"
 
 
 class Receiver:
@@ -126,9 +127,9 @@ class Receiver:
             handler.send_response(behaviour.status)
             for name, value in behaviour.headers.items():
                 handler.send_header(name, value)
-            handler.send_header("Content-Length", "2")
+            handler.send_header("Content-Length", str(len(behaviour.body)))
             handler.end_headers()
-            handler.wfile.write(b"ok")
+            handler.wfile.write(behaviour.body)
         except OSError:
             pass  # the sender gave up (or died) first
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
@@ -190,3 +191,35 @@ def test_deliveries_are_listed_newest_first_with_their_attempts(alice, bob, rece
     assert [(d["lane"], d["state"], d["first_seq"]) for d in listed] == [("test", "delivered", None),
                                                                          ("main", "delivered", 1)]
     assert listed[1]["attempts"][0]["status"] == 200
+
+
+def test_deliveries_report_status_and_timing_but_never_what_the_receiver_answered(
+    admin_client, alice, bob, receiver, pipeline, clock,
+):
+    """With private targets allowed, a ping to an internal page would otherwise read that page back."""
+    from .helpers import drive
+
+    internal_page = b"<h1>intranet</h1> db_password=hunter2"
+    receiver.behaviour.body = internal_page
+    created = subscribe(bob, receiver, after=0)
+    bob.api.post(url(created["id"], "test"))
+    drive(clock)
+    receiver.behaviour.status = 500
+    alice.submit(alice.statement([md5(1)]))
+    pipeline()
+    drive(clock)
+
+    response = bob.api.get(url(created["id"], "deliveries"))
+    listed = response.json()["deliveries"]
+    attempts = [attempt for delivery in listed for attempt in delivery["attempts"]]
+    assert sorted((a["status"], a["error"]) for a in attempts) == [(200, ""), (500, "http_error")]
+    assert all(a["duration_ms"] >= 0 and a["started_at"] for a in attempts)
+    assert all(set(a) == {"number", "started_at", "duration_ms", "status", "error", "detail", "retry_after",
+                          "next_attempt_at"} for a in attempts)
+    assert b"hunter2" not in response.content
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM distribution_deliveryattempt")
+        assert not any("hunter2" in str(column) for row in cursor.fetchall() for column in row)
+    for delivery in listed:
+        page = admin_client.get(reverse("admin:distribution_delivery_change", args=[delivery["id"]]))
+        assert page.status_code == 200 and b"hunter2" not in page.content
