@@ -1,8 +1,9 @@
 """Webhook subscriptions in the member API. A member sees and acts on its own subscriptions only;
 anyone else's answer 404, as if they did not exist.
 
-Every operation needs the `read` scope: a subscription is a way of reading the feed, and it carries
-nothing a token that can read the feed could not already get."""
+Every operation needs the `subscribe` scope: a subscription makes the server send requests to a URL
+the member chooses, which a token that only reads the feed should not be able to do. Tokens issued
+before this scope existed were given it with `read` (members migration 0002)."""
 
 from __future__ import annotations
 
@@ -128,7 +129,7 @@ def subscription_body(subscription: Subscription, secret: str | None = None) -> 
 
 
 class SubscriptionsApi(APIView):
-    required_scope = "read"
+    required_scope = "subscribe"
 
     class InputSerializer(serializers.Serializer):
         url = serializers.CharField(max_length=2000)
@@ -160,7 +161,7 @@ class SubscriptionsApi(APIView):
 
 
 class SubscriptionDetailApi(APIView):
-    required_scope = "read"
+    required_scope = "subscribe"
 
     class InputSerializer(serializers.Serializer):
         url = serializers.CharField(max_length=2000, required=False)
@@ -240,7 +241,7 @@ class DeliveryPageSerializer(serializers.Serializer):
 
 
 class SubscriptionDeliveriesApi(APIView):
-    required_scope = "read"
+    required_scope = "subscribe"
 
     class InputSerializer(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=DELIVERIES_MAX_LIMIT, default=DELIVERIES_DEFAULT_LIMIT)
@@ -265,7 +266,7 @@ class SubscriptionDeliveriesApi(APIView):
 
 
 class SubscriptionTestApi(APIView):
-    required_scope = "read"
+    required_scope = "subscribe"
 
     @extend_schema(request=None, responses={202: DeliverySerializer},
                    summary="Send a signed ping; its outcome appears in the subscription's deliveries",
@@ -279,7 +280,7 @@ class SubscriptionTestApi(APIView):
 
 
 class SubscriptionReplayApi(APIView):
-    required_scope = "read"
+    required_scope = "subscribe"
 
     class InputSerializer(serializers.Serializer):
         from_seq = serializers.IntegerField(min_value=1, help_text="Send again every event from this seq on.")

@@ -54,6 +54,7 @@ class ApiToken(models.Model):
         SUBMIT = "submit"
         READ = "read"
         MATCH = "match"
+        SUBSCRIBE = "subscribe"
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="tokens")
     name = models.CharField(max_length=100, blank=True)

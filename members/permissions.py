@@ -14,6 +14,15 @@ class InsufficientScope(exceptions.PermissionDenied):
     default_code = "insufficient_scope"
 
 
+def required_scope(view, method: str) -> str | None:
+    """The scope a token needs for `method` on `view`: its `required_scope`, either one scope or a
+    mapping from HTTP method to scope (HEAD needs what GET needs)."""
+    scope = getattr(view, "required_scope", None)
+    if isinstance(scope, dict):
+        return scope.get("GET" if method.upper() == "HEAD" else method.upper())
+    return scope
+
+
 class IsActiveMember(permissions.BasePermission):
     """An authenticated, active member whose token carries the scope the view requires: the view's
     `required_scope`, either one scope or a mapping from HTTP method to scope."""
@@ -24,9 +33,7 @@ class IsActiveMember(permissions.BasePermission):
             raise exceptions.NotAuthenticated()
         if not client.member.is_active:
             raise MemberSuspended()
-        scope = getattr(view, "required_scope", None)
-        if isinstance(scope, dict):
-            scope = scope.get("GET" if request.method == "HEAD" else request.method)
+        scope = required_scope(view, request.method)
         if scope and not client.has_scope(scope):
             raise InsufficientScope(f"This token lacks the {scope!r} scope.")
         return True

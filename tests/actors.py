@@ -45,7 +45,9 @@ class Actor:
         return response.json()
 
 
-def make_actor(slug: str, kind: str = "platform", scopes: tuple[str, ...] = ("submit", "read", "match")) -> Actor:
+def make_actor(
+    slug: str, kind: str = "platform", scopes: tuple[str, ...] = ("submit", "read", "match", "subscribe")
+) -> Actor:
     member = member_create(slug=slug, name=slug.title(), kind=kind)
     token = token_create(member=member, scopes=scopes).plaintext
     private = keys.generate_private_key()

@@ -105,3 +105,22 @@ def test_the_assets_the_docs_use_are_served_here(anonymous, asset_urls):
 
 def test_the_docs_read_the_local_schema(docs):
     assert '"/api/schema/"' in docs
+
+
+def test_the_schema_names_the_token_scope_of_each_operation(schema):
+    subscription_operations = [
+        ("/api/v1/subscriptions/", "get"), ("/api/v1/subscriptions/", "post"),
+        ("/api/v1/subscriptions/{subscription_id}/", "get"), ("/api/v1/subscriptions/{subscription_id}/", "patch"),
+        ("/api/v1/subscriptions/{subscription_id}/", "delete"),
+        ("/api/v1/subscriptions/{subscription_id}/test/", "post"),
+        ("/api/v1/subscriptions/{subscription_id}/replay/", "post"),
+        ("/api/v1/subscriptions/{subscription_id}/deliveries/", "get"),
+    ]
+
+    for path, method in subscription_operations:
+        assert schema["paths"][path][method]["description"].endswith("Token scope: `subscribe`."), (path, method)
+    assert schema["paths"]["/api/v1/statements/"]["post"]["description"].endswith("Token scope: `submit`.")
+    assert schema["paths"]["/api/v1/feed/"]["get"]["description"].endswith("Token scope: `read`.")
+    assert "Token scope" not in schema["paths"]["/api/v1/me/"]["get"].get("description", "")
+    scheme = schema["components"]["securitySchemes"]["bearerAuth"]["description"]
+    assert all(f"`{scope}`" in scheme for scope in ("submit", "read", "match", "subscribe"))

@@ -74,16 +74,54 @@ def test_another_members_subscription_does_not_exist_for_you(bob, charlie, recei
     assert Subscription.objects.get().state == "active"
 
 
-@pytest.mark.parametrize("method", ["get", "post"])
-def test_every_operation_needs_the_read_scope(bob, receiver, method):
-    created = subscribe(bob, receiver)
-    submitter = APIClient()
-    submitter.credentials(HTTP_AUTHORIZATION=f"Bearer {token_create(member=bob.member, scopes=['submit']).plaintext}")
+SUBSCRIPTION_OPERATIONS = [  # (method, action or None for the list, body, status with the scope)
+    ("get", None, None, 200),
+    ("post", None, "url", 201),
+    ("get", "", None, 200),
+    ("patch", "", {"description": "changed"}, 200),
+    ("post", "test", None, 202),
+    ("post", "replay", {"from_seq": 1}, 202),
+    ("get", "deliveries", None, 200),
+    ("delete", "", None, 204),
+]
 
-    path = "/api/v1/subscriptions/" if method == "post" else url(created["id"])
-    response = getattr(submitter, method)(path, {"url": receiver.url}, format="json")
+
+def client_with_scopes(actor, *scopes: str) -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_create(member=actor.member, scopes=scopes).plaintext}")
+    return api
+
+
+def operate(api: APIClient, operation, subscription_id: str, receiver):
+    method, action, body, _ = operation
+    path = "/api/v1/subscriptions/" if action is None else url(subscription_id, action)
+    return getattr(api, method)(path, {"url": receiver.url} if body == "url" else body, format="json")
+
+
+@pytest.mark.parametrize("operation", SUBSCRIPTION_OPERATIONS, ids=lambda o: f"{o[0]} {o[1]}")
+def test_every_subscription_operation_is_refused_without_the_subscribe_scope(bob, receiver, operation):
+    created = subscribe(bob, receiver, after=0)
+    every_other_scope = client_with_scopes(bob, "submit", "read", "match")
+
+    response = operate(every_other_scope, operation, created["id"], receiver)
 
     assert (response.status_code, error_code(response)) == (403, "insufficient_scope")
+    assert "subscribe" in response.json()["error"]["message"]
+    assert [(str(pk), description) for pk, description in Subscription.objects.values_list("id", "description")] == [
+        (created["id"], "")]
+    assert not AuditEvent.objects.filter(action__in=["subscription.update", "subscription.test",
+                                                      "subscription.replay", "subscription.delete"]).exists()
+
+
+def test_every_subscription_operation_is_served_with_the_subscribe_scope_alone(bob, receiver):
+    created = subscribe(bob, receiver, after=0)
+    subscriber = client_with_scopes(bob, "subscribe")
+
+    for operation in SUBSCRIPTION_OPERATIONS:
+        response = operate(subscriber, operation, created["id"], receiver)
+        assert response.status_code == operation[3], (operation, response.content)
+    (remaining,) = Subscription.objects.all()  # the one POST made; the first one was deleted
+    assert str(remaining.id) != created["id"]
 
 
 @pytest.mark.parametrize(("target", "settings_override", "code"), [

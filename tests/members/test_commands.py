@@ -69,6 +69,14 @@ def test_member_token_prints_only_a_token_that_authenticates(alice):
     assert (response.json()["slug"], response.json()["scopes"]) == ("alice", ["read"])
 
 
+def test_member_token_gives_the_subscribe_scope_only_when_asked(alice):
+    default = run("member", "token", "alice").strip()
+    asked = run("member", "token", "alice", "--scopes", "read,subscribe").strip()
+
+    assert me(default).json()["scopes"] == ["match", "read", "submit"]
+    assert me(asked).json()["scopes"] == ["read", "subscribe"]
+
+
 def test_member_token_with_expires_days_sets_an_expiry(alice):
     token = run("member", "token", "alice", "--expires-days", "30").strip()
 

@@ -5,6 +5,7 @@ caller who it is."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 from datetime import timedelta
 
 import pytest
@@ -148,6 +149,25 @@ def test_a_submit_only_token_cannot_read_with_head_either(alice, path):
     assert submitter.head(path).status_code == 403
 
 
+def test_tokens_issued_before_the_subscribe_scope_keep_managing_subscriptions_and_new_ones_must_ask(alice):
+    from django.apps import apps
+
+    migration = importlib.import_module("members.migrations.0002_subscribe_scope_for_read_tokens")
+    reader = token_create(member=alice.member, scopes=["read", "match"])
+    submitter = token_create(member=alice.member, scopes=["submit"]).token
+
+    migration.grant_subscribe_to_read_tokens(apps, None)
+
+    reader.token.refresh_from_db()
+    submitter.refresh_from_db()
+    assert (reader.token.scopes, submitter.scopes) == (["match", "read", "subscribe"], ["submit"])
+    assert client_with(f"Bearer {reader.plaintext}").get("/api/v1/subscriptions/").status_code == 200
+    new_reader = client_with(f"Bearer {token_for(alice.member, 'read')}")
+    assert_error(new_reader.get("/api/v1/subscriptions/"), 403, "insufficient_scope")
+    assert client_with(f"Bearer {token_for(alice.member, 'read', 'subscribe')}").get(
+        "/api/v1/subscriptions/").status_code == 200
+
+
 # --- suspension ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["get", "post"])
@@ -196,4 +216,4 @@ def test_me_lists_no_groups_for_a_member_outside_them(charlie, trusted_group):
     body = charlie.api.get("/api/v1/me/").json()
 
     assert (body["slug"], body["kind"], body["sharing_groups"]) == ("charlie", "platform", [])
-    assert body["scopes"] == ["match", "read", "submit"]
+    assert body["scopes"] == ["match", "read", "submit", "subscribe"]

@@ -36,7 +36,8 @@ class Command(BaseCommand):
             lines.append(f"Administrator: admin / {password}  (http://127.0.0.1:8000/admin/)")
             for slug, name, kind in DEMO_MEMBERS:
                 member = member_create(slug=slug, name=name, kind=kind)
-                token = token_create(member=member, scopes=["submit", "read", "match"], name="demo")
+                token = token_create(member=member, scopes=["submit", "read", "match", "subscribe"],
+                                     name="demo")
                 private = generate_private_key()
                 key = key_register(member=member, jwk=public_jwk(private), approve=True)
                 lines += [f"Member {slug} ({kind})", f"  API token:   {token.plaintext}",
