@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from consortium.api.errors import Conflict, DomainError
+from consortium_client.jws import MAX_KID_LENGTH, is_visible_ascii_id
 from consortium_client.keys import JWKError, load_public_jwk, public_jwk, thumbprint
 
 from .models import ApiToken, Member, SharingGroup, SigningKey
@@ -139,8 +140,9 @@ def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool =
     # Re-encoded from the key bytes: base64url spellings that differ only in unused bits are one key.
     jwk = {**public_jwk(public_key), "kid": jwk.get("kid")}
     kid = jwk["kid"] or thumbprint(jwk)
-    if not isinstance(kid, str) or not 1 <= len(kid) <= 128:
-        raise DomainError("jwk_invalid", "kid must be a string of 1 to 128 characters.")
+    if not is_visible_ascii_id(kid, MAX_KID_LENGTH):
+        raise DomainError("jwk_invalid", f"kid must be a string of 1 to {MAX_KID_LENGTH} visible ASCII characters "
+                                         "(no spaces or control characters).")
     print_ = thumbprint(jwk)
     if SigningKey.objects.filter(thumbprint=print_).exists():
         raise Conflict("key_exists", "This public key is registered already.")

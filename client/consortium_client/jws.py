@@ -20,6 +20,15 @@ STATEMENT_TYP = "hash-statement+jws"
 # RFC 9864 gives Ed25519 its fully specified name; RFC 8037's "EdDSA" is what older libraries emit.
 ALLOWED_ALGS = frozenset({"Ed25519", "EdDSA"})
 ED25519_SIGNATURE_BYTES = 64
+MAX_KID_LENGTH = 128
+# Key ids and statement ids are echoed in error messages, logs, the admin and other members' feeds:
+# visible ASCII only, so that none can carry control characters, spaces or non-ASCII look-alikes.
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def is_visible_ascii_id(value: Any, max_length: int) -> bool:
+    """A string of 1 to `max_length` visible ASCII characters (0x21 to 0x7E)."""
+    return isinstance(value, str) and len(value) <= max_length and _VISIBLE_ASCII.fullmatch(value) is not None
 
 
 class JWSError(ValueError):
@@ -157,8 +166,9 @@ def parse(token: str) -> ParsedJWS:
     if typ is not None and typ != STATEMENT_TYP:
         raise JWSError("typ_invalid", f"typ must be {STATEMENT_TYP!r}.")
     kid = header.get("kid")
-    if not isinstance(kid, str) or not kid or len(kid) > 128:
-        raise JWSError("kid_missing", "The header must name the signing key in kid.")
+    if not is_visible_ascii_id(kid, MAX_KID_LENGTH):
+        raise JWSError("kid_missing", f"The header must name the signing key in kid: 1 to {MAX_KID_LENGTH} "
+                                      "visible ASCII characters.")
     payload, payload_bytes = _decode_json_object(parts[1], "payload")
     try:
         signature = b64url_decode(parts[2])

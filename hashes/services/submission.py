@@ -59,8 +59,9 @@ def check_envelope(index: int, raw: Any, member: Member) -> Envelope:
     if payload.get("iss") != member.slug:
         raise EnvelopeError("iss_mismatch", "iss must be the slug of the member the token belongs to.")
     jti = payload.get("jti")
-    if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI_LENGTH:
-        raise EnvelopeError("jti_invalid", f"jti must be a string of 1 to {MAX_JTI_LENGTH} characters.")
+    if not jws.is_visible_ascii_id(jti, MAX_JTI_LENGTH):
+        raise EnvelopeError("jti_invalid", f"jti must be a string of 1 to {MAX_JTI_LENGTH} visible ASCII "
+                                           "characters (no spaces or control characters).")
     kind = payload.get("kind")
     if kind not in Statement.Kind.values:
         raise EnvelopeError("kind_invalid", "kind must be 'hash' or 'retract'.")

@@ -131,6 +131,22 @@ def test_registering_the_same_key_twice_is_refused_with_key_exists(alice, bob):
     assert SigningKey.objects.filter(public_key=jwk["x"]).count() == 1
 
 
+@pytest.mark.parametrize("kid", ["k\nforged", "k\x01", "<a href=x>k</a>", "two words", "\u0430lice-key", "k\u202e",
+                                 "\x1b[2J", "k" * 129])
+def test_a_kid_that_is_not_1_to_128_visible_ascii_characters_is_refused_with_jwk_invalid(alice, kid):
+    jwk = public_jwk(generate_private_key(), kid=kid)
+
+    assert_error(register(alice, jwk), 400, "jwk_invalid")
+    assert SigningKey.objects.filter(member=alice.member).count() == 1  # alice's own, from the fixture
+
+
+def test_a_kid_of_visible_ascii_punctuation_is_accepted(alice):
+    kid = "acme:2026-01/key#1!~"
+    response = register(alice, public_jwk(generate_private_key(), kid=kid))
+
+    assert (response.status_code, response.json()["kid"]) == (201, kid)
+
+
 def test_a_new_key_under_a_taken_kid_is_refused_with_kid_taken(alice, bob):
     jwk = public_jwk(generate_private_key(), kid=alice.key.kid)
 
