@@ -17,7 +17,7 @@ from consortium.api.errors import DomainError
 from .models import Delivery, DeliveryAttempt, Subscription
 from .services.heads import feed_head
 from .services.subscriptions import (
-    subscription_delete, subscription_replay, subscription_set_state, url_for_record,
+    subscription_delete, subscription_replay, subscription_set_state, url_for_display,
 )
 
 RECENT_DELIVERIES = 10
@@ -32,10 +32,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "member", "target", "state", "state_reason", "cursor", "backlog", "last_success_at",
                     "last_error", "in_flight_failures", "next_attempt_at"]
     list_filter = ["state", "state_reason", "member"]
-    search_fields = ["id", "member__slug", "url", "description"]
+    search_fields = ["id", "member__slug", "description"]  # not url: a search would reveal its query secrets
     list_select_related = ["member"]
     actions = ["reenable", "pause", "replay"]
-    fields = ["member", "url", "description", "state", "state_reason", "state_changed_at", "cursor", "backlog",
+    fields = ["member", "target", "description", "state", "state_reason", "state_changed_at", "cursor", "backlog",
               "signal_types", "labels", "incident_only", "min_corroboration", "include_retractions",
               "last_success_at", "last_error", "in_flight_failures", "next_attempt_at", "secret_rotated_at",
               "previous_secret_expires_at", "created_at", "updated_at", "recent_deliveries"]
@@ -56,9 +56,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
             pending_next=Subquery(pending.values("next_attempt_at")[:1]),
         )
 
-    @admin.display(description="target")
+    @admin.display(description="URL (secrets hidden)")
     def target(self, obj: Subscription) -> str:
-        return url_for_record(obj.url)
+        return url_for_display(obj.url)
 
     @admin.display(description="backlog (events after cursor)", ordering="events_waiting")
     def backlog(self, obj: Subscription) -> int:

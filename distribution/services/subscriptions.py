@@ -45,6 +45,20 @@ def url_for_record(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def url_for_display(url: str) -> str:
+    """The URL as administrators see it: where it points, with its user info, every query value and
+    any fragment shown as ***, since receivers put tokens there. The stored URL is unchanged."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
+    query = "&".join(
+        f"{piece.partition('=')[0]}=***" if "=" in piece else "***" for piece in parts.query.split("&") if piece
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, "***" if parts.fragment else ""))
+
+
 def snapshot(subscription: Subscription) -> dict[str, Any]:
     return {
         "member": subscription.member.slug, "url": url_for_record(subscription.url),

@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from distribution.models import Delivery, Subscription
+from distribution.services.subscriptions import url_for_display
 from tests.factories import md5
 
 from .helpers import advance_to_next_attempt, drive, subscribe
@@ -112,3 +113,31 @@ def test_deleting_in_the_admin_is_audited_without_the_secret(admin_client, bob, 
     assert not Subscription.objects.exists()
     event = AuditEvent.objects.get(action="subscription.delete")
     assert event.actor_label == "admin:admin" and "secret" not in str(event.before)
+
+
+def test_webhook_urls_are_shown_with_their_query_secrets_hidden_and_stay_unchanged(admin_client, bob, receiver):
+    secret_url = receiver.url + "?token=s3cr3t-t0ken&team=blue#frag-s3cr3t"
+    created = subscribe(bob, receiver)
+    Subscription.objects.filter(pk=created["id"]).update(url=secret_url)
+
+    listing = admin_client.get(changelist()).content.decode()
+    detail = admin_client.get(reverse("admin:distribution_subscription_change", args=[created["id"]])).content.decode()
+    searched = admin_client.get(changelist(), {"q": "s3cr3t"}).content.decode()
+
+    shown = f"{receiver.url}?token=***&amp;team=***#***"
+    assert shown in listing and shown in detail
+    assert "s3cr3t" not in listing + detail and "blue" not in listing + detail
+    assert "0 results" in searched  # the URL is not searchable, so a search cannot probe its secrets
+    assert Subscription.objects.get(pk=created["id"]).url == secret_url
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://host.example/hook?token=abc", "https://host.example/hook?token=***"),
+    ("https://host.example/hook?a=1&b=&c", "https://host.example/hook?a=***&b=***&***"),
+    ("https://user:pw@host.example:8443/hook", "https://***@host.example:8443/hook"),
+    ("https://host.example/hook#key", "https://host.example/hook#***"),
+    ("https://host.example/hook", "https://host.example/hook"),
+    ("http://[::1", "***"),
+])
+def test_url_for_display_hides_user_info_query_values_and_fragment(url, shown):
+    assert url_for_display(url) == shown
