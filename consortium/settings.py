@@ -169,13 +169,19 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# The OpenAPI schema and the browsable docs: public in embedded mode; in production only for API
+# tokens and logged-in staff, unless made public here.
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", EMBEDDED)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "consortium API",
     "DESCRIPTION": "Share signed PDQ, vPDQ, MD5 and SHA-256 hash statements between member organisations.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_AUTHENTICATION": [],
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # /api/schema/ and /api/docs/: public while API_DOCS_PUBLIC, else for API tokens and staff sessions.
+    "SERVE_AUTHENTICATION": ["members.authentication.ApiTokenAuthentication",
+                             "rest_framework.authentication.SessionAuthentication"],
+    "SERVE_PERMISSIONS": ["members.permissions.ApiDocsAccess"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

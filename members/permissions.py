@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework import exceptions, permissions
 
 from .authentication import ApiClient
@@ -37,3 +38,20 @@ class IsActiveMember(permissions.BasePermission):
         if scope and not client.has_scope(scope):
             raise InsufficientScope(f"This token lacks the {scope!r} scope.")
         return True
+
+
+class ApiDocsAccess(permissions.BasePermission):
+    """/api/schema/ and /api/docs/: anyone while API_DOCS_PUBLIC is true, otherwise an active member's
+    API token (any scope) or a logged-in staff user of the admin."""
+
+    def has_permission(self, request, view) -> bool:
+        if settings.API_DOCS_PUBLIC:
+            return True
+        client = request.user
+        if isinstance(client, ApiClient):
+            if not client.member.is_active:
+                raise MemberSuspended()
+            return True
+        if client is None or not client.is_authenticated:
+            raise exceptions.NotAuthenticated()
+        return bool(client.is_active and client.is_staff)

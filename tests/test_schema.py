@@ -1,13 +1,20 @@
-"""The OpenAPI schema and the browsable docs: public, complete (every /api/v1/ route is documented),
+"""The OpenAPI schema and the browsable docs: public in embedded mode (API tokens and staff only in
+production), complete (every /api/v1/ route is documented),
 describing each response by its own shape, and served entirely from this server (no CDN)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
 from tests.members.routes import api_routes, openapi_path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class AssetLinks(HTMLParser):
@@ -17,6 +24,12 @@ class AssetLinks(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+@pytest.fixture(autouse=True)
+def docs_public(settings):
+    """The embedded mode's default, whichever mode the suite runs in; the production default is tested below."""
+    settings.API_DOCS_PUBLIC = True
 
 
 @pytest.fixture
@@ -124,3 +137,46 @@ def test_the_schema_names_the_token_scope_of_each_operation(schema):
     assert "Token scope" not in schema["paths"]["/api/v1/me/"]["get"].get("description", "")
     scheme = schema["components"]["securitySchemes"]["bearerAuth"]["description"]
     assert all(f"`{scope}`" in scheme for scope in ("submit", "read", "match", "subscribe"))
+
+
+# --- production: docs for members and staff only ---------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+def test_in_production_the_schema_and_docs_need_an_api_token_or_a_staff_session(
+    settings, anonymous, client, django_user_model, alice, path,
+):
+    settings.API_DOCS_PUBLIC = False
+
+    refused = anonymous.get(path)
+    assert (refused.status_code, refused["WWW-Authenticate"]) == (401, 'Bearer realm="consortium"')
+    assert b"openapi" not in refused.content and b"swagger" not in refused.content.lower()
+    assert alice.api.get(path).status_code == 200
+    client.force_login(django_user_model.objects.create_user("viewer", password=None))
+    assert client.get(path).status_code == 403  # logged in, but not staff
+    client.force_login(django_user_model.objects.create_user("operator", password=None, is_staff=True))
+    assert client.get(path).status_code == 200
+
+
+def test_in_production_a_suspended_members_token_does_not_open_the_docs(settings, alice):
+    from members.models import Member
+    from members.services import member_set_status
+
+    settings.API_DOCS_PUBLIC = False
+    member_set_status(member=alice.member, status=Member.Status.SUSPENDED)
+
+    assert alice.api.get("/api/schema/").status_code == 403
+
+
+def test_the_docs_are_public_by_default_only_in_embedded_mode():
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "API_DOCS_PUBLIC")}
+    script = "from django.conf import settings; print(settings.API_DOCS_PUBLIC)"
+    embedded = subprocess.run([sys.executable, "-c", f"import django; django.setup(); {script}"],
+                              env={**env, "DJANGO_SETTINGS_MODULE": "consortium.settings"},
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+    production = subprocess.run([sys.executable, "-c", f"import django; django.setup(); {script}"],
+                                env={**env, "DJANGO_SETTINGS_MODULE": "consortium.settings",
+                                     "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",
+                                     "DJANGO_SECRET_KEY": "docs-test"},
+                                cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert (embedded.stdout.strip(), production.stdout.strip()) == ("True", "False"), embedded.stderr + production.stderr
