@@ -30,8 +30,10 @@ run: migrate
 	$(BIN)/python manage.py bootstrap_demo
 	$(BIN)/honcho --procfile deploy/Procfile --app-root . start
 
+# Production mode (DATABASE_URL set, as in CI's second run) refuses to start without a secret key;
+# the tests get a throwaway one unless one is given.
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-make-test-not-a-secret}" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -23,6 +23,13 @@ def celery_eager():
 
 
 @pytest.fixture(autouse=True)
+def plain_http(settings):
+    """The test client speaks plain http, which production mode would redirect to https (CI runs the
+    suite in production mode too); that redirect is tested in tests/test_deploy_settings.py."""
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(autouse=True)
 def fresh_match_indexes():
     """Each test has its own database, so this process's match indexes start from nothing."""
     from hashes.matching import indexes

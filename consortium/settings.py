@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -35,7 +36,8 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 VAR_DIR = Path(env("CONSORTIUM_VAR_DIR", str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Owner only: it holds the SQLite database, the embedded broker's messages and generated secrets.
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
 # numba caches the match index's compiled loops beside their source (cache=True ignores
 # PYTHONDONTWRITEBYTECODE); keep them under var/ so that a read-only checkout works.
 os.environ.setdefault("NUMBA_CACHE_DIR", str(VAR_DIR / "numba-cache"))
@@ -50,18 +52,34 @@ def secret_from_file_or_created(path: Path) -> str:
     return path.read_text().strip()
 
 
+EMBEDDED = not env("DATABASE_URL")
+
 if env("DJANGO_SECRET_KEY"):
     SECRET_KEY = env("DJANGO_SECRET_KEY")
 elif env("DJANGO_SECRET_KEY_FILE"):
     SECRET_KEY = Path(env("DJANGO_SECRET_KEY_FILE")).read_text().strip()
-else:
+elif EMBEDDED:
     SECRET_KEY = secret_from_file_or_created(VAR_DIR / "django-secret-key")
+else:
+    # Every host must share one secret (sessions, CSRF, the key that seals webhook secrets by
+    # default); one generated on this host would silently differ from the others'.
+    raise ImproperlyConfigured(
+        "Production mode (DATABASE_URL is set) needs DJANGO_SECRET_KEY or DJANGO_SECRET_KEY_FILE; "
+        "give every host the same one."
+    )
 
-EMBEDDED = not env("DATABASE_URL")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else None
+# Production runs behind a TLS proxy (gunicorn listens on 127.0.0.1 and trusts X-Forwarded-* only
+# from there): plain http is redirected to https, and browsers are told to use https only.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_TLS_PROXY", not EMBEDDED) else None
+)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", not EMBEDDED)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if EMBEDDED else 365 * 86400)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", not EMBEDDED)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", not EMBEDDED)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not EMBEDDED)
 
 INSTALLED_APPS = [
@@ -111,6 +129,13 @@ TEMPLATES = [
 ]
 
 SQLITE_PATH = VAR_DIR / "consortium.sqlite3"
+if EMBEDDED:
+    # SQLite would create it world-readable under the usual umask; its -wal and -shm files take
+    # the database file's permissions.
+    try:
+        os.close(os.open(SQLITE_PATH, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 DATABASES = {
     "default": dj_database_url.parse(
         env("DATABASE_URL", f"sqlite:///{SQLITE_PATH}"),

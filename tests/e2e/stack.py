@@ -80,6 +80,7 @@ class Stack:
             "DJANGO_SECRET_KEY": "e2e-not-secret",
             "CONSORTIUM_SIGNING_KEY_FILE": str(self.signing_key_file()),
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            "DJANGO_SSL_REDIRECT": "false",  # plain http on 127.0.0.1, no TLS proxy in front
             "GUNICORN_BIND": f"127.0.0.1:{self.port}",
             "GUNICORN_ACCESS_LOG": "",
             "WEB_CONCURRENCY": "2",
