@@ -131,12 +131,29 @@ class Hash(models.Model):
     quality = models.PositiveSmallIntegerField(null=True, blank=True)
     content_type = models.CharField(max_length=16, blank=True)
     cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="hashes", db_index=True)
+    # The audience of the statement that created it (empty: the whole consortium). What everyone who
+    # sees a hash sees of it (its id, value, frames, cluster and links) comes from statements shared
+    # with at least that audience, so a sharing group's statements never shape what outsiders see
+    # (hashes.services.families).
+    share_group = models.ForeignKey(
+        SharingGroup, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Empty: a consortium-wide hash.",
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["signal_type", "value"], name="hash_signal_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["signal_type", "value"], condition=models.Q(share_group__isnull=True),
+                                    name="hash_signal_unique_consortium"),
+            models.UniqueConstraint(fields=["signal_type", "value", "share_group"],
+                                    condition=models.Q(share_group__isnull=False), name="hash_signal_unique_group"),
+        ]
+
+    @property
+    def scope(self) -> int | None:
+        return self.share_group_id
 
     def __str__(self) -> str:
         return f"{self.signal_type}:{self.value[:16]}"

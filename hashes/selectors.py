@@ -251,10 +251,11 @@ def match_signals(*, viewer: Viewer, queries: list[MatchQuery]) -> list[dict[str
         wanted = Q()
         for _, signal in exact:
             wanted |= Q(signal_type=signal.type, value=signal.value)
-        stored = {(t, v): pk for pk, t, v in Hash.objects.filter(wanted).values_list("pk", "signal_type", "value")}
+        stored: dict[tuple[str, str], list[int]] = {}  # one hash per audience that holds the value
+        for pk, t, v in Hash.objects.filter(wanted).values_list("pk", "signal_type", "value"):
+            stored.setdefault((t, v), []).append(pk)
         for n, signal in exact:
-            if (signal.type, signal.value) in stored:
-                found[n] = {stored[(signal.type, signal.value)]: {"distance": 0}}
+            found[n] = {pk: {"distance": 0} for pk in stored.get((signal.type, signal.value), ())}
     videos = [n for n, q in enumerate(queries) if q.signal.type == "vpdq"]
     sharing = {n: index.videos_sharing_a_frame(list(queries[n].signal.frames or ())) for n in videos}
     candidates = {h for hits in found for h in hits} | {h for ids in sharing.values() for h in ids}

@@ -1,11 +1,19 @@
 """Variant families: where each new signal of a publishing batch goes.
 
-A PDQ within DEDUPE_DISTANCE of a hash the submitter can see corroborates that hash; within
-MATCH_DISTANCE it becomes a new hash in that hash's cluster, and a new hash that links several
-clusters merges them. A vPDQ video that matches a visible video on both percentages
-(VPDQ_DUPLICATE_PERCENT) corroborates it; on either percentage (VPDQ_CLUSTER_PERCENT) it joins its
-cluster. Only hashes the submitting member may see are considered: otherwise a near-duplicate
-would hand a member another group's hash, or its cluster.
+A PDQ within DEDUPE_DISTANCE of a live hash corroborates that hash; within MATCH_DISTANCE it
+becomes a new hash in that hash's cluster, and a new hash that links several clusters merges them.
+A vPDQ video that matches a video on both percentages (VPDQ_DUPLICATE_PERCENT) corroborates it; on
+either percentage (VPDQ_CLUSTER_PERCENT) it joins its cluster.
+
+Non-interference: a statement is placed only by what everyone who can see it can see, so that what
+a sharing group holds never shapes what an outsider observes. A statement's audience is the whole
+consortium or one sharing group, and so is every hash's (the audience of the statement that created
+it). A consortium-wide statement only meets consortium-wide hashes that a consortium-wide statement
+keeps live; a group's statement meets those and its own group's. Exact values and near duplicates
+alike: a consortium statement equal to a group-only value makes a new consortium hash, never
+joins the group's. A group hash may link to a consortium hash near it, but families (clusters)
+are unioned only within one audience, so no group statement ever bridges or merges consortium
+families.
 
 Runs under the feed lock with the match indexes caught up, so the decisions are exact.
 """
@@ -16,11 +24,26 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef, Q
 
 from ..matching import indexes
 from ..models import Cluster, Corroboration, Hash, HashLink, Statement
 from ..signals.vpdq import compare
-from ..visibility import Viewer, visible_hashes
+
+SignalKey = tuple[str, str]  # (signal type, value)
+HashKey = tuple[str, str, int | None]  # (signal type, value, audience: a sharing group or None)
+
+
+def audiences(statement: Statement) -> tuple[int | None, ...]:
+    """The audiences whose hashes a statement may meet: everyone who can see it sees these."""
+    group = statement.share_group_id
+    return (None,) if group is None else (group, None)
+
+
+def audience_q(allowed: tuple[int | None, ...], prefix: str = "") -> Q:
+    q = Q(**{f"{prefix}share_group__isnull": True})
+    groups = [g for g in allowed if g is not None]
+    return q | Q(**{f"{prefix}share_group_id__in": groups}) if groups else q
 
 
 @dataclass
@@ -73,24 +96,22 @@ class Clusters:
 
 
 class FamilyPlanner:
-    def __init__(self, now: Any, existing: dict[tuple[str, str], Hash]) -> None:
+    def __init__(self, now: Any, existing: dict[HashKey, Hash]) -> None:
         self.now = now
         self.existing = existing
-        self.pending: dict[tuple[str, str], Pending] = {}
+        self.pending: dict[HashKey, Pending] = {}
         self.placements: dict[tuple[Any, int], Placement] = {}
         self.clusters = Clusters()
         self.cluster_key: dict[int, int] = {}  # id(Hash) -> cluster key
-        self.viewers: dict[int, Viewer] = {}
         self.merge_causes: dict[int, Statement] = {}
-        self.visible_cache: dict[int, set[int]] = {}
 
     # -- planning -----------------------------------------------------------------------------------
 
-    def plan(self, statements: list[Statement], key_of: Callable[[dict[str, Any]], tuple[str, str]]) -> None:
+    def plan(self, statements: list[Statement], key_of: Callable[[dict[str, Any]], SignalKey]) -> None:
         hash_statements = [s for s in statements if s.kind == Statement.Kind.HASH]
         new_pdq = sorted({
             key_of(sig)[1] for s in hash_statements for sig in s.signals or ()
-            if sig["type"] == "pdq" and key_of(sig) not in self.existing
+            if sig["type"] == "pdq" and not any((*key_of(sig), a) in self.existing for a in audiences(s))
         })
         index = indexes.fresh(max_age=0) if any(
             sig["type"] in ("pdq", "vpdq") for s in hash_statements for sig in s.signals or ()) else None
@@ -100,10 +121,9 @@ class FamilyPlanner:
         for statement in hash_statements:
             for position, signal in enumerate(statement.signals or ()):
                 key = key_of(signal)
-                if key in self.existing:
-                    self.placements[(statement.id, position)] = Placement(self.existing[key])
-                elif key in self.pending:
-                    self.placements[(statement.id, position)] = Placement(self.pending[key].hash)
+                same = self.same_value(statement, key)
+                if same is not None:
+                    self.placements[(statement.id, position)] = Placement(same)
                 elif signal["type"] == "pdq":
                     self.place_pdq(statement, position, key, signal, near.get(key[1], {}), stored)
                 elif signal["type"] == "vpdq":
@@ -111,13 +131,22 @@ class FamilyPlanner:
                 else:
                     self.create(statement, position, key, signal, [])
 
-    def place_pdq(self, statement: Statement, position: int, key: tuple[str, str], signal: dict[str, Any],
+    def same_value(self, statement: Statement, key: SignalKey) -> Hash | None:
+        """The hash of exactly this value that the statement corroborates: its own audience's first,
+        then the consortium's (a group may corroborate a consortium hash, never the reverse)."""
+        for audience in audiences(statement):
+            found = self.existing.get((*key, audience)) or getattr(self.pending.get((*key, audience)), "hash", None)
+            if found is not None:
+                return found
+        return None
+
+    def place_pdq(self, statement: Statement, position: int, key: SignalKey, signal: dict[str, Any],
                   near: dict[int, int], stored: dict[int, Hash]) -> None:
-        viewer = self.viewer(statement.member_id)
-        visible = self.visible(viewer, set(near))
-        links = [Link(stored[h], distance=d) for h, d in near.items() if h in visible]
+        allowed = audiences(statement)
+        meets = self.meets(allowed, set(near))
+        links = [Link(stored[h], distance=d) for h, d in near.items() if h in meets]
         for pending in self.pending.values():  # this batch's new hashes are not in the index yet
-            if pending.hash.signal_type == "pdq" and self.sees(viewer, pending.creator):
+            if pending.hash.signal_type == "pdq" and pending.hash.share_group_id in allowed:
                 distance = (int(pending.hash.value, 16) ^ int(key[1], 16)).bit_count()
                 if distance <= settings.MATCH_DISTANCE:
                     links.append(Link(pending.hash, distance=distance))
@@ -127,13 +156,13 @@ class FamilyPlanner:
         else:
             self.create(statement, position, key, signal, links)
 
-    def place_vpdq(self, statement: Statement, position: int, key: tuple[str, str], signal: dict[str, Any],
+    def place_vpdq(self, statement: Statement, position: int, key: SignalKey, signal: dict[str, Any],
                    index: Any) -> None:
-        viewer = self.viewer(statement.member_id)
-        found = self.visible(viewer, index.videos_sharing_a_frame(signal["frames"]))
+        allowed = audiences(statement)
+        found = self.meets(allowed, index.videos_sharing_a_frame(signal["frames"]))
         others = [h for h in Hash.objects.filter(pk__in=found)] + [
             p.hash for p in self.pending.values()
-            if p.hash.signal_type == "vpdq" and self.sees(viewer, p.creator)
+            if p.hash.signal_type == "vpdq" and p.hash.share_group_id in allowed
         ]
         links, duplicate = [], None
         for other in others:
@@ -152,13 +181,17 @@ class FamilyPlanner:
         else:
             self.create(statement, position, key, signal, links)
 
-    def create(self, statement: Statement, position: int, key: tuple[str, str], signal: dict[str, Any],
+    def create(self, statement: Statement, position: int, key: SignalKey, signal: dict[str, Any],
                links: list[Link]) -> None:
         hash_ = Hash(
             signal_type=key[0], value=key[1], frames=signal.get("frames"), quality=signal.get("quality"),
-            content_type=statement.content_type, created_at=self.now, updated_at=self.now,
+            content_type=statement.content_type, share_group_id=statement.share_group_id,
+            created_at=self.now, updated_at=self.now,
         )
-        linked_keys = {self.key_of_hash(link.to) for link in links}
+        # Families are unioned within one audience only: a group hash links to the consortium
+        # hashes near it without joining (or merging) their families.
+        linked_keys = {self.key_of_hash(link.to) for link in links
+                       if link.to.share_group_id == statement.share_group_id}
         if linked_keys:
             roots = {self.clusters.find(k) for k in linked_keys}
             survivor = self.clusters.union(roots)
@@ -167,29 +200,24 @@ class FamilyPlanner:
             self.cluster_key[id(hash_)] = survivor
         else:
             self.cluster_key[id(hash_)] = self.clusters.new()
-        self.pending[key] = Pending(hash_, statement, links)
+        self.pending[(*key, statement.share_group_id)] = Pending(hash_, statement, links)
         self.placements[(statement.id, position)] = Placement(hash_)
 
     def key_of_hash(self, hash_: Hash) -> int:
         return self.cluster_key[id(hash_)] if hash_.pk is None else hash_.cluster_id
 
-    # -- visibility ---------------------------------------------------------------------------------
-
-    def viewer(self, member_id: int) -> Viewer:
-        if member_id not in self.viewers:
-            from members.models import Member
-
-            self.viewers[member_id] = Viewer.for_member(Member(pk=member_id))
-        return self.viewers[member_id]
-
-    def visible(self, viewer: Viewer, hash_ids: set[int]) -> set[int]:
-        if not hash_ids:
-            return set()
-        return set(visible_hashes(viewer, live_only=True).filter(pk__in=hash_ids).values_list("pk", flat=True))
+    # -- audiences ----------------------------------------------------------------------------------
 
     @staticmethod
-    def sees(viewer: Viewer, statement: Statement) -> bool:
-        return viewer.sees(share_group_id=statement.share_group_id, member_id=statement.member_id)
+    def meets(allowed: tuple[int | None, ...], hash_ids: set[int]) -> set[int]:
+        """The hashes among `hash_ids` a statement of these audiences may meet: hashes of those
+        audiences that a statement of those audiences keeps live. A hash kept live only by another
+        group's statements counts as retracted here, as it does for those who cannot see them."""
+        if not hash_ids:
+            return set()
+        live = Corroboration.objects.filter(audience_q(allowed, "statement__"), hash_id=OuterRef("pk"),
+                                            retracted_at__isnull=True)
+        return set(Hash.objects.filter(audience_q(allowed), Exists(live), pk__in=hash_ids).values_list("pk", flat=True))
 
     # -- writing ------------------------------------------------------------------------------------
 

@@ -16,10 +16,8 @@ from consortium.db import insert_rows, update_rows
 from ..models import Corroboration, Event, Hash, Statement
 from ..signals.parse import vpdq_digest
 from ..matching import indexes
-from .families import FamilyPlanner, live_statements
+from .families import FamilyPlanner, HashKey, SignalKey, live_statements
 from .feed import events_append, feed_lock
-
-SignalKey = tuple[str, str]
 
 
 def signal_key(signal: dict[str, Any]) -> SignalKey:
@@ -33,7 +31,7 @@ class Batch:
     """The hashes a batch touches, their live corroborating statements, and what it will write."""
 
     now: Any
-    hashes: dict[SignalKey, Hash] = field(default_factory=dict)
+    hashes: dict[HashKey, Hash] = field(default_factory=dict)
     live: dict[int, list[str]] = field(default_factory=dict)
     corroborations: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -51,16 +49,20 @@ class Batch:
         })
 
 
+def hash_key(hash_: Hash) -> HashKey:
+    return hash_.signal_type, hash_.value, hash_.share_group_id
+
+
 def load_hashes(batch: Batch, keys: set[SignalKey], extra_hash_ids: set[int]) -> None:
     by_type: dict[str, set[str]] = {}
     for signal_type, value in keys:
         by_type.setdefault(signal_type, set()).add(value)
     for signal_type, values in by_type.items():
         for hash_ in Hash.objects.filter(signal_type=signal_type, value__in=values):
-            batch.hashes[(hash_.signal_type, hash_.value)] = hash_
+            batch.hashes[hash_key(hash_)] = hash_
     missing = extra_hash_ids - {h.pk for h in batch.hashes.values()}
     for hash_ in Hash.objects.filter(pk__in=missing):
-        batch.hashes[(hash_.signal_type, hash_.value)] = hash_
+        batch.hashes[hash_key(hash_)] = hash_
     ids = [h.pk for h in batch.hashes.values()]
     batch.live = {pk: [] for pk in ids}
     for hash_id, statement_id in (
@@ -81,7 +83,7 @@ def place_signals(batch: Batch, statements: list[Statement]) -> FamilyPlanner:
     found = {p.hash.pk: p.hash for p in planner.placements.values() if p.hash.pk not in batch.live}
     batch.live.update(live_statements(list(found)))
     for hash_ in found.values():
-        batch.hashes.setdefault((hash_.signal_type, hash_.value), hash_)
+        batch.hashes.setdefault(hash_key(hash_), hash_)
     return planner
 
 

@@ -137,22 +137,35 @@ def test_a_retraction_comes_with_its_own_statement(alice, bob, charlie, pipeline
     assert cause_of(retracted, charlie) == bob_retracts
 
 
-def test_a_merge_caused_on_another_hash_carries_that_statement_to_those_who_may_see_it(
-    alice, bob, charlie, trusted_group, pipeline,
-):
+def test_a_merge_caused_on_another_hash_carries_that_statement(alice, bob, charlie, pipeline):
     left, right = BASE_PDQ, flip(BASE_PDQ, range(40))  # 40 bits apart: two families
     charlie.submit(charlie.statement([pdq_value(left)]), charlie.statement([pdq_value(right)]))
     pipeline()
-    bridge = alice.statement([pdq_value(flip(BASE_PDQ, range(20)))], share="trusted", jti="bridge")
+    bridge = alice.statement([pdq_value(flip(BASE_PDQ, range(20)))], jti="bridge")
     alice.submit(bridge)
     pipeline()
 
-    seen_by_bob = bob.feed()["events"][-1]
-    seen_by_charlie = charlie.feed()["events"][-1]
+    for reader in (bob, charlie):
+        merged = reader.feed()["events"][-1]
+        assert merged["type"] == "hash.updated" and "previous_cluster" in merged["hash"]
+        assert merged["cause"] == {"member": "alice", "kind": "hash", "jti": "bridge", "statement": bridge}
+        assert cause_of(merged, reader) == bridge
 
-    assert seen_by_bob["type"] == "hash.updated" and "previous_cluster" in seen_by_bob["hash"]
-    assert seen_by_bob["cause"] == {"member": "alice", "kind": "hash", "jti": "bridge", "statement": bridge}
-    assert cause_of(seen_by_bob, bob) == bridge
-    # charlie sees the family change but may not see the group-only statement that caused it.
-    assert seen_by_charlie["hash"]["id"] == seen_by_bob["hash"]["id"]
-    assert "previous_cluster" in seen_by_charlie["hash"] and "cause" not in seen_by_charlie
+
+def test_a_group_statement_never_bridges_consortium_families(alice, bob, charlie, trusted_group, pipeline):
+    """Non-interference: charlie, outside the group, sees exactly what it would without the group's
+    statement. Group members see the group's hash linked to both consortium hashes."""
+    left, right = BASE_PDQ, flip(BASE_PDQ, range(40))
+    charlie.submit(charlie.statement([pdq_value(left)]), charlie.statement([pdq_value(right)]))
+    pipeline()
+    before = charlie.feed()["events"]
+    alice.submit(alice.statement([pdq_value(flip(BASE_PDQ, range(20)))], share="trusted", jti="bridge"))
+    pipeline()
+
+    assert charlie.feed()["events"] == before
+    clusters = {e["hash"]["id"]: e["hash"]["cluster"] for e in before}
+    seen_by_bob = bob.feed()["events"]
+    assert [e["type"] for e in seen_by_bob] == ["hash.added"] * 3
+    bridge = seen_by_bob[-1]["hash"]
+    assert sorted(link["hash"] for link in bridge["links"]) == sorted(clusters)
+    assert bridge["cluster"] not in clusters.values() and len(set(clusters.values())) == 2

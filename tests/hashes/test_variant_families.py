@@ -78,10 +78,14 @@ def test_only_hashes_the_submitter_can_see_take_part(alice, bob, charlie, truste
     assert charlies.value != group_hash.value and charlies.cluster_id != group_hash.cluster_id
     assert HashLink.objects.count() == 0
     assert [e["hash"]["value"] for e in charlie.feed()["events"]] == [charlies.value]
-    # bob, inside the group, sees the group's hash: 2 bits from it (6 from charlie's), he corroborates it.
+    # bob, inside the group, 2 bits from the group's hash (6 from charlie's): shared with the
+    # consortium, his statement meets only consortium hashes and corroborates charlie's; shared with
+    # the group, it corroborates the group's.
     bob.submit(bob.statement([pdq_value(flip(BASE_PDQ, [200, 201]))]))
+    bob.submit(bob.statement([pdq_value(flip(BASE_PDQ, [202, 203]))], share="trusted"))
     pipeline()
-    assert group_hash.corroborations.count() == 2
+    assert (group_hash.corroborations.count(), charlies.corroborations.count()) == (2, 2)
+    assert Hash.objects.count() == 2
 
 
 def test_variants_within_one_batch_form_one_family(alice, pipeline):
