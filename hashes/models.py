@@ -47,6 +47,7 @@ class Incident(models.Model):
 
     class Meta:
         ordering = ["-declared_at"]
+        permissions = [("manage_incident", "Can declare and close incidents")]
 
     def __str__(self) -> str:
         return self.slug
@@ -137,6 +138,10 @@ class Hash(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["signal_type", "value"], name="hash_signal_unique")]
+        # Disputes are raised against a hash (DESIGN.md, "Feedback, disputes and corrections"); until
+        # they have a model of their own the permission to resolve them lives here, so that the
+        # "Dispute review" group can be granted it now.
+        permissions = [("resolve_dispute", "Can resolve disputes on shared hashes")]
 
     def __str__(self) -> str:
         return f"{self.signal_type}:{self.value[:16]}"
