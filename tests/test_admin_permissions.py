@@ -505,11 +505,23 @@ def test_a_lockout_ends_after_the_lockout_period(admin_user, settings):
 
 def test_attempts_while_locked_out_do_not_extend_the_lockout(admin_user, settings):
     fail("root", 5, ips=lambda n: f"192.0.2.{10 + n}")
+    age_failures(settings.ADMIN_LOGIN_LOCKOUT_SECONDS - 60)
     for _ in range(3):
-        sign_in("root", "wrong", ip="198.51.100.7")
-    age_failures(settings.ADMIN_LOGIN_LOCKOUT_SECONDS + 1)
+        _, page = sign_in("root", "wrong", ip="198.51.100.7")
+        assert LOCKED in page
+    age_failures(61)
 
     client, _ = sign_in("root", PASSWORD)
+
+    assert signed_in(client)
+
+
+def test_failures_spread_over_more_than_the_lockout_period_do_not_lock(admin_user, settings):
+    fail("root", 1)
+    age_failures(settings.ADMIN_LOGIN_LOCKOUT_SECONDS + 60)
+    fail("root", 4, ips=lambda n: f"192.0.2.{10 + n}")
+
+    client, _ = sign_in("root", PASSWORD, ip="198.51.100.7")
 
     assert signed_in(client)
 
