@@ -1,11 +1,34 @@
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import ValidationError
 
 from consortium.admin_tools import AuditedAdmin, ReadOnlyAdmin
 
+from .logins import client_ip, login_locked, login_refused_record
 from .models import AuditEvent
 from .services import audit_record
+
+
+class LockoutAuthenticationForm(AdminAuthenticationForm):
+    """Checks the lockout before the password, so that a locked-out attempt is refused whether or not
+    the password is right; the message is the same whether or not the username exists."""
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "locked": "Too many failed sign-in attempts for this account or from this address. Try again later.",
+    }
+
+    def clean(self):
+        username, ip = self.cleaned_data.get("username"), client_ip(self.request)
+        if login_locked(username=username, ip=ip):
+            login_refused_record(username=username, ip=ip)
+            raise ValidationError(self.error_messages["locked"], code="locked")
+        return super().clean()
+
+
+admin.site.login_form = LockoutAuthenticationForm
 
 
 @admin.register(AuditEvent)

@@ -46,3 +46,18 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit events are append-only.")
+
+
+class AdminLoginFailure(models.Model):
+    """A failed admin sign-in, kept only as long as it can count towards a lockout (see audit.logins).
+    The database, not a cache, so that every server process sees the same count."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    username = models.CharField(max_length=150, db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username} from {self.ip}"

@@ -16,10 +16,12 @@ def audit_record(
     object_id: str = "",
     before: Any = None,
     after: Any = None,
+    actor_label: str = "operator",
 ) -> AuditEvent:
     """Append who did what to which object, with the state before and after.
 
-    `actor` is a members.Member, a Django user (an administrator), or None for an operator command."""
+    `actor` is a members.Member, a Django user (an administrator), or None for an operator command
+    (or, with `actor_label`, for someone not signed in)."""
     from members.models import Member
 
     event = AuditEvent(action=action, before=before, after=after)
@@ -28,7 +30,7 @@ def audit_record(
     elif actor is not None and getattr(actor, "is_authenticated", False):
         event.actor_user, event.actor_label = actor, f"admin:{actor.get_username()}"
     else:
-        event.actor_label = "operator"
+        event.actor_label = actor_label
     if obj is not None:
         event.object_type = obj._meta.label_lower
         event.object_id = str(obj.pk)

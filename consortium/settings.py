@@ -81,6 +81,10 @@ SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if EMBEDDED else 365 * 86
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", not EMBEDDED)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", not EMBEDDED)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not EMBEDDED)
+# Admin sign-in: this many failures for one username, or from one address, within the lockout
+# period lock further attempts out for that long (audit.logins).
+ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 5)
+ADMIN_LOGIN_LOCKOUT_SECONDS = env_int("ADMIN_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

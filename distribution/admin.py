@@ -99,17 +99,21 @@ class SubscriptionAdmin(admin.ModelAdmin):
             except DomainError as exc:
                 self.message_user(request, f"{subscription}: {exc.message}", level=messages.ERROR)
 
-    @admin.action(description="Re-enable (or resume) selected subscriptions: delivery resumes from the cursor")
+    def has_manage_subscription_permission(self, request) -> bool:
+        return request.user.has_perm("distribution.manage_subscription")
+
+    @admin.action(description="Re-enable (or resume) selected subscriptions: delivery resumes from the cursor",
+                  permissions=["manage_subscription"])
     def reenable(self, request, queryset):
         self._each(request, queryset, lambda s: subscription_set_state(
             subscription=s, state=Subscription.State.ACTIVE, actor=request.user))
 
-    @admin.action(description="Pause selected subscriptions")
+    @admin.action(description="Pause selected subscriptions", permissions=["manage_subscription"])
     def pause(self, request, queryset):
         self._each(request, queryset, lambda s: subscription_set_state(
             subscription=s, state=Subscription.State.PAUSED, actor=request.user))
 
-    @admin.action(description="Replay selected subscriptions from a feed seq")
+    @admin.action(description="Replay selected subscriptions from a feed seq", permissions=["manage_subscription"])
     def replay(self, request, queryset):
         form = ReplayForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():

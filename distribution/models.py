@@ -66,6 +66,7 @@ class Subscription(models.Model):
     class Meta:
         ordering = ["member__slug", "created_at"]
         indexes = [models.Index(fields=["state", "cursor"], name="subscription_behind")]
+        permissions = [("manage_subscription", "Can pause, resume, re-enable and replay subscriptions")]
 
     def __str__(self) -> str:
         return f"{self.member.slug}:{str(self.pk)[:8]}"

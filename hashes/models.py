@@ -47,6 +47,7 @@ class Incident(models.Model):
 
     class Meta:
         ordering = ["-declared_at"]
+        permissions = [("manage_incident", "Can declare and close incidents")]
 
     def __str__(self) -> str:
         return self.slug
@@ -150,10 +151,10 @@ class Hash(models.Model):
             models.UniqueConstraint(fields=["signal_type", "value", "share_group"],
                                     condition=models.Q(share_group__isnull=False), name="hash_signal_unique_group"),
         ]
-
-    @property
-    def scope(self) -> int | None:
-        return self.share_group_id
+        # Disputes are raised against a hash (DESIGN.md, "Feedback, disputes and corrections"); until
+        # they have a model of their own the permission to resolve them lives here, so that the
+        # "Dispute review" group can be granted it now.
+        permissions = [("resolve_dispute", "Can resolve disputes on shared hashes")]
 
     def __str__(self) -> str:
         return f"{self.signal_type}:{self.value[:16]}"

@@ -4,6 +4,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -23,9 +24,10 @@ class IssueTokenForm(forms.Form):
 
 
 class RegisterKeyForm(forms.Form):
+    """A key registered here waits, pending, for another administrator to approve it."""
+
     jwk = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
                           help_text='The public JWK, e.g. {"kty":"OKP","crv":"Ed25519","x":"..."}')
-    approve = forms.BooleanField(required=False, initial=True, help_text="Make it active at once.")
 
 
 @admin.register(Member)
@@ -51,19 +53,28 @@ class MemberAdmin(SlugFixedAdmin):
         ]
         return own + super().get_urls()
 
-    @admin.action(description="Suspend selected members (they can do nothing until reactivated)")
+    def has_suspend_member_permission(self, request) -> bool:
+        return request.user.has_perm("members.suspend_member")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_issue_token": request.user.has_perm("members.issue_token"),
+                         "can_register_key": request.user.has_perm("members.add_signingkey")}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Suspend selected members (they can do nothing until reactivated)",
+                  permissions=["suspend_member"])
     def suspend(self, request, queryset):
         for member in queryset:
             member_set_status(member=member, status=Member.Status.SUSPENDED, actor=request.user)
 
-    @admin.action(description="Reactivate selected members")
+    @admin.action(description="Reactivate selected members", permissions=["suspend_member"])
     def reactivate(self, request, queryset):
         for member in queryset:
             member_set_status(member=member, status=Member.Status.ACTIVE, actor=request.user)
 
     def issue_token_view(self, request, member_id: int):
-        if not self.has_change_permission(request):
-            return redirect("admin:index")
+        if not request.user.has_perm("members.issue_token"):
+            raise PermissionDenied
         member = get_object_or_404(Member, pk=member_id)
         form = IssueTokenForm(request.POST or None)
         context = {**self.admin_site.each_context(request), "member": member, "form": form,
@@ -79,20 +90,19 @@ class MemberAdmin(SlugFixedAdmin):
         return TemplateResponse(request, "admin/members/issue_token.html", context)
 
     def register_key_view(self, request, member_id: int):
-        if not self.has_change_permission(request):
-            return redirect("admin:index")
+        if not request.user.has_perm("members.add_signingkey"):
+            raise PermissionDenied
         member = get_object_or_404(Member, pk=member_id)
         form = RegisterKeyForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                key = key_register(member=member, jwk=json.loads(form.cleaned_data["jwk"]), actor=request.user,
-                                   approve=form.cleaned_data["approve"])
+                key = key_register(member=member, jwk=json.loads(form.cleaned_data["jwk"]), actor=request.user)
             except json.JSONDecodeError:
                 form.add_error("jwk", "This is not JSON.")
             except DomainError as exc:
                 form.add_error("jwk", f"{exc.code}: {exc.message}")
             else:
-                messages.success(request, f"Key {key.kid} registered ({key.state}).")
+                messages.success(request, f"Key {key.kid} registered ({key.state}); another administrator approves it.")
                 return redirect(reverse("admin:members_member_change", args=[member.pk]))
         context = {**self.admin_site.each_context(request), "member": member, "form": form,
                    "title": f"Register a signing key for {member.slug}", "opts": self.model._meta}
@@ -109,12 +119,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
     actions = ["revoke"]
 
     def has_add_permission(self, request):
-        return False  # tokens are issued from the member's page, where the secret is shown once
+        return False  # issued from the member's page (permission issue_token), where the secret is shown once
+
+    def has_change_permission(self, request, obj=None):
+        return False  # nothing on a token is edited by hand; revoking is an action
 
     def has_delete_permission(self, request, obj=None):
         return False  # revoke instead, so the record of the credential stays
 
-    @admin.action(description="Revoke selected tokens")
+    def has_revoke_token_permission(self, request) -> bool:
+        return request.user.has_perm("members.revoke_token")
+
+    @admin.action(description="Revoke selected tokens", permissions=["revoke_token"])
     def revoke(self, request, queryset):
         for token in queryset:
             token_revoke(token=token, actor=request.user)
@@ -122,14 +138,24 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 @admin.register(SigningKey)
 class SigningKeyAdmin(admin.ModelAdmin):
-    list_display = ["kid", "member", "state", "created_at", "state_changed_at"]
+    list_display = ["kid", "member", "state", "registered_by", "created_at", "state_changed_at"]
     list_filter = ["state", "member"]
     search_fields = ["kid", "member__slug"]
-    readonly_fields = ["member", "kid", "thumbprint", "public_key", "state", "created_at", "state_changed_at"]
+    readonly_fields = ["member", "kid", "thumbprint", "public_key", "state", "registered_by", "created_at",
+                       "state_changed_at"]
     actions = ["approve", "retire", "revoke"]
 
     def has_add_permission(self, request):
         return False  # registered from the member's page, the API or `manage.py member key`
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a key's state moves only by the actions below, each with its own permission
+
+    def has_approve_signingkey_permission(self, request) -> bool:
+        return request.user.has_perm("members.approve_signingkey")
+
+    def has_revoke_signingkey_permission(self, request) -> bool:
+        return request.user.has_perm("members.revoke_signingkey")
 
     def has_delete_permission(self, request, obj=None):
         return False  # statements refer to keys for ever; revoke instead
@@ -141,15 +167,17 @@ class SigningKeyAdmin(admin.ModelAdmin):
             except DomainError as exc:
                 self.message_user(request, f"{key.kid}: {exc.message}", level=messages.ERROR)
 
-    @admin.action(description="Approve selected pending keys")
+    @admin.action(description="Approve selected pending keys (not those you registered)",
+                  permissions=["approve_signingkey"])
     def approve(self, request, queryset):
         self._transition(request, queryset, SigningKey.State.ACTIVE)
 
-    @admin.action(description="Retire selected keys (no new statements; old ones stay valid)")
+    @admin.action(description="Retire selected keys (no new statements; old ones stay valid)",
+                  permissions=["revoke_signingkey"])
     def retire(self, request, queryset):
         self._transition(request, queryset, SigningKey.State.RETIRED)
 
-    @admin.action(description="Revoke selected keys (compromised)")
+    @admin.action(description="Revoke selected keys (compromised)", permissions=["revoke_signingkey"])
     def revoke(self, request, queryset):
         self._transition(request, queryset, SigningKey.State.REVOKED)
 

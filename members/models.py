@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -22,6 +23,7 @@ class Member(models.Model):
 
     class Meta:
         ordering = ["slug"]
+        permissions = [("suspend_member", "Can suspend and reactivate members")]
 
     def __str__(self) -> str:
         return self.slug
@@ -68,6 +70,10 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("issue_token", "Can issue API tokens"),
+            ("revoke_token", "Can revoke API tokens"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.member.slug}:{self.prefix}"
@@ -93,9 +99,17 @@ class SigningKey(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     created_at = models.DateTimeField(default=timezone.now)
     state_changed_at = models.DateTimeField(default=timezone.now)
+    # The administrator who registered it in the admin, who may not also approve it. None for keys a
+    # member registered through the API and for operator commands.
+    registered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="registered_signing_keys")
 
     class Meta:
         ordering = ["member__slug", "created_at"]
+        permissions = [
+            ("approve_signingkey", "Can approve pending signing keys"),
+            ("revoke_signingkey", "Can retire and revoke signing keys"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.member.slug}:{self.kid} ({self.state})"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -126,13 +127,22 @@ def token_touch(token: ApiToken) -> None:
         token.last_used_at = now
 
 
+# Approving a key is a second person's act: whoever registered it in the admin cannot approve it.
+KEY_SELF_APPROVAL = "key_approval_needs_second_person"
+SELF_APPROVAL_MESSAGE = "You registered this key; another administrator must approve it."
+
+
 def key_snapshot(key: SigningKey) -> dict[str, Any]:
     return {"member": key.member.slug, "kid": key.kid, "state": key.state}
 
 
 @transaction.atomic
 def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool = False) -> SigningKey:
-    """Register a public JWK as pending (active at once only when an operator approves)."""
+    """Register a public JWK as pending (active at once only when an operator approves). A key an
+    administrator registers remembers who did, because someone else must approve it."""
+    registered_by = actor if isinstance(actor, AbstractBaseUser) else None
+    if approve and registered_by is not None:
+        raise DomainError(KEY_SELF_APPROVAL, SELF_APPROVAL_MESSAGE)
     try:
         public_key = load_public_jwk(jwk)
     except JWKError as exc:
@@ -150,7 +160,8 @@ def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool =
         raise Conflict("kid_taken", f"The key id {kid!r} is taken; choose another or omit kid.")
     state = SigningKey.State.ACTIVE if approve else SigningKey.State.PENDING
     try:
-        key = SigningKey.objects.create(member=member, kid=kid, thumbprint=print_, public_key=jwk["x"], state=state)
+        key = SigningKey.objects.create(member=member, kid=kid, thumbprint=print_, public_key=jwk["x"], state=state,
+                                        registered_by=registered_by)
     except IntegrityError:
         raise Conflict("key_exists", "This key or key id is registered already.") from None
     audit_record(actor=actor, action="key.register", obj=key, after=key_snapshot(key))
@@ -171,6 +182,8 @@ def key_set_state(*, key: SigningKey, state: str, actor: Any = None) -> SigningK
     key = SigningKey.objects.select_for_update().select_related("member").get(pk=key.pk)
     if state not in KEY_TRANSITIONS[SigningKey.State(key.state)]:
         raise DomainError("key_transition_invalid", f"A {key.state} key cannot become {state}.")
+    if state == SigningKey.State.ACTIVE and isinstance(actor, AbstractBaseUser) and actor.pk == key.registered_by_id:
+        raise DomainError(KEY_SELF_APPROVAL, SELF_APPROVAL_MESSAGE)
     before = key_snapshot(key)
     key.state, key.state_changed_at = state, timezone.now()
     key.save(update_fields=["state", "state_changed_at"])

@@ -1,7 +1,8 @@
 """The Django admin, driven as an administrator drives it: every registered model's pages open; a
 token issued from a member's page is shown once, never cached and never stored; keys are registered
-and moved through their states by actions that refuse impossible transitions; incidents are declared
-and closed; labels are edited; statements can be filtered by rejection code."""
+(pending, for a second administrator to approve) and moved through their states by actions that
+refuse impossible transitions; incidents are declared and closed; labels are edited; statements can
+be filtered by rejection code."""
 
 from __future__ import annotations
 
@@ -137,15 +138,16 @@ def test_suspending_a_member_in_the_admin_stops_it_at_the_api(admin_client, alic
 
 # --- keys ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("approve, state", [(True, "active"), (False, "pending")])
-def test_a_key_registered_from_the_member_page_is_active_only_if_approved(admin_client, alice, approve, state):
-    jwk = public_jwk(generate_private_key(), kid=f"alice-{state}")
-    form = {"jwk": json.dumps(jwk), **({"approve": "on"} if approve else {})}
+@pytest.mark.parametrize("form_extra", [{}, {"approve": "on"}], ids=["plain", "asking-for-approval"])
+def test_a_key_registered_from_the_member_page_waits_for_another_administrator(admin_client, alice, form_extra):
+    jwk = public_jwk(generate_private_key(), kid="alice-new")
 
-    response = admin_client.post(reverse("admin:members_member_register_key", args=[alice.member.pk]), form)
+    response = admin_client.post(reverse("admin:members_member_register_key", args=[alice.member.pk]),
+                                 {"jwk": json.dumps(jwk), **form_extra})
 
     assert response.status_code == 302
-    assert SigningKey.objects.get(kid=jwk["kid"]).state == state
+    key = SigningKey.objects.get(kid=jwk["kid"])
+    assert (key.state, key.registered_by.username) == ("pending", "admin")
 
 
 def test_a_private_jwk_pasted_on_the_member_page_is_refused_and_nothing_stored(admin_client, alice):
