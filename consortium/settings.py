@@ -217,6 +217,9 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
+# Decoded size bounds, checked on the header before decoding: an image's pixels, a video frame's.
+MEDIA_MAX_PIXELS = env_int("MEDIA_MAX_PIXELS", 50_000_000)
+MEDIA_MAX_FRAME_PIXELS = env_int("MEDIA_MAX_FRAME_PIXELS", 4096 * 4096)
 # Video is hashed within the request: keep it short enough for the web timeout (GUNICORN_TIMEOUT).
 MEDIA_MAX_VIDEO_SECONDS = env_int("MEDIA_MAX_VIDEO_SECONDS", 60)
 MEDIA_VPDQ_SECONDS_PER_HASH = float(env("MEDIA_VPDQ_SECONDS_PER_HASH", "0"))  # 0: every frame, as vpdq does
