@@ -204,6 +204,10 @@ MATCH_DISTANCE = env_int("MATCH_DISTANCE", 31)  # ... this close, it joins that 
 MATCH_MAX_DISTANCE = env_int("MATCH_MAX_DISTANCE", 31)  # cap on a match query's own max_distance
 MATCH_MAX_QUERIES = env_int("MATCH_MAX_QUERIES", 1000)
 MATCH_MAX_RESULTS = env_int("MATCH_MAX_RESULTS", 1000)  # per query, nearest first
+# Distinct usable frames one vPDQ match query may carry (each is searched, then compared per candidate).
+MATCH_MAX_VPDQ_FRAMES = env_int("MATCH_MAX_VPDQ_FRAMES", 5000)
+# Past this many bytes of matched hashes a match answer stops adding matches and says it was truncated.
+MATCH_MAX_RESPONSE_BYTES = env_int("MATCH_MAX_RESPONSE_BYTES", 8 * 1024 * 1024)
 VPDQ_FRAME_DISTANCE = env_int("VPDQ_FRAME_DISTANCE", 31)
 VPDQ_FRAME_QUALITY = env_int("VPDQ_FRAME_QUALITY", 50)
 VPDQ_CLUSTER_PERCENT = float(env("VPDQ_CLUSTER_PERCENT", "80"))  # either percentage: same family
