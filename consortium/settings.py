@@ -239,6 +239,10 @@ MATCH_DISTANCE = env_int("MATCH_DISTANCE", 31)  # ... this close, it joins that 
 MATCH_MAX_DISTANCE = env_int("MATCH_MAX_DISTANCE", 31)  # cap on a match query's own max_distance
 MATCH_MAX_QUERIES = env_int("MATCH_MAX_QUERIES", 1000)
 MATCH_MAX_RESULTS = env_int("MATCH_MAX_RESULTS", 1000)  # per query, nearest first
+# Distinct usable frames one vPDQ match query may carry (each is searched, then compared per candidate).
+MATCH_MAX_VPDQ_FRAMES = env_int("MATCH_MAX_VPDQ_FRAMES", 5000)
+# Past this many bytes of matched hashes a match answer stops adding matches and says it was truncated.
+MATCH_MAX_RESPONSE_BYTES = env_int("MATCH_MAX_RESPONSE_BYTES", 8 * 1024 * 1024)
 VPDQ_FRAME_DISTANCE = env_int("VPDQ_FRAME_DISTANCE", 31)
 VPDQ_FRAME_QUALITY = env_int("VPDQ_FRAME_QUALITY", 50)
 VPDQ_CLUSTER_PERCENT = float(env("VPDQ_CLUSTER_PERCENT", "80"))  # either percentage: same family
@@ -246,6 +250,15 @@ VPDQ_DUPLICATE_PERCENT = float(env("VPDQ_DUPLICATE_PERCENT", "95"))  # both perc
 INDEX_REFRESH_SECONDS = float(env("INDEX_REFRESH_SECONDS", "1.0"))
 INDEX_WARM_ON_START = env_bool("INDEX_WARM_ON_START", True)  # build each process's index as it starts
 MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 256 * 1024 * 1024)
+# An upload stops being read the moment it passes MEDIA_MAX_BYTES (consortium/api/uploads.py).
+FILE_UPLOAD_HANDLERS = [
+    "consortium.api.uploads.BoundedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# Decoded size bounds, checked on the header before decoding: an image's pixels, a video frame's.
+MEDIA_MAX_PIXELS = env_int("MEDIA_MAX_PIXELS", 50_000_000)
+MEDIA_MAX_FRAME_PIXELS = env_int("MEDIA_MAX_FRAME_PIXELS", 4096 * 4096)
 # Video is hashed within the request: keep it short enough for the web timeout (GUNICORN_TIMEOUT).
 MEDIA_MAX_VIDEO_SECONDS = env_int("MEDIA_MAX_VIDEO_SECONDS", 60)
 MEDIA_VPDQ_SECONDS_PER_HASH = float(env("MEDIA_VPDQ_SECONDS_PER_HASH", "0"))  # 0: every frame, as vpdq does

@@ -175,7 +175,7 @@ class MatchApi(APIView):
                                           max_distance=settings.MATCH_MAX_DISTANCE, max_frames=settings.VPDQ_MAX_FRAMES)
         except SignalError as exc:
             raise DomainError(exc.code, exc.message, exc.details) from None
-        return Response({"results": match_signals(viewer=Viewer.for_member(request.user.member), queries=queries)})
+        return Response(match_signals(viewer=Viewer.for_member(request.user.member), queries=queries))
 
 
 class MediaHashApi(APIView):

@@ -119,7 +119,10 @@ class MatchIndexes:
 
     def videos_sharing_a_frame(self, frames: list[dict[str, Any]]) -> set[int]:
         """Ids of active vPDQ videos with a usable frame within the frame distance of one of these."""
-        rows = self._usable(frames)
+        return self.videos_sharing_rows(self._usable(frames))
+
+    def videos_sharing_rows(self, rows: np.ndarray) -> set[int]:
+        """`videos_sharing_a_frame` for frames already filtered and deduplicated by `usable_rows`."""
         if len(rows) == 0:
             return set()
         found: set[int] = set()

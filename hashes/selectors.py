@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import numpy as np
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from consortium.api.errors import NotFound
+from consortium.api.errors import DomainError, NotFound
 from members.models import Member
 
 from .matching import indexes
 from .models import Corroboration, Event, Hash, HashLink, Statement
 from .signals.parse import MatchQuery
-from .signals.vpdq import compare
+from .signals.vpdq import compare_rows, usable_rows
 from .visibility import Viewer, visible_hashes
 
 # How far one feed request scans for events the reader may see before it answers with what it has.
@@ -230,11 +232,81 @@ def hash_detail(*, viewer: Viewer, hash_id: int) -> dict[str, Any]:
     return hash_views(viewer, [hash_], detailed=True)[hash_.pk]
 
 
-def match_signals(*, viewer: Viewer, queries: list[MatchQuery]) -> list[dict[str, Any]]:
-    """For each query, every visible, active hash that matches it, nearest first.
+def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int | None = None) -> dict[str, Any]:
+    """For each query, every visible, active hash that matches it, nearest first, in query order.
 
     Exact: the indexes return every stored hash within the radius (see hashes.signals.index), and
-    visibility is applied afterwards, to the full candidate set."""
+    visibility is applied afterwards, to the full candidate set. Identical queries are searched
+    once. The answer stops taking matches once they pass about `max_bytes` (it always carries one):
+    the results from there on are `truncated`, and so is the answer as a whole."""
+    max_bytes = settings.MATCH_MAX_RESPONSE_BYTES if max_bytes is None else max_bytes
+    unique: list[MatchQuery] = []
+    at: list[int] = []  # where each distinct query first appears
+    first: dict[tuple, int] = {}
+    slot = []  # the distinct query answering each position
+    for position, query in enumerate(queries):
+        key = query_key(query)
+        if key not in first:
+            first[key] = len(unique)
+            unique.append(query)
+            at.append(position)
+        slot.append(first[key])
+    frames = {n: bounded_frames(q, at[n]) for n, q in enumerate(unique) if q.signal.type == "vpdq"}
+    found = search_matches(viewer, unique, frames)
+    views = hash_views(viewer, list(Hash.objects.filter(pk__in={h for hits in found for h in hits})))
+    limit = settings.MATCH_MAX_RESULTS
+    ranked_per_query = [
+        sorted(
+            (h for h in hits if h in views),
+            key=lambda h, hits=hits: (hits[h].get("distance", 0), -min(hits[h].get("query_match_percent", 100),
+                                                                       hits[h].get("stored_match_percent", 100)), h),
+        )
+        for hits in found
+    ]
+    weights: dict[int, int] = {}
+    results, size, full = [], 0, False
+    for query, n in zip(queries, slot):
+        hits, ranked = found[n], ranked_per_query[n]
+        matches = []
+        for h in ranked[:limit]:
+            if h not in weights:
+                weights[h] = len(json.dumps(views[h], separators=(",", ":"))) + 64  # the match's own fields
+            if full or (size and size + weights[h] > max_bytes):
+                full = True
+                break
+            matches.append({"hash": views[h], **hits[h]})
+            size += weights[h]
+        results.append({"query": query.echo(), "matches": matches, "truncated": len(matches) < len(ranked)})
+    return {"results": results, "truncated": full}
+
+
+def query_key(query: MatchQuery) -> tuple:
+    """What decides a query's answer: equal keys, equal answers (a video by its frames' hashes and
+    qualities, not their indexes or timestamps)."""
+    frames = tuple((f["pdq"], f["q"]) for f in query.signal.frames or ())
+    return (query.signal.type, query.signal.value, frames, query.max_distance, query.min_match_percent)
+
+
+def bounded_frames(query: MatchQuery, position: int) -> np.ndarray:
+    """A vPDQ query's usable frames as rows, refused past MATCH_MAX_VPDQ_FRAMES: each one is searched
+    in the frame index and then compared with every frame of every candidate video."""
+    rows = usable_rows(query.signal.frames or (), quality=settings.VPDQ_FRAME_QUALITY)
+    limit = settings.MATCH_MAX_VPDQ_FRAMES
+    if len(rows) > limit:
+        raise DomainError(
+            "vpdq_query_too_long",
+            f"signals[{position}] has {len(rows)} distinct frames of quality {settings.VPDQ_FRAME_QUALITY} or more; "
+            f"a vPDQ query may carry at most {limit}. Hash fewer frames a second.",
+            {"at": f"signals[{position}]", "max_frames": limit, "frames": len(rows)},
+        )
+    return rows
+
+
+def search_matches(
+    viewer: Viewer, queries: list[MatchQuery], videos: dict[int, np.ndarray]
+) -> list[dict[int, dict[str, Any]]]:
+    """For each query, {hash id: match fields} of the visible, active hashes that match it; `videos`
+    holds the usable frames of each vPDQ query, by position."""
     index = indexes.fresh()
     found: list[dict[int, dict[str, Any]]] = [{} for _ in queries]
     by_radius: dict[int, list[int]] = {}
@@ -256,35 +328,22 @@ def match_signals(*, viewer: Viewer, queries: list[MatchQuery]) -> list[dict[str
             stored.setdefault((t, v), []).append(pk)
         for n, signal in exact:
             found[n] = {pk: {"distance": 0} for pk in stored.get((signal.type, signal.value), ())}
-    videos = [n for n, q in enumerate(queries) if q.signal.type == "vpdq"]
-    sharing = {n: index.videos_sharing_a_frame(list(queries[n].signal.frames or ())) for n in videos}
+    sharing = {n: index.videos_sharing_rows(rows) for n, rows in videos.items()}
     candidates = {h for hits in found for h in hits} | {h for ids in sharing.values() for h in ids}
     visible = set(visible_hashes(viewer, live_only=True).filter(pk__in=candidates).values_list("pk", flat=True))
-    stored_videos = Hash.objects.in_bulk({h for ids in sharing.values() for h in ids} & visible)
-    for n in videos:
+    stored_rows = {
+        pk: usable_rows(frames, quality=settings.VPDQ_FRAME_QUALITY)
+        for pk, frames in Hash.objects.filter(pk__in={h for ids in sharing.values() for h in ids} & visible)
+        .values_list("pk", "frames")
+    }
+    for n, rows in videos.items():
         threshold = queries[n].min_match_percent or settings.VPDQ_CLUSTER_PERCENT
         for hash_id in sharing[n] & visible:
-            query_percent, stored_percent = compare(
-                queries[n].signal.frames or (), stored_videos[hash_id].frames,
-                distance=settings.VPDQ_FRAME_DISTANCE, quality=settings.VPDQ_FRAME_QUALITY,
-            )
+            query_percent, stored_percent = compare_rows(rows, stored_rows[hash_id],
+                                                         distance=settings.VPDQ_FRAME_DISTANCE)
             if max(query_percent, stored_percent) >= threshold:
                 found[n][hash_id] = {"query_match_percent": query_percent, "stored_match_percent": stored_percent}
-    views = hash_views(viewer, list(Hash.objects.filter(pk__in={h for hits in found for h in hits} & visible)))
-    results = []
-    for query, hits in zip(queries, found):
-        ranked = sorted(
-            (h for h in hits if h in views),
-            key=lambda h: (hits[h].get("distance", 0), -min(hits[h].get("query_match_percent", 100),
-                                                             hits[h].get("stored_match_percent", 100)), h),
-        )
-        limit = settings.MATCH_MAX_RESULTS
-        results.append({
-            "query": query.echo(),
-            "matches": [{"hash": views[h], **hits[h]} for h in ranked[:limit]],
-            "truncated": len(ranked) > limit,
-        })
-    return results
+    return [{h: hit for h, hit in hits.items() if h in visible} for hits in found]
 
 
 def statement_get(*, member: Member, statement_id: Any) -> Statement:

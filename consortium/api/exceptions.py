@@ -25,6 +25,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DomainError
 from .parsers import RequestTooLarge
+from .uploads import UploadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ REQUEST_ERRORS = (SuspiciousOperation, BadRequest, MultiPartParserError, Unreada
 def request_error(exc: Exception) -> DomainError:
     """The API error for one of REQUEST_ERRORS. Django's own messages name its settings (and, for a
     bad Host, suggest editing ALLOWED_HOSTS), so each gets a message of ours."""
+    if isinstance(exc, UploadTooLarge):
+        return DomainError("media_too_large", f"The file is over {exc.limit} bytes; it was not read further.",
+                           {"max_bytes": exc.limit}, status=413)
     if isinstance(exc, RequestDataTooBig):
         # Files aside: an uploaded file counts against MEDIA_MAX_BYTES, not this.
         return RequestTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)

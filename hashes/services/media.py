@@ -25,7 +25,8 @@ def upload_signals(upload: Any) -> list[dict[str, Any]]:
     source = upload.temporary_file_path() if hasattr(upload, "temporary_file_path") else upload.read()
     try:
         return hash_media(
-            source, max_bytes=settings.MEDIA_MAX_BYTES, max_video_seconds=settings.MEDIA_MAX_VIDEO_SECONDS,
+            source, max_bytes=settings.MEDIA_MAX_BYTES, max_pixels=settings.MEDIA_MAX_PIXELS,
+            max_frame_pixels=settings.MEDIA_MAX_FRAME_PIXELS, max_video_seconds=settings.MEDIA_MAX_VIDEO_SECONDS,
             seconds_per_hash=settings.MEDIA_VPDQ_SECONDS_PER_HASH,
         )
     except MediaError as exc:

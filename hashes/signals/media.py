@@ -7,6 +7,11 @@ area filter with BT.601 coefficients, its timestamp being index / average frame 
 sample videos this gives the reference's frames, indexes and timestamps exactly, and frame hashes
 within 6 bits of the reference (22 on the HD sample), FFmpeg versions differing slightly.
 The media is only read, in memory or from the caller's temporary file, and nothing is kept.
+
+Bounds, so that one upload cannot take a web worker's memory: images and frames are refused on
+their declared size before anything is decoded, frames larger than full HD are scaled down to it
+before hashing (pdqhash needs about 23 bytes a pixel), and at most a few decoded frames are in
+flight at any time. Only the containers and image formats platforms serve are opened at all.
 """
 
 from __future__ import annotations
@@ -31,6 +36,16 @@ from hashes.signals.errors import (
 )
 from hashes.signals.pdq import MAX_PIXELS, hash_image, hash_rgb
 
+# Declared frame size above which a video is refused (MEDIA_MAX_FRAME_PIXELS): 4096 x 4096 covers
+# 4K and DCI 4K in either orientation; FFmpeg is told the same bound, so that neither probing the
+# file nor a resolution change mid-stream decodes a larger frame.
+MAX_FRAME_PIXELS = 4096 * 4096
+# Frames are hashed at most this large: vpdq's sample videos (up to 1280x720) hash at their own
+# size as the reference does; a 4K frame is halved, which PDQ's own 64x64 downsampling barely notices.
+FRAME_HASH_MAX_PIXELS = 1920 * 1080
+# Frames decoded ahead of the hasher, and FFmpeg's decoding threads (each holds frames of its own).
+_FRAMES_AHEAD = 2
+_DECODER_THREADS = 2
 Source = bytes | str | os.PathLike[str]
 
 # ISO base media (MP4, MOV, 3GP) also wraps still images; these brands are images.
@@ -47,14 +62,15 @@ def hash_media(
     *,
     max_bytes: int | None = None,
     max_pixels: int = MAX_PIXELS,
+    max_frame_pixels: int = MAX_FRAME_PIXELS,
     max_video_seconds: float | None = None,
     seconds_per_hash: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Signals for an image or a video, in the statement wire shape.
 
     Images give `{"type": "pdq", "value", "quality"}`, videos `{"type": "vpdq", "frames": [...]}`;
-    both are followed by `md5` and `sha256` of the exact bytes. `max_pixels` bounds an image and
-    a video frame alike. `seconds_per_hash` 0 hashes every frame, as vpdq's own tool does by
+    both are followed by `md5` and `sha256` of the exact bytes. `max_pixels` bounds an image,
+    `max_frame_pixels` a video frame. `seconds_per_hash` 0 hashes every frame, as vpdq's own tool does by
     default. Raises MediaError: media_too_large, media_too_long, media_unreadable,
     media_unsupported, or video_unsupported when PyAV is missing.
     """
@@ -67,7 +83,7 @@ def hash_media(
         raise MediaError(MEDIA_UNREADABLE, "The file is empty.")
     if media_kind(_head(source)) == "video":
         frames = hash_video(
-            source, max_pixels=max_pixels, max_seconds=max_video_seconds, seconds_per_hash=seconds_per_hash
+            source, max_pixels=max_frame_pixels, max_seconds=max_video_seconds, seconds_per_hash=seconds_per_hash
         )
         perceptual: dict[str, Any] = {"type": "vpdq", "frames": frames}
     else:
@@ -98,6 +114,26 @@ def media_kind(head: bytes) -> str:
     return "image"
 
 
+def video_format(head: bytes) -> str | None:
+    """The FFmpeg demuxer for a video container platforms serve, or None for any other.
+
+    The demuxer is named rather than probed for, so FFmpeg never picks one of its others (playlist
+    and concat demuxers open further files and URLs) for a file that only starts like a video.
+    """
+    box = head[4:8]
+    if box == b"ftyp" or box in _QUICKTIME_ATOMS:
+        return "mov"  # MP4, MOV, 3GP
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"  # MKV and WebM
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "avi"
+    if head.startswith(b"FLV"):
+        return "flv"
+    if len(head) > 376 and head[0] == head[188] == head[376] == 0x47:
+        return "mpegts"  # live-stream recordings and HLS segments
+    return None
+
+
 def video_supported() -> bool:
     try:
         import av  # noqa: F401
@@ -113,15 +149,29 @@ def hash_video(
     max_seconds: float | None = None,
     seconds_per_hash: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """vPDQ frames `{"i", "t", "pdq", "q"}` of a video's first video stream."""
+    """vPDQ frames `{"i", "t", "pdq", "q"}` of a video's first video stream.
+
+    `max_pixels` bounds the declared frame size: larger videos are refused before a frame is decoded.
+    """
     if seconds_per_hash < 0:
         raise ValueError("seconds_per_hash must not be negative")
     try:
         import av
     except ImportError as exc:
         raise MediaError(VIDEO_UNSUPPORTED, "This server cannot decode video (PyAV is not installed).") from exc
+    demuxer = video_format(_head(source))
+    if demuxer is None:
+        raise MediaError(
+            MEDIA_UNSUPPORTED, "Videos are accepted as MP4, MOV, MKV, WebM, AVI, FLV or MPEG-TS.",
+            {"accepted": ["mp4", "mov", "mkv", "webm", "avi", "flv", "mpegts"]},
+        )
+    # max_pixels also binds the decoders FFmpeg opens while probing the file's streams.
+    bound = {"max_pixels": str(max_pixels)}
     try:
-        container = av.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else os.fspath(source))
+        container = av.open(
+            io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else os.fspath(source),
+            format=demuxer, options=bound,
+        )
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise MediaError(MEDIA_UNREADABLE, "The video could not be opened.") from exc
     with container:
@@ -130,7 +180,10 @@ def hash_video(
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
         if width * height > max_pixels:
-            raise MediaError(MEDIA_TOO_LARGE, f"Video frames of {width}x{height} are too large.")
+            raise MediaError(
+                MEDIA_TOO_LARGE, f"Video frames of {width}x{height} are too large; at most {max_pixels} pixels are accepted.",
+                {"pixels": width * height, "max_pixels": max_pixels},
+            )
         # vpdq's rule: the average frame rate, else the rate every timestamp can be expressed in.
         rate = stream.average_rate or stream.base_rate
         if not rate:
@@ -146,11 +199,13 @@ def hash_video(
                 )
         every = max(1, int(seconds_per_hash * fps))
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = _DECODER_THREADS
+        stream.codec_context.options = bound
         decoded = _rgb_frames(
             av, container, stream, fps=fps, every=every, max_seconds=max_seconds, max_pixels=max_pixels
         )
         frames = []
-        for number, pixels in _ahead(decoded):
+        for number, pixels in _ahead(decoded, depth=_FRAMES_AHEAD):
             pdq = hash_rgb(pixels)
             frames.append({"i": number, "t": round(number / fps, 3), "pdq": pdq.value, "q": pdq.quality})
     if not frames:
@@ -174,12 +229,24 @@ def _rgb_frames(
             if frame.width < _MIN_FRAME_SIDE or frame.height < _MIN_FRAME_SIDE:
                 raise MediaError(MEDIA_UNSUPPORTED, "The video's frames are too small to hash.")
             if frame.width * frame.height > max_pixels:
-                raise MediaError(MEDIA_TOO_LARGE, "The video's frames are too large.")
-            yield number, frame.to_ndarray(format="rgb24", interpolation="AREA", src_colorspace="ITU601")
+                raise MediaError(MEDIA_TOO_LARGE, "The video's frames are too large.", {"max_pixels": max_pixels})
+            width, height = hashed_size(frame.width, frame.height)
+            yield number, frame.to_ndarray(
+                width=width, height=height, format="rgb24", interpolation="AREA", src_colorspace="ITU601"
+            )
     except MediaError:
         raise
     except (av.FFmpegError, ValueError) as exc:
         raise MediaError(MEDIA_UNREADABLE, "The video could not be decoded.") from exc
+
+
+def hashed_size(width: int, height: int, max_pixels: int | None = None) -> tuple[int, int]:
+    """The size a frame is hashed at: its own, or scaled (aspect kept) to at most `max_pixels`."""
+    max_pixels = FRAME_HASH_MAX_PIXELS if max_pixels is None else max_pixels
+    if width * height <= max_pixels:
+        return width, height
+    factor = (width * height / max_pixels) ** 0.5
+    return max(_MIN_FRAME_SIDE, int(width / factor)), max(_MIN_FRAME_SIDE, int(height / factor))
 
 
 class _Failure(NamedTuple):
@@ -189,7 +256,7 @@ class _Failure(NamedTuple):
 _END = object()
 
 
-def _ahead(items: Iterator[_T], depth: int = 8) -> Iterator[_T]:
+def _ahead(items: Iterator[_T], depth: int = _FRAMES_AHEAD) -> Iterator[_T]:
     """Yield `items`, produced on a helper thread up to `depth` ahead of the consumer.
 
     FFmpeg releases the GIL while it decodes and converts and pdqhash does not while it hashes,
