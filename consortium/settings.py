@@ -232,6 +232,10 @@ PDQ_MIN_QUALITY = env_int("PDQ_MIN_QUALITY", 50)
 FEED_DEFAULT_LIMIT = env_int("FEED_DEFAULT_LIMIT", 100)
 FEED_MAX_LIMIT = env_int("FEED_MAX_LIMIT", 1000)
 FEED_MAX_BYTES = env_int("FEED_MAX_BYTES", 8 * 1024 * 1024)
+# What one hash carries of its signed statements (feed, detail, match, webhooks): one per member, at
+# most this many members and about this many bytes; the rest are paged at hashes/{id}/statements/.
+HASH_MAX_STATEMENTS = env_int("HASH_MAX_STATEMENTS", 20)
+HASH_MAX_STATEMENT_BYTES = env_int("HASH_MAX_STATEMENT_BYTES", 1024 * 1024)
 
 # --- Matching and variant families ---------------------------------------------------------------
 DEDUPE_DISTANCE = env_int("DEDUPE_DISTANCE", 8)  # a PDQ this close to a visible hash corroborates it
@@ -247,6 +251,10 @@ VPDQ_FRAME_DISTANCE = env_int("VPDQ_FRAME_DISTANCE", 31)
 VPDQ_FRAME_QUALITY = env_int("VPDQ_FRAME_QUALITY", 50)
 VPDQ_CLUSTER_PERCENT = float(env("VPDQ_CLUSTER_PERCENT", "80"))  # either percentage: same family
 VPDQ_DUPLICATE_PERCENT = float(env("VPDQ_DUPLICATE_PERCENT", "95"))  # both percentages: the same video
+# Publishing compares a new video only with videos sharing this many frames (or all of its own, if
+# fewer), at most VPDQ_MAX_CANDIDATES of them: bounded work under the feed lock.
+VPDQ_MIN_SHARED_FRAMES = env_int("VPDQ_MIN_SHARED_FRAMES", 3)
+VPDQ_MAX_CANDIDATES = env_int("VPDQ_MAX_CANDIDATES", 32)
 INDEX_REFRESH_SECONDS = float(env("INDEX_REFRESH_SECONDS", "1.0"))
 INDEX_WARM_ON_START = env_bool("INDEX_WARM_ON_START", True)  # build each process's index as it starts
 MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 256 * 1024 * 1024)

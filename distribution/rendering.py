@@ -21,7 +21,9 @@ from typing import Any
 from uuid import UUID
 
 from hashes.models import Event, Statement
-from hashes.selectors import StatementFacts, render_event, statement_facts, visible_facts, visible_links
+from hashes.selectors import (
+    StatementFacts, corroborating_members, render_event, statement_facts, visible_facts, visible_links,
+)
 from hashes.visibility import Viewer
 from members.models import Member, SharingGroup
 
@@ -67,7 +69,7 @@ class Rendered:
     signal_type: str
     labels: frozenset[str]  # from the visible statements before and after the change
     incident: bool  # a visible statement of the hash, or the cause, names an incident
-    corroboration: int  # visible live statements before or after the change, whichever is more
+    corroboration: int  # members with visible live statements before or after the change, whichever is more
 
     def passes(self, filters: Filters) -> bool:
         """Retractions carry the labels and count the hash had, so a receiver that got a hash also
@@ -238,7 +240,7 @@ def _render(event: Event, viewer: Viewer, visible: dict[str, Known], links: list
         signal_type=body["hash"]["signal_type"],
         labels=frozenset(label for f in (*before, *after) for label in f.labels),
         incident=any(known.names_incident for known in visible.values()),
-        corroboration=max(len(before), len(after)),
+        corroboration=max(corroborating_members(before), corroborating_members(after)),
     )
 
 

@@ -12,7 +12,7 @@ from consortium.api.pagination import Pagination
 from consortium.api.parsers import BoundedJSONParser
 
 from .models import Statement
-from .selectors import feed_page, hash_detail, match_signals, statement_get, statement_list
+from .selectors import feed_page, hash_detail, hash_statements, match_signals, statement_get, statement_list
 from .services.media import upload_signals
 from .services.submission import statements_submit
 from .signals.parse import SignalError, parse_match_queries
@@ -134,6 +134,34 @@ class HashDetailApi(APIView):
     @extend_schema(responses=serializers.DictField(), summary="A hash, as its visible statements describe it")
     def get(self, request, hash_id: int):
         return Response(hash_detail(viewer=Viewer.for_member(request.user.member), hash_id=hash_id))
+
+
+class HashStatementsApi(APIView):
+    """Every live statement of a hash the member may see, paged: a hash view carries only some of
+    them (HASH_MAX_STATEMENTS) and counts the rest in `statements_omitted`."""
+
+    required_scope = "read"
+
+    class InputSerializer(serializers.Serializer):
+        offset = serializers.IntegerField(min_value=0, default=0)
+        limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+
+        class Meta:
+            ref_name = "HashStatementsQuery"
+
+    class OutputSerializer(serializers.Serializer):
+        statements = serializers.ListField(child=serializers.DictField())
+        next_offset = serializers.IntegerField(allow_null=True)
+
+        class Meta:
+            ref_name = "HashStatementsPage"
+
+    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer, summary="A hash's signed statements, paged")
+    def get(self, request, hash_id: int):
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return Response(hash_statements(viewer=Viewer.for_member(request.user.member), hash_id=hash_id,
+                                        **params.validated_data))
 
 
 class SignalListSerializer(serializers.Serializer):

@@ -123,12 +123,17 @@ class MatchIndexes:
 
     def videos_sharing_rows(self, rows: np.ndarray) -> set[int]:
         """`videos_sharing_a_frame` for frames already filtered and deduplicated by `usable_rows`."""
+        return set(self.frames_shared(rows))
+
+    def frames_shared(self, rows: np.ndarray) -> dict[int, int]:
+        """{video id: how many of these (usable, distinct) frames have a match in it}."""
+        shared: dict[int, int] = {}
         if len(rows) == 0:
-            return set()
-        found: set[int] = set()
+            return shared
         for matches in self.frames.search_many(rows, settings.VPDQ_FRAME_DISTANCE):
-            found.update(matches.ids.tolist())
-        return found
+            for hash_id in set(matches.ids.tolist()):
+                shared[hash_id] = shared.get(hash_id, 0) + 1
+        return shared
 
 
 def nearest_per_id(ids: np.ndarray, distances: np.ndarray) -> dict[int, int]:

@@ -90,6 +90,31 @@ def visible_links(viewer: Viewer, hash_ids: Iterable[int]) -> dict[int, list[dic
     return links
 
 
+def corroborating_members(statements: Iterable[StatementFacts]) -> int:
+    """A hash's corroboration counts members, not statements: twenty statements of one member are one."""
+    return len({fact.member_id for fact in statements})
+
+
+def embedded(live: list[StatementFacts]) -> list[StatementFacts]:
+    """The statements a hash view carries: each member's first live one, at most HASH_MAX_STATEMENTS
+    members and about HASH_MAX_STATEMENT_BYTES (always at least one), so that no hash, however often
+    it is corroborated, makes an event, a match or a webhook body large. The rest are counted in
+    `statements_omitted` and listed by `GET hashes/{id}/statements/`."""
+    chosen: list[StatementFacts] = []
+    members: set[int] = set()
+    size = 0
+    for fact in live:
+        if fact.member_id in members:
+            continue
+        if chosen and (len(chosen) >= settings.HASH_MAX_STATEMENTS
+                       or size + len(fact.raw) > settings.HASH_MAX_STATEMENT_BYTES):
+            break
+        chosen.append(fact)
+        members.add(fact.member_id)
+        size += len(fact.raw)
+    return chosen
+
+
 def hash_view(
     hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str, seen: list[StatementFacts],
     links: list[dict[str, Any]] | None = None,
@@ -100,6 +125,7 @@ def hash_view(
     submitters: dict[str, str] = {}
     for fact in live:
         submitters.setdefault(fact.member_slug, fact.member_kind)
+    carried = embedded(live)
     body: dict[str, Any] = {"id": hash_.pk, "signal_type": hash_.signal_type}
     if hash_.signal_type == "vpdq":
         body["frames"] = hash_.frames
@@ -112,8 +138,9 @@ def hash_view(
         "state": state,
         "labels": sorted({label for fact in live for label in fact.labels}),
         "submitters": [{"member": slug, "kind": kind} for slug, kind in submitters.items()],
-        "corroboration_count": len(live),
-        "statements": [fact.raw for fact in live],
+        "corroboration_count": corroborating_members(live),
+        "statements": [fact.raw for fact in carried],
+        "statements_omitted": len(live) - len(carried),
     })
     return body
 
@@ -145,7 +172,7 @@ def render_event(
         body["hash"]["previous_cluster"] = event.cluster_before
     cause = facts.get(str(event.cause_id)) if event.cause_id else None
     if cause is not None and viewer.sees(share_group_id=cause.share_group_id, member_id=cause.member_id):
-        body["cause"] = cause_view(cause, after)
+        body["cause"] = cause_view(cause, embedded(after))
     return body
 
 
@@ -230,6 +257,24 @@ def hash_detail(*, viewer: Viewer, hash_id: int) -> dict[str, Any]:
     if hash_ is None:
         raise NotFound("No hash with this id is visible to you.")
     return hash_views(viewer, [hash_], detailed=True)[hash_.pk]
+
+
+def hash_statements(*, viewer: Viewer, hash_id: int, offset: int, limit: int) -> dict[str, Any]:
+    """The live statements of a visible hash, as the viewer may see them, in the order they came;
+    a page stops early past HASH_MAX_STATEMENT_BYTES (it always holds one)."""
+    if not visible_hashes(viewer, live_only=True).filter(pk=hash_id).exists():
+        raise NotFound("No hash with this id is visible to you.")
+    live = Corroboration.objects.filter(viewer.statement_q("statement__"), hash_id=hash_id, retracted_at__isnull=True)
+    ids = [str(i) for i in live.order_by("id").values_list("statement_id", flat=True)[offset:offset + limit]]
+    facts = statement_facts(ids, viewer)
+    page, size = [], 0
+    for fact in visible_facts(viewer, ids, facts):
+        if page and size + len(fact.raw) > settings.HASH_MAX_STATEMENT_BYTES:
+            break
+        page.append({"id": fact.id, "member": fact.member_slug, "kind": fact.member_kind, "statement": fact.raw})
+        size += len(fact.raw)
+    end = offset + len(page)
+    return {"statements": page, "next_offset": end if end < live.count() else None}
 
 
 def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int | None = None) -> dict[str, Any]:

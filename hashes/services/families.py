@@ -28,7 +28,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from ..matching import indexes
 from ..models import Cluster, Corroboration, Hash, HashLink, Statement
-from ..signals.vpdq import compare
+from ..signals.vpdq import compare_rows, usable_rows
 
 SignalKey = tuple[str, str]  # (signal type, value)
 HashKey = tuple[str, str, int | None]  # (signal type, value, audience: a sharing group or None)
@@ -159,16 +159,22 @@ class FamilyPlanner:
     def place_vpdq(self, statement: Statement, position: int, key: SignalKey, signal: dict[str, Any],
                    index: Any) -> None:
         allowed = audiences(statement)
-        found = self.meets(allowed, index.videos_sharing_a_frame(signal["frames"]))
-        others = [h for h in Hash.objects.filter(pk__in=found)] + [
-            p.hash for p in self.pending.values()
-            if p.hash.signal_type == "vpdq" and p.hash.share_group_id in allowed
-        ]
+        rows = usable_rows(signal["frames"], quality=settings.VPDQ_FRAME_QUALITY)
+        shared = index.frames_shared(rows)
+        # Bounded work under the feed lock: only videos sharing several frames with this one (all of
+        # them, for a video with fewer), at most VPDQ_MAX_CANDIDATES of them, those sharing most first.
+        # A flood of long videos that share a frame or two costs a lookup each, not a comparison.
+        need = min(settings.VPDQ_MIN_SHARED_FRAMES, len(rows))
+        found = self.meets(allowed, {h for h, n in shared.items() if n >= need})
+        ranked = sorted(found, key=lambda h: (-shared[h], h))[:settings.VPDQ_MAX_CANDIDATES]
+        stored = Hash.objects.in_bulk(ranked)
+        pending = [p.hash for p in self.pending.values()
+                   if p.hash.signal_type == "vpdq" and p.hash.share_group_id in allowed]
+        others = [stored[h] for h in ranked] + pending[:settings.VPDQ_MAX_CANDIDATES - len(ranked)]
         links, duplicate = [], None
         for other in others:
-            query_percent, stored_percent = compare(
-                signal["frames"], other.frames, distance=settings.VPDQ_FRAME_DISTANCE,
-                quality=settings.VPDQ_FRAME_QUALITY,
+            query_percent, stored_percent = compare_rows(
+                rows, usable_rows(other.frames, quality=settings.VPDQ_FRAME_QUALITY), distance=settings.VPDQ_FRAME_DISTANCE,
             )
             if min(query_percent, stored_percent) >= settings.VPDQ_DUPLICATE_PERCENT:
                 if duplicate is None or min(query_percent, stored_percent) > min(

@@ -38,6 +38,14 @@ class Envelope:
     incident: str | None
 
 
+# Every field a statement of each kind may carry (DESIGN.md, Signed statements). Anything else is
+# refused: unknown fields would be stored, signed and repeated to every member for nothing.
+PAYLOAD_FIELDS = {
+    "hash": frozenset({"iss", "iat", "jti", "kind", "signals", "content_type", "labels", "incident", "share", "note"}),
+    "retract": frozenset({"iss", "iat", "jti", "kind", "retracts", "reason"}),
+}
+
+
 class EnvelopeError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -65,6 +73,9 @@ def check_envelope(index: int, raw: Any, member: Member) -> Envelope:
     kind = payload.get("kind")
     if kind not in Statement.Kind.values:
         raise EnvelopeError("kind_invalid", "kind must be 'hash' or 'retract'.")
+    unknown = sorted(set(payload) - PAYLOAD_FIELDS[kind])
+    if unknown:
+        raise EnvelopeError("payload_field_unknown", f"A {kind} statement has no field {unknown[0][:64]!r}.")
     incident = payload.get("incident")
     return Envelope(
         index=index, raw=raw, digest=hashlib.sha256(raw.encode("utf-8")).hexdigest(), jti=jti, kind=kind,

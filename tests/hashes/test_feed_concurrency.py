@@ -25,7 +25,9 @@ PUBLISHERS = 4
 ROUNDS = 12
 PER_ROUND = 5
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Serialized rollback: every transactional test restores what migrations made (content types,
+# permissions, the taxonomy) with the same ids, so the order the suite runs in cannot matter.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,9 @@ from hashes.services.submission import statements_submit
 from hashes.tasks import verify_statements
 from tests.factories import md5
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Serialized rollback: every transactional test restores what migrations made (content types,
+# permissions, the taxonomy) with the same ids, so the order the suite runs in cannot matter.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def test_work_verified_while_an_idle_publisher_holds_the_lock_is_not_left_behind(actor_factory, monkeypatch):
