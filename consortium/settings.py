@@ -256,6 +256,10 @@ VERIFY_CHUNK_SIZE = env_int("VERIFY_CHUNK_SIZE", 250)
 PUBLISH_BATCH_SIZE = env_int("PUBLISH_BATCH_SIZE", 500)
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10)
 SWEEP_STALE_AFTER_SECONDS = env_int("SWEEP_STALE_AFTER_SECONDS", 30)
+# New statements whose (unverified) envelope names an active incident are verified on the priority
+# queue, at most this many a minute per member; the rest queue as usual. They are published first
+# only once verification has checked the signature and the incident.
+INCIDENT_FAST_LANE_PER_MINUTE = env_int("INCIDENT_FAST_LANE_PER_MINUTE", 1000)
 
 # --- Server identity and outbound -----------------------------------------------------------------
 CONSORTIUM_SIGNING_KEY_FILE = Path(env("CONSORTIUM_SIGNING_KEY_FILE", str(VAR_DIR / "server-signing-key.pem")))
