@@ -22,8 +22,9 @@ def window_hit(name: str, *, period: int, amount: int = 1, now: float | None = N
     `add` then `incr` are atomic on Redis; the file cache reads and writes, so there concurrent
     requests of one client may be under-counted by a few (at most the number of web processes).
     The window is part of the key, so a count never outlives its window whatever the backend does
-    with timeouts; the previous window's key is deleted by the first hit of the next one, which
-    keeps a file cache to one entry per client and kind. If the cache is unreachable the hit is let
+    with timeouts (the file cache's `incr` forgets them); the first hit of a window deletes the
+    client's previous count, named by `<name>:last`, so that a file cache keeps about two entries
+    per client and kind instead of one per window. If the cache is unreachable the hit is let
     through (and logged): a cache outage must not take the API down with it."""
     now = time.time() if now is None else now
     window = int(now // period)
@@ -31,14 +32,17 @@ def window_hit(name: str, *, period: int, amount: int = 1, now: float | None = N
     store = caches[CACHE_ALIAS]
     key = f"{name}:{window}"
     try:
-        if store.add(key, amount, timeout=period + 1):
-            store.delete(f"{name}:{window - 1}")
-            return amount, left
-        try:
-            return store.incr(key, amount), left
-        except ValueError:  # expired between add and incr
-            store.set(key, amount, timeout=period + 1)
-            return amount, left
+        if not store.add(key, amount, timeout=period + 1):
+            try:
+                return store.incr(key, amount), left
+            except ValueError:  # expired between add and incr
+                store.set(key, amount, timeout=period + 1)
+                return amount, left
+        previous = store.get(f"{name}:last")
+        if previous is not None and previous != window:
+            store.delete(f"{name}:{previous}")
+        store.set(f"{name}:last", window, timeout=None)
+        return amount, left
     except Exception:
         logger.warning("Rate-limit cache unreachable; letting %s through uncounted.", name, exc_info=True)
         return 0, left

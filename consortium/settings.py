@@ -35,6 +35,22 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+                "d": 86400, "day": 86400}
+
+
+def env_rate(name: str, default: str) -> tuple[int, int] | None:
+    """A rate `<count>/<period>` (period: second, minute, hour or day, or s, min, h, d) as (count,
+    seconds); `off` for none."""
+    value = env(name, default).strip().lower()
+    if value == "off":
+        return None
+    count, _, period = value.partition("/")
+    if not count.strip().isdigit() or period.strip() not in RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name} must look like 120/min (second, minute, hour, day) or be off, not {value!r}.")
+    return int(count), RATE_PERIODS[period.strip()]
+
+
 VAR_DIR = Path(env("CONSORTIUM_VAR_DIR", str(BASE_DIR / "var")))
 # Owner only: it holds the SQLite database, the embedded broker's messages and generated secrets.
 VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -195,7 +211,17 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "consortium.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "members.schema.ScopedAutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["members.throttling.TokenRateThrottle"],
     "UNAUTHENTICATED_USER": None,
+}
+# Requests per API token, by kind (members/throttling.py): a view's scope, or its
+# `throttle_scope`. `media` is hashing an uploaded file (POST hash/, a file sent to match/).
+THROTTLE_RATES = {
+    "submit": env_rate("THROTTLE_SUBMIT", "120/min"),
+    "read": env_rate("THROTTLE_READ", "1200/min"),
+    "match": env_rate("THROTTLE_MATCH", "600/min"),
+    "media": env_rate("THROTTLE_MEDIA", "30/min"),
+    "subscribe": env_rate("THROTTLE_SUBSCRIBE", "120/min"),
 }
 
 # The OpenAPI schema and the browsable docs: public in embedded mode; in production only for API
@@ -376,4 +402,23 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis, with a kombu defect worked around so that a Redis restart cannot stop a worker
     # (consortium/broker.py).
     CELERY_BROKER_TRANSPORT = "consortium.broker:Transport"
+
+# --- Cache: request counts (throttles, the incident fast lane), shared by every process -------------
+# Production: Redis (the broker's, unless CACHE_URL names another), where counting is atomic.
+# Embedded: files under var/, shared by the processes of the one machine; neither a database
+# table (it would put a write on every request behind SQLite's one writer, and need
+# `createcachetable`) nor local memory (one count per process).
+CACHE_URL = env("CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": "consortium"}}
+elif CACHE_URL:
+    raise ImproperlyConfigured("CACHE_URL must be a redis:// or rediss:// URL, or empty for files under var/.")
+else:
+    CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache"),
+        # A count carries its window in its key and the client's next window deletes it, so there are
+        # about two entries per token and kind of request: far below the entries that make Django cull.
+        "TIMEOUT": None, "OPTIONS": {"MAX_ENTRIES": 20_000},
+    }}
 

@@ -98,6 +98,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(exc, exceptions.ParseError) and is_multipart(context.get("request")):
             code = "malformed_multipart"  # DRF's MultiPartParser reports a bad body as a ParseError too
         message, details = str(detail), None
+        if isinstance(exc, exceptions.Throttled):
+            details = {"retry_after_seconds": exc.wait}
     headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
     # DESIGN.md: a malformed request (and a body that is not JSON is one) answers 400 or 413.
     status_code = 400 if isinstance(exc, exceptions.UnsupportedMediaType) else response.status_code
