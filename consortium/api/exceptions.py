@@ -23,7 +23,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import DomainError
+from .errors import DomainError, TooManyRequests
 from .parsers import RequestTooLarge
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, REQUEST_ERRORS):
         exc = request_error(exc)
     if isinstance(exc, DomainError):
-        return error_response(exc.code, exc.message, exc.details, status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        return error_response(exc.code, exc.message, exc.details, status_code=exc.status, headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):

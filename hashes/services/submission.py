@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from audit.services import audit_record
+from consortium.api.errors import TooManyRequests
 from consortium.ratelimit import window_hit
 from consortium_client import jws
 from members.models import Member
@@ -21,6 +25,7 @@ from ..models import Incident, Statement
 logger = logging.getLogger(__name__)
 
 MAX_JTI_LENGTH = 200
+QUOTA_WINDOW = timedelta(hours=24)
 
 
 @dataclass
@@ -104,6 +109,7 @@ def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
                     id=uuid.uuid4(), member=member, jti=envelope.jti, kind=envelope.kind, raw=envelope.raw,
                     digest=envelope.digest,
                 )
+        check_daily_quota(member, jtis=list(new_rows))
         # Concurrent submissions of one jti race here; the unique constraint settles it, and the
         # read below tells each caller which row won.
         # Inserted in jti order, so that two requests carrying the same jtis lock them in one order
@@ -149,6 +155,39 @@ def incident_fast_lane(member: Member, candidates: list[Statement]) -> set[Any]:
     count, _ = window_hit(f"incident-lane:{member.pk}", period=60, amount=len(candidates))
     room = max(0, limit - (count - len(candidates)))
     return {s.id for s in candidates[:room]}
+
+
+def check_daily_quota(member: Member, *, jtis: list[str]) -> None:
+    """Refuse the whole request (429 quota_exceeded, nothing stored) if its new statements would take
+    the member past MEMBER_DAILY_STATEMENT_QUOTA statements received in the last 24 hours. A jti
+    already stored (a resubmission, or a conflict rejected below) is not new. Runs in the
+    submission's transaction with the member's row locked, so concurrent requests of one member
+    are counted one after the other; other members never wait on it."""
+    quota = settings.MEMBER_DAILY_STATEMENT_QUOTA
+    if quota <= 0 or not jtis:
+        return
+    list(Member.objects.select_for_update().filter(pk=member.pk).values_list("pk"))
+    new = len(jtis) - Statement.objects.filter(member=member, jti__in=jtis).count()
+    now = timezone.now()
+    recent = Statement.objects.filter(member=member, received_at__gt=now - QUOTA_WINDOW)
+    used = recent.count()  # the (member, -received_at) index
+    if new <= 0 or used + new <= quota:
+        return
+    # The window frees a statement 24 hours after it was received: wait until as many as must go
+    # have (all of them, for a request larger than the whole quota, which must be split anyway).
+    must_free = min(used + new - quota, used)
+    frees_at = now
+    if must_free:
+        frees_at = recent.order_by("received_at").values_list("received_at", flat=True)[must_free - 1]
+    retry_after = max(1, math.ceil((frees_at + QUOTA_WINDOW - now).total_seconds()))
+    too_large = f" A request may bring at most {quota} new statements." if new > quota else ""
+    raise TooManyRequests(
+        "quota_exceeded",
+        f"This request's {new} new statements would pass the member's quota of {quota} statements "
+        f"in 24 hours ({used} used).{too_large}",
+        retry_after,
+        {"quota": quota, "used": used, "requested": new, "window_seconds": int(QUOTA_WINDOW.total_seconds())},
+    )
 
 
 def enqueue_verification(statements: list[Statement], *, fast: set[Any] = frozenset()) -> None:
