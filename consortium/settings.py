@@ -376,6 +376,19 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Every task is stopped after this long: at the soft limit SoftTimeLimitExceeded is raised in it
+# (its transaction rolls back), at the hard limit its process is killed. Either way nothing is
+# lost: the database still says what is left to do and the sweeps queue it again. Sized well
+# above a full run (a publish task of 50 batches of 500 takes about a minute on a loaded 2-core
+# machine, a verification chunk of 250 well under a second), and below CELERY_VISIBILITY_TIMEOUT so
+# that Redis never hands a running task to a second worker. Prefork workers only: the thread-pool
+# webhook workers cannot stop a thread, and bound their own work (WEBHOOK_PUMP_SECONDS, timeouts).
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
+if not 0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be positive and below CELERY_TASK_TIME_LIMIT.")
+if CELERY_TASK_TIME_LIMIT >= CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", float("inf")):
+    raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must be below CELERY_VISIBILITY_TIMEOUT.")
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 0) or None  # None: one process per core
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every queue, in the order a worker takes from them: a worker started with no --queues consumes
