@@ -30,6 +30,15 @@ def plain_http(settings):
 
 
 @pytest.fixture(autouse=True)
+def fresh_rate_counts(settings, request):
+    """Each test counts requests (throttles, quotas' fast lane) from zero, in a cache of its own:
+    member and token ids repeat from one test database to the next. tests/test_throttling.py tests
+    the shared caches themselves."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": request.node.nodeid}}
+
+
+@pytest.fixture(autouse=True)
 def fresh_match_indexes():
     """Each test has its own database, so this process's match indexes start from nothing."""
     from hashes.matching import indexes

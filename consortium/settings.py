@@ -35,6 +35,22 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+                "d": 86400, "day": 86400}
+
+
+def env_rate(name: str, default: str) -> tuple[int, int] | None:
+    """A rate `<count>/<period>` (period: second, minute, hour or day, or s, min, h, d) as (count,
+    seconds); `off` for none."""
+    value = env(name, default).strip().lower()
+    if value == "off":
+        return None
+    count, _, period = value.partition("/")
+    if not count.strip().isdigit() or period.strip() not in RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name} must look like 120/min (second, minute, hour, day) or be off, not {value!r}.")
+    return int(count), RATE_PERIODS[period.strip()]
+
+
 VAR_DIR = Path(env("CONSORTIUM_VAR_DIR", str(BASE_DIR / "var")))
 # Owner only: it holds the SQLite database, the embedded broker's messages and generated secrets.
 VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -195,7 +211,17 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "consortium.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "members.schema.ScopedAutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["members.throttling.TokenRateThrottle"],
     "UNAUTHENTICATED_USER": None,
+}
+# Requests per API token, by kind (members/throttling.py): a view's scope, or its
+# `throttle_scope`. `media` is hashing an uploaded file (POST hash/, a file sent to match/).
+THROTTLE_RATES = {
+    "submit": env_rate("THROTTLE_SUBMIT", "120/min"),
+    "read": env_rate("THROTTLE_READ", "1200/min"),
+    "match": env_rate("THROTTLE_MATCH", "600/min"),
+    "media": env_rate("THROTTLE_MEDIA", "30/min"),
+    "subscribe": env_rate("THROTTLE_SUBSCRIBE", "120/min"),
 }
 
 # The OpenAPI schema and the browsable docs: public in embedded mode; in production only for API
@@ -218,6 +244,8 @@ SPECTACULAR_SETTINGS = {
 
 # Request and statement limits.
 SUBMIT_MAX_STATEMENTS = env_int("SUBMIT_MAX_STATEMENTS", 1000)
+# New statements a member may submit in any 24 hours (0: no quota); a request past it is refused whole.
+MEMBER_DAILY_STATEMENT_QUOTA = env_int("MEMBER_DAILY_STATEMENT_QUOTA", 100_000)
 REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 32 * 1024 * 1024)
 # DRF reads a JSON body through request.body, which Django caps at this (refusing an over-long
 # Content-Length before reading): the documented limit, not Django's 2.5 MB. It also caps a form's
@@ -277,6 +305,10 @@ VERIFY_CHUNK_SIZE = env_int("VERIFY_CHUNK_SIZE", 250)
 PUBLISH_BATCH_SIZE = env_int("PUBLISH_BATCH_SIZE", 500)
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10)
 SWEEP_STALE_AFTER_SECONDS = env_int("SWEEP_STALE_AFTER_SECONDS", 30)
+# New statements whose (unverified) envelope names an active incident are verified on the priority
+# queue, at most this many a minute per member; the rest queue as usual. They are published first
+# only once verification has checked the signature and the incident.
+INCIDENT_FAST_LANE_PER_MINUTE = env_int("INCIDENT_FAST_LANE_PER_MINUTE", 1000)
 
 # --- Server identity and outbound -----------------------------------------------------------------
 CONSORTIUM_SIGNING_KEY_FILE = Path(env("CONSORTIUM_SIGNING_KEY_FILE", str(VAR_DIR / "server-signing-key.pem")))
@@ -365,6 +397,19 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Every task is stopped after this long: at the soft limit SoftTimeLimitExceeded is raised in it
+# (its transaction rolls back), at the hard limit its process is killed. Either way nothing is
+# lost: the database still says what is left to do and the sweeps queue it again. Sized well
+# above a full run (a publish task of 50 batches of 500 takes about a minute on a loaded 2-core
+# machine, a verification chunk of 250 well under a second), and below CELERY_VISIBILITY_TIMEOUT so
+# that Redis never hands a running task to a second worker. Prefork workers only: the thread-pool
+# webhook workers cannot stop a thread, and bound their own work (WEBHOOK_PUMP_SECONDS, timeouts).
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
+if not 0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be positive and below CELERY_TASK_TIME_LIMIT.")
+if CELERY_TASK_TIME_LIMIT >= CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", float("inf")):
+    raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must be below CELERY_VISIBILITY_TIMEOUT.")
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 0) or None  # None: one process per core
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every queue, in the order a worker takes from them: a worker started with no --queues consumes
@@ -393,4 +438,23 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis, with a kombu defect worked around so that a Redis restart cannot stop a worker
     # (consortium/broker.py).
     CELERY_BROKER_TRANSPORT = "consortium.broker:Transport"
+
+# --- Cache: request counts (throttles, the incident fast lane), shared by every process -------------
+# Production: Redis (the broker's, unless CACHE_URL names another), where counting is atomic.
+# Embedded: files under var/, shared by the processes of the one machine; neither a database
+# table (it would put a write on every request behind SQLite's one writer, and need
+# `createcachetable`) nor local memory (one count per process).
+CACHE_URL = env("CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": "consortium"}}
+elif CACHE_URL:
+    raise ImproperlyConfigured("CACHE_URL must be a redis:// or rediss:// URL, or empty for files under var/.")
+else:
+    CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache"),
+        # A count carries its window in its key and the client's next window deletes it, so there are
+        # about two entries per token and kind of request: far below the entries that make Django cull.
+        "TIMEOUT": None, "OPTIONS": {"MAX_ENTRIES": 20_000},
+    }}
 

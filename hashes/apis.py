@@ -8,8 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consortium.api.errors import DomainError
+from consortium.api.exceptions import is_multipart
 from consortium.api.pagination import Pagination
 from consortium.api.parsers import BoundedJSONParser
+from members.throttling import TokenRateThrottle
 
 from .models import Statement
 from .selectors import feed_page, hash_detail, hash_statements, match_signals, statement_get, statement_list
@@ -185,6 +187,13 @@ class MatchApi(APIView):
     required_scope = "match"
     parser_classes = [BoundedJSONParser, MultiPartParser]
 
+    def get_throttles(self):
+        # A file sent here is hashed in the request, as by POST hash/: it counts as media too.
+        throttles = super().get_throttles()
+        if is_multipart(self.request):
+            throttles.append(TokenRateThrottle("media"))
+        return throttles
+
     class OutputSerializer(serializers.Serializer):
         results = serializers.ListField(child=serializers.DictField())
 
@@ -210,6 +219,7 @@ class MediaHashApi(APIView):
     """The signals of an uploaded image (PDQ) or video (vPDQ), plus MD5 and SHA-256. Nothing is kept."""
 
     required_scope = "match"
+    throttle_scope = "media"
     parser_classes = [MultiPartParser]
 
     @extend_schema(request={"multipart/form-data": MediaUploadSerializer}, responses=SignalListSerializer,

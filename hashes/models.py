@@ -31,8 +31,8 @@ class Label(models.Model):
 
 
 class Incident(models.Model):
-    """A declared crisis (for example a live-streamed attack). Statements for an active incident are
-    processed on the priority queue."""
+    """A declared crisis (for example a live-streamed attack). Statements verified to name an active
+    incident are published first (Statement.priority, set by verification)."""
 
     class State(models.TextChoices):
         ACTIVE = "active"

@@ -11,7 +11,7 @@ README = ROOT / "README.md"
 # Where the server and its processes read their environment (tests and benchmarks set theirs).
 SOURCES = ["consortium", "hashes", "members", "distribution", "audit", "gunicorn.conf.py", "manage.py"]
 READ_CALL = re.compile(
-    r"""\b(?:env|env_bool|env_int|env_list|os\.environ\.get|os\.getenv|os\.environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""\b(?:env|env_bool|env_int|env_list|env_rate|os\.environ\.get|os\.getenv|os\.environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
     r"""|os\.environ\[\s*["']([A-Z][A-Z0-9_]+)["']\s*\]"""
 )
 # Variables that select the settings module itself, not a setting.
@@ -81,4 +81,4 @@ def test_the_scan_finds_variables_in_each_way_they_are_read():
     """The two drift tests are only as good as this scan."""
     read = variables_read()
     assert {"DATABASE_URL", "DJANGO_DEBUG", "FEED_MAX_LIMIT", "WEBHOOK_RETRY_SCHEDULE", "GUNICORN_BIND",
-            "NUMBA_CACHE_DIR", "WEBHOOK_SECRET_KEYS_FILE"} <= read
+            "NUMBA_CACHE_DIR", "WEBHOOK_SECRET_KEYS_FILE", "THROTTLE_SUBMIT"} <= read

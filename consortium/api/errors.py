@@ -28,3 +28,13 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status = 409
+
+
+class TooManyRequests(DomainError):
+    """429, with the seconds to wait in the Retry-After header and in `details.retry_after_seconds`."""
+
+    status = 429
+
+    def __init__(self, code: str, message: str, retry_after: int, details: dict[str, Any] | None = None) -> None:
+        super().__init__(code, message, {**(details or {}), "retry_after_seconds": retry_after})
+        self.retry_after = retry_after

@@ -23,7 +23,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import DomainError
+from .errors import DomainError, TooManyRequests
 from .parsers import RequestTooLarge
 from .uploads import UploadTooLarge
 
@@ -81,7 +81,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, REQUEST_ERRORS):
         exc = request_error(exc)
     if isinstance(exc, DomainError):
-        return error_response(exc.code, exc.message, exc.details, status_code=exc.status)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        return error_response(exc.code, exc.message, exc.details, status_code=exc.status, headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):
@@ -102,6 +103,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(exc, exceptions.ParseError) and is_multipart(context.get("request")):
             code = "malformed_multipart"  # DRF's MultiPartParser reports a bad body as a ParseError too
         message, details = str(detail), None
+        if isinstance(exc, exceptions.Throttled):
+            details = {"retry_after_seconds": exc.wait}
     headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Retry-After", "Allow")}
     # DESIGN.md: a malformed request (and a body that is not JSON is one) answers 400 or 413.
     status_code = 400 if isinstance(exc, exceptions.UnsupportedMediaType) else response.status_code

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from audit.services import audit_record
+from consortium.api.errors import TooManyRequests
+from consortium.ratelimit import window_hit
 from consortium_client import jws
 from members.models import Member
 
@@ -20,6 +25,7 @@ from ..models import Incident, Statement
 logger = logging.getLogger(__name__)
 
 MAX_JTI_LENGTH = 200
+QUOTA_WINDOW = timedelta(hours=24)
 
 
 @dataclass
@@ -108,10 +114,13 @@ def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
         new_rows: dict[str, Statement] = {}
         for envelope in envelopes:
             if envelope.jti not in new_rows:
+                # Never `priority` here: the envelope is unverified. Verification sets it once the
+                # signature and the incident check out, and publishing goes by it.
                 new_rows[envelope.jti] = Statement(
                     id=uuid.uuid4(), member=member, jti=envelope.jti, kind=envelope.kind, raw=envelope.raw,
-                    digest=envelope.digest, priority=envelope.incident in active_incidents,
+                    digest=envelope.digest,
                 )
+        check_daily_quota(member, jtis=list(new_rows))
         # Concurrent submissions of one jti race here; the unique constraint settles it, and the
         # read below tells each caller which row won.
         # Inserted in jti order, so that two requests carrying the same jtis lock them in one order
@@ -135,23 +144,75 @@ def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
                 actor=member, action="statements.submit", object_type="hashes.statement",
                 object_id=str(created[0].id), after={"count": len(created), "ids": [str(s.id) for s in created]},
             )
-            transaction.on_commit(lambda: enqueue_verification(created))
+            created_jtis = {s.jti for s in created}
+            incident_jtis = dict.fromkeys(
+                e.jti for e in envelopes if e.incident in active_incidents and e.jti in created_jtis
+            )
+            fast = incident_fast_lane(member, [new_rows[jti] for jti in incident_jtis])  # in the request's order
+            transaction.on_commit(lambda: enqueue_verification(created, fast=fast))
     result.accepted.sort(key=lambda a: a["index"])
     result.rejected.sort(key=lambda r: r["index"])
     return result
 
 
-def enqueue_verification(statements: list[Statement]) -> None:
+def incident_fast_lane(member: Member, candidates: list[Statement]) -> set[Any]:
+    """The ids among `candidates` (new statements whose envelope names an active incident) that are
+    verified on the `priority` queue, ahead of any backlog: at most INCIDENT_FAST_LANE_PER_MINUTE a
+    member. The envelope is unverified, so this is all it buys; a member sending unsigned junk that
+    names an incident takes at most that many places a minute, then queues like everyone else."""
+    limit = settings.INCIDENT_FAST_LANE_PER_MINUTE
+    if not candidates or limit <= 0:
+        return set()
+    count, _ = window_hit(f"incident-lane:{member.pk}", period=60, amount=len(candidates))
+    room = max(0, limit - (count - len(candidates)))
+    return {s.id for s in candidates[:room]}
+
+
+def check_daily_quota(member: Member, *, jtis: list[str]) -> None:
+    """Refuse the whole request (429 quota_exceeded, nothing stored) if its new statements would take
+    the member past MEMBER_DAILY_STATEMENT_QUOTA statements received in the last 24 hours. A jti
+    already stored (a resubmission, or a conflict rejected below) is not new. Runs in the
+    submission's transaction with the member's row locked, so concurrent requests of one member
+    are counted one after the other; other members never wait on it."""
+    quota = settings.MEMBER_DAILY_STATEMENT_QUOTA
+    if quota <= 0 or not jtis:
+        return
+    list(Member.objects.select_for_update().filter(pk=member.pk).values_list("pk"))
+    new = len(jtis) - Statement.objects.filter(member=member, jti__in=jtis).count()
+    now = timezone.now()
+    recent = Statement.objects.filter(member=member, received_at__gt=now - QUOTA_WINDOW)
+    used = recent.count()  # the (member, -received_at) index
+    if new <= 0 or used + new <= quota:
+        return
+    # The window frees a statement 24 hours after it was received: wait until as many as must go
+    # have (all of them, for a request larger than the whole quota, which must be split anyway).
+    must_free = min(used + new - quota, used)
+    frees_at = now
+    if must_free:
+        frees_at = recent.order_by("received_at").values_list("received_at", flat=True)[must_free - 1]
+    retry_after = max(1, math.ceil((frees_at + QUOTA_WINDOW - now).total_seconds()))
+    too_large = f" A request may bring at most {quota} new statements." if new > quota else ""
+    raise TooManyRequests(
+        "quota_exceeded",
+        f"This request's {new} new statements would pass the member's quota of {quota} statements "
+        f"in 24 hours ({used} used).{too_large}",
+        retry_after,
+        {"quota": quota, "used": used, "requested": new, "window_seconds": int(QUOTA_WINDOW.total_seconds())},
+    )
+
+
+def enqueue_verification(statements: list[Statement], *, fast: set[Any] = frozenset()) -> None:
     """Best effort: the statements are stored, so if the broker is unreachable the periodic sweep
-    finds them in the database and queues them later. The client's 202 stands either way."""
+    finds them in the database and queues them later (on the ordinary queue). The client's 202
+    stands either way. Those in `fast` go on the `priority` queue, which workers take first."""
     from ..tasks import verify_statements
 
     try:
-        for priority in (True, False):
-            ids = [str(s.id) for s in statements if s.priority is priority]
+        for lane in (True, False):
+            ids = [str(s.id) for s in statements if (s.id in fast) is lane]
             size = settings.VERIFY_CHUNK_SIZE
             for start in range(0, len(ids), size):
-                options = {"queue": "priority"} if priority else {}
+                options = {"queue": "priority"} if lane else {}
                 verify_statements.apply_async(args=[ids[start:start + size]], **options)
     except Exception:
         logger.exception("Could not queue verification of %d statements; the sweep will retry.", len(statements))

@@ -153,6 +153,9 @@ def check_hash_payload(statement: Statement, payload: dict[str, Any], ctx: Conte
         "fields": {
             "content_type": content_type, "signals": [s.as_json() for s in signals], "note": note,
             "incident": incident, "share_group_id": share_group_id,
+            # Published (and pushed) first: decided here, with the signature and incident checked,
+            # never from the envelope on receipt.
+            "priority": incident is not None,
         },
         "labels": [ctx.labels[s] for s in sorted(set(slugs))],
     }
@@ -171,7 +174,7 @@ def check_retract_payload(statement: Statement, payload: dict[str, Any], ctx: Co
     if target.retracted_at is not None:
         raise Rejection("already_retracted", "That statement has been retracted already.")
     # Its share is set when it is published, from its target's (which may not be verified yet).
-    return {"fields": {"retracts": target, "retract_reason": reason}, "labels": []}
+    return {"fields": {"retracts": target, "retract_reason": reason, "priority": False}, "labels": []}
 
 
 def verify_one(statement: Statement, parsed: jws.ParsedJWS, ctx: Context) -> Verified:
@@ -235,7 +238,7 @@ def verify_batch(ids: list[str]) -> int:
             except Rejection as exc:
                 statement.state = Statement.State.REJECTED
                 statement.rejection_code, statement.rejection_message = exc.code, exc.message[:500]
-                statement.verified_at = now
+                statement.verified_at, statement.priority = now, False
                 continue
             statement.state, statement.verified_at = Statement.State.VERIFIED, now
             statement.key, statement.issued_at = verified.key, verified.issued_at
@@ -244,7 +247,7 @@ def verify_batch(ids: list[str]) -> int:
             label_links += [Statement.labels.through(statement_id=statement.id, label_id=l.id) for l in verified.labels]
         update_rows(Statement, statements, [
             "state", "rejection_code", "rejection_message", "verified_at", "key", "issued_at", "content_type",
-            "signals", "note", "incident", "share_group", "retracts", "retract_reason",
+            "signals", "note", "incident", "share_group", "retracts", "retract_reason", "priority",
         ])
         Statement.labels.through.objects.bulk_create(label_links, ignore_conflicts=True)
     return len(statements)

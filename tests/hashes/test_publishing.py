@@ -147,11 +147,71 @@ def test_statements_for_an_active_incident_are_published_first(alice, bob, pipel
     alice.submit(*[alice.statement([md5(n)]) for n in range(1, 6)])
     body = bob.submit(bob.statement([md5(99)], incident="christchurch", labels=["content-incident"]))
 
-    assert Statement.objects.get(id=body["accepted"][0]["id"]).priority is True
+    assert Statement.objects.get(id=body["accepted"][0]["id"]).priority is False  # not on the envelope's word
     pipeline()
 
+    assert Statement.objects.get(id=body["accepted"][0]["id"]).priority is True
     events = bob.feed()["events"]
     assert events[0]["hash"]["value"] == f"{99:032x}"
+
+
+def test_a_verified_incident_statement_is_published_before_a_verified_backlog(alice, bob):
+    from hashes.services import publishing, verification
+
+    Incident.objects.create(slug="christchurch", name="Christchurch attack")
+    alice.submit(*[alice.statement([md5(n)]) for n in range(1, 21)])
+    verification.statements_verify(ids=Statement.objects.values_list("id", flat=True))
+    body = bob.submit(bob.statement([md5(99)], incident="christchurch"))
+    verification.statements_verify(ids=[body["accepted"][0]["id"]])
+
+    publishing.publish_batch(limit=1)
+
+    (first,) = bob.feed()["events"]
+    assert first["hash"]["value"] == f"{99:032x}"
+
+
+def test_an_unsigned_statement_naming_an_active_incident_never_gets_priority(alice, bob, pipeline):
+    from tests.factories import forge
+
+    Incident.objects.create(slug="christchurch", name="Christchurch attack")
+    alice.submit(*[alice.statement([md5(n)]) for n in range(1, 6)])
+    payload = {"iss": "bob", "iat": 1700000000, "jti": "junk", "kind": "hash", "content_type": "photo",
+               "signals": [md5(99)], "incident": "christchurch"}
+    body = bob.submit(forge({"alg": "Ed25519", "kid": bob.key.kid, "typ": "hash-statement+jws"}, payload))
+    forged = Statement.objects.get(id=body["accepted"][0]["id"])
+
+    assert forged.priority is False
+    pipeline()
+
+    forged.refresh_from_db()
+    assert (forged.state, forged.rejection_code, forged.priority) == ("rejected", "signature_invalid", False)
+    assert Statement.objects.filter(priority=True).count() == 0
+    assert [e["hash"]["value"] for e in bob.feed()["events"]] == [f"{n:032x}" for n in range(1, 6)]
+
+
+def test_the_incident_fast_lane_for_unverified_statements_is_bounded_per_member(
+    alice, bob, settings, monkeypatch, django_capture_on_commit_callbacks,
+):
+    from hashes import tasks
+
+    settings.INCIDENT_FAST_LANE_PER_MINUTE = 3
+    settings.VERIFY_CHUNK_SIZE = 1
+    queued: list[tuple[str, str]] = []
+    monkeypatch.setattr(tasks.verify_statements, "apply_async",
+                        lambda args, queue="verify", **kw: queued.extend((i, queue) for i in args[0]))
+    Incident.objects.create(slug="christchurch", name="Christchurch attack")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = alice.submit(*[alice.statement([md5(n)], incident="christchurch") for n in range(2)])
+        second = alice.submit(*[alice.statement([md5(n)], incident="christchurch") for n in range(2, 5)])
+        ordinary = alice.submit(alice.statement([md5(9)]))
+        others = bob.submit(bob.statement([md5(10)], incident="christchurch"))
+
+    lanes = dict(queued)
+    ids = [a["id"] for body in (first, second) for a in body["accepted"]]
+    assert [lanes[i] for i in ids] == ["priority"] * 3 + ["verify"] * 2
+    assert lanes[ordinary["accepted"][0]["id"]] == "verify"
+    assert lanes[others["accepted"][0]["id"]] == "priority"  # alice's use of the lane takes nothing from bob's
 
 
 def test_two_retractions_of_one_statement_in_one_batch_settle_once(alice, pipeline):

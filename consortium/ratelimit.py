@@ -1,0 +1,48 @@
+"""Counting hits in fixed windows, in the cache every server process shares (settings: CACHES,
+Redis in production, files under var/ in embedded mode), so that the bound holds however many
+gunicorn processes and hosts answer one client."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from django.core.cache import caches
+
+logger = logging.getLogger(__name__)
+
+CACHE_ALIAS = "default"
+
+
+def window_hit(name: str, *, period: int, amount: int = 1, now: float | None = None) -> tuple[int, int]:
+    """Add `amount` to the count of `name` in the current window of `period` seconds. Returns the
+    count including it, and the whole seconds until the window ends (at least 1).
+
+    `add` then `incr` are atomic on Redis; the file cache reads and writes, so there concurrent
+    requests of one client may be under-counted by a few (at most the number of web processes).
+    The window is part of the key, so a count never outlives its window whatever the backend does
+    with timeouts (the file cache's `incr` forgets them); the first hit of a window deletes the
+    client's previous count, named by `<name>:last`, so that a file cache keeps about two entries
+    per client and kind instead of one per window. If the cache is unreachable the hit is let
+    through (and logged): a cache outage must not take the API down with it."""
+    now = time.time() if now is None else now
+    window = int(now // period)
+    left = max(1, math.ceil((window + 1) * period - now))
+    store = caches[CACHE_ALIAS]
+    key = f"{name}:{window}"
+    try:
+        if not store.add(key, amount, timeout=period + 1):
+            try:
+                return store.incr(key, amount), left
+            except ValueError:  # expired between add and incr
+                store.set(key, amount, timeout=period + 1)
+                return amount, left
+        previous = store.get(f"{name}:last")
+        if previous is not None and previous != window:
+            store.delete(f"{name}:{previous}")
+        store.set(f"{name}:last", window, timeout=None)
+        return amount, left
+    except Exception:
+        logger.warning("Rate-limit cache unreachable; letting %s through uncounted.", name, exc_info=True)
+        return 0, left
