@@ -303,6 +303,7 @@ FILE_UPLOAD_TEMP_DIR = None  # uploads past 2.5 MB go to the system's temporary 
 # --- Pipeline -------------------------------------------------------------------------------------
 VERIFY_CHUNK_SIZE = env_int("VERIFY_CHUNK_SIZE", 250)
 PUBLISH_BATCH_SIZE = env_int("PUBLISH_BATCH_SIZE", 500)
+PUBLISH_BATCH_MAX_FRAMES = env_int("PUBLISH_BATCH_MAX_FRAMES", 100_000)  # vPDQ frames per publishing transaction
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10)
 SWEEP_STALE_AFTER_SECONDS = env_int("SWEEP_STALE_AFTER_SECONDS", 30)
 # New statements whose (unverified) envelope names an active incident are verified on the priority

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 from django.conf import settings
@@ -19,6 +19,9 @@ from django.conf import settings
 from .models import Event, FeedHead, Hash, SignalType
 from .services.feed import FEED_HEAD_ID
 from .signals.vpdq import usable_rows
+
+if TYPE_CHECKING:
+    from .signals.index import PdqIndex
 
 # Reading the database in slices keeps a rebuild's memory flat however large the corpus.
 BUILD_SLICE = 50_000
@@ -127,13 +130,18 @@ class MatchIndexes:
 
     def frames_shared(self, rows: np.ndarray) -> dict[int, int]:
         """{video id: how many of these (usable, distinct) frames have a match in it}."""
-        shared: dict[int, int] = {}
-        if len(rows) == 0:
-            return shared
-        for matches in self.frames.search_many(rows, settings.VPDQ_FRAME_DISTANCE):
-            for hash_id in set(matches.ids.tolist()):
-                shared[hash_id] = shared.get(hash_id, 0) + 1
+        return frames_shared(self.frames, rows)
+
+
+def frames_shared(frames: PdqIndex, rows: np.ndarray) -> dict[int, int]:
+    """{id: how many of these frames have a match within the frame distance under that id in `frames`}."""
+    shared: dict[int, int] = {}
+    if len(rows) == 0:
         return shared
+    for matches in frames.search_many(rows, settings.VPDQ_FRAME_DISTANCE):
+        for hash_id in set(matches.ids.tolist()):
+            shared[hash_id] = shared.get(hash_id, 0) + 1
+    return shared
 
 
 def nearest_per_id(ids: np.ndarray, distances: np.ndarray) -> dict[int, int]:

@@ -23,10 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 
-from ..matching import indexes
+from ..matching import frames_shared, indexes
 from ..models import Cluster, Corroboration, Hash, HashLink, Statement
 from ..signals.vpdq import compare_rows, usable_rows
 
@@ -104,6 +105,10 @@ class FamilyPlanner:
         self.clusters = Clusters()
         self.cluster_key: dict[int, int] = {}  # id(Hash) -> cluster key
         self.merge_causes: dict[int, Statement] = {}
+        # This batch's new videos, not in the match index yet: their frames in an index of their own,
+        # keyed by position in `pending_videos`, rebuilt when a video was added since the last search.
+        self.pending_videos: list[tuple[Hash, np.ndarray]] = []
+        self.pending_frames: Any = None
 
     # -- planning -----------------------------------------------------------------------------------
 
@@ -160,17 +165,19 @@ class FamilyPlanner:
                    index: Any) -> None:
         allowed = audiences(statement)
         rows = usable_rows(signal["frames"], quality=settings.VPDQ_FRAME_QUALITY)
-        shared = index.frames_shared(rows)
         # Bounded work under the feed lock: only videos sharing several frames with this one (all of
-        # them, for a video with fewer), at most VPDQ_MAX_CANDIDATES of them, those sharing most first.
-        # A flood of long videos that share a frame or two costs a lookup each, not a comparison.
+        # them, for a video with fewer), at most VPDQ_MAX_CANDIDATES of them, those sharing most first,
+        # whether published or new in this batch. A flood of long videos that share a frame or two
+        # costs an index search each, not a comparison.
         need = min(settings.VPDQ_MIN_SHARED_FRAMES, len(rows))
+        shared = index.frames_shared(rows)
         found = self.meets(allowed, {h for h, n in shared.items() if n >= need})
-        ranked = sorted(found, key=lambda h: (-shared[h], h))[:settings.VPDQ_MAX_CANDIDATES]
-        stored = Hash.objects.in_bulk(ranked)
-        pending = [p.hash for p in self.pending.values()
-                   if p.hash.signal_type == "vpdq" and p.hash.share_group_id in allowed]
-        others = [stored[h] for h in ranked] + pending[:settings.VPDQ_MAX_CANDIDATES - len(ranked)]
+        new = {position: n for position, n in self.pending_shared(rows).items()
+               if n >= need and self.pending_videos[position][0].share_group_id in allowed}
+        ranked = sorted([(-shared[h], 0, h) for h in found] + [(-n, 1, position) for position, n in new.items()])
+        ranked = ranked[:settings.VPDQ_MAX_CANDIDATES]
+        stored = Hash.objects.in_bulk([key for _, pending, key in ranked if not pending])
+        others = [self.pending_videos[key][0] if pending else stored[key] for _, pending, key in ranked]
         links, duplicate = [], None
         for other in others:
             query_percent, stored_percent = compare_rows(
@@ -207,10 +214,25 @@ class FamilyPlanner:
         else:
             self.cluster_key[id(hash_)] = self.clusters.new()
         self.pending[(*key, statement.share_group_id)] = Pending(hash_, statement, links)
+        if key[0] == "vpdq":
+            self.pending_videos.append((hash_, usable_rows(signal["frames"], quality=settings.VPDQ_FRAME_QUALITY)))
+            self.pending_frames = None
         self.placements[(statement.id, position)] = Placement(hash_)
 
     def key_of_hash(self, hash_: Hash) -> int:
         return self.cluster_key[id(hash_)] if hash_.pk is None else hash_.cluster_id
+
+    def pending_shared(self, rows: np.ndarray) -> dict[int, int]:
+        """{position in pending_videos: how many of these frames match one of that video's}."""
+        if not self.pending_videos:
+            return {}
+        if self.pending_frames is None:
+            from ..signals.index import PdqIndex
+
+            positions = [np.full(len(frames), n, dtype=np.int64) for n, (_, frames) in enumerate(self.pending_videos)]
+            self.pending_frames = PdqIndex.build(np.concatenate(positions),
+                                                 np.concatenate([frames for _, frames in self.pending_videos]))
+        return frames_shared(self.pending_frames, rows)
 
     # -- audiences ----------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 
@@ -153,11 +154,19 @@ def publishable() -> QuerySet[Statement]:
 
 
 def next_batch(limit: int) -> list[Statement]:
-    return list(
+    """Up to `limit` statements, and no more video frames than PUBLISH_BATCH_MAX_FRAMES (at least one
+    statement): what one batch compares under the feed lock stays bounded however long the videos."""
+    statements = list(
         publishable().select_related("retracts")
         .only("id", "kind", "member_id", "signals", "content_type", "priority", "received_at", "share_group_id",
               "retracts__id", "retracts__state", "retracts__retracted_at", "retracts__share_group_id")[:limit]
     )
+    frames = 0
+    for taken, statement in enumerate(statements):
+        frames += sum(len(signal.get("frames", ())) for signal in statement.signals or ())
+        if taken and frames > settings.PUBLISH_BATCH_MAX_FRAMES:
+            return statements[:taken]
+    return statements
 
 
 def publish_batch(*, limit: int) -> int | None:

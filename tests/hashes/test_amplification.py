@@ -140,3 +140,27 @@ def test_at_most_vpdq_max_candidates_videos_are_compared(settings, alice, pipeli
     pipeline()
     assert len(compared) == 2
     assert Hash.objects.filter(signal_type="vpdq").count() == 5
+
+
+def test_a_flood_within_one_batch_is_not_compared_either(alice, pipeline, monkeypatch):
+    compared = []
+    real = families.compare_rows
+    monkeypatch.setattr(families, "compare_rows", lambda *a, **k: compared.append(1) or real(*a, **k))
+    alice.submit(*[alice.statement([video(frame("shared"), n)], content_type="video") for n in range(6)])
+    base = video(frame("shared"), 0)["frames"]
+    alice.submit(alice.statement([{"type": "vpdq", "frames": base[:-1] + [{**base[-1], "pdq": frame("other")}]}],
+                                 content_type="video"))  # 39 of 40 frames: a duplicate of the first, same batch
+    pipeline()
+
+    assert len(compared) == 1  # only the duplicate, against the one video it shares 39 frames with
+    assert Hash.objects.filter(signal_type="vpdq").count() == 6
+
+
+def test_a_publishing_batch_holds_a_bounded_number_of_video_frames(settings, alice, pipeline):
+    settings.PUBLISH_BATCH_MAX_FRAMES = 100
+    alice.submit(*[alice.statement([video(frame("v", n), n)], content_type="video") for n in range(5)],
+                 alice.statement([md5(1)]))
+    pipeline()
+
+    published = Statement.objects.values_list("published_at", flat=True)
+    assert len(set(published)) == 3  # 40 frames each: two videos a batch (the md5 rides with the last)
