@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkouts import run_child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,18 +66,9 @@ def child(statements: int, padding: int) -> dict[str, int]:
 
 
 def run(checkout: Path, statements: int, padding: int) -> dict[str, int]:
-    with tempfile.TemporaryDirectory() as var:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))}
-        env.update({"CONSORTIUM_VAR_DIR": var, "DJANGO_SETTINGS_MODULE": "consortium.settings",
-                    "PYTHONPATH": f"{checkout}{os.pathsep}{checkout / 'client'}", "INDEX_WARM_ON_START": "false",
-                    "DJANGO_ALLOWED_HOSTS": "testserver", "NUMBA_CACHE_DIR": str(checkout / "var" / "numba-cache"),
-                    "REQUEST_MAX_BYTES": str(64 * 1024 * 1024), "THROTTLE_SUBMIT": "off", "THROTTLE_READ": "off",
-                    "THROTTLE_MATCH": "off"})
-        result = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(statements),
-                                 str(padding)], cwd=checkout, env=env, capture_output=True, text=True, timeout=1800)
-        if result.returncode != 0:
-            raise SystemExit(f"{checkout}: {result.stderr[-3000:]}")
-        return json.loads(result.stdout.strip().splitlines()[-1])
+    unthrottled = {"REQUEST_MAX_BYTES": str(64 * 1024 * 1024), "THROTTLE_SUBMIT": "off", "THROTTLE_READ": "off",
+                   "THROTTLE_MATCH": "off"}
+    return run_child(__file__, checkout, [str(statements), str(padding)], unthrottled)
 
 
 def main() -> None:

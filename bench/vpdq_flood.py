@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkouts import run_child  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,18 +64,7 @@ def child(videos: int, frames: int) -> dict[str, float]:
 
 
 def run(checkout: Path, videos: int, frames: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as var:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))}
-        env.update({"CONSORTIUM_VAR_DIR": var, "DJANGO_SETTINGS_MODULE": "consortium.settings",
-                    "PYTHONPATH": f"{checkout}{os.pathsep}{checkout / 'client'}", "INDEX_WARM_ON_START": "false",
-                    "DJANGO_ALLOWED_HOSTS": "testserver",
-                    # Each checkout's own compiled-code cache, kept between runs.
-                    "NUMBA_CACHE_DIR": str(checkout / "var" / "numba-cache")})
-        result = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(videos), str(frames)],
-                                cwd=checkout, env=env, capture_output=True, text=True, timeout=3600)
-        if result.returncode != 0:
-            raise SystemExit(f"{checkout}: {result.stderr[-3000:]}")
-        return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_child(__file__, checkout, [str(videos), str(frames)])
 
 
 def main() -> None:

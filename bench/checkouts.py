@@ -1,0 +1,28 @@
+"""Run a benchmark's measuring half in a child process against one checkout (this one, or an older
+worktree given with --before), on a fresh embedded-mode database, and read back its JSON line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def run_child(script: str, checkout: Path, args: list[str], extra_env: dict[str, str] | None = None) -> Any:
+    """`python script --child *args` with cwd and imports from `checkout`, this interpreter, and a
+    temporary CONSORTIUM_VAR_DIR; the checkout's own numba cache is kept between runs."""
+    with tempfile.TemporaryDirectory() as var:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_"))}
+        env.update({"CONSORTIUM_VAR_DIR": var, "DJANGO_SETTINGS_MODULE": "consortium.settings",
+                    "PYTHONPATH": f"{checkout}{os.pathsep}{checkout / 'client'}", "INDEX_WARM_ON_START": "false",
+                    "DJANGO_ALLOWED_HOSTS": "testserver", "NUMBA_CACHE_DIR": str(checkout / "var" / "numba-cache"),
+                    **(extra_env or {})})
+        result = subprocess.run([sys.executable, str(Path(script).resolve()), "--child", *args], cwd=checkout,
+                                env=env, capture_output=True, text=True, timeout=3600)
+        if result.returncode != 0:
+            raise SystemExit(f"{checkout}: {result.stderr[-3000:]}")
+        return json.loads(result.stdout.strip().splitlines()[-1])
