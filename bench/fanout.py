@@ -40,6 +40,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.checkouts import UNTHROTTLED  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -220,7 +221,7 @@ def main() -> None:
         "WEB_CONCURRENCY": "2", "CELERY_WORKER_CONCURRENCY": "2",
         "VERIFY_CHUNK_SIZE": "250", "PUBLISH_BATCH_SIZE": "500",
         "SWEEP_INTERVAL_SECONDS": "10", "SWEEP_STALE_AFTER_SECONDS": "60",
-        "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "WEBHOOK_REQUIRE_HTTPS": "false",
+        "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "WEBHOOK_REQUIRE_HTTPS": "false", **UNTHROTTLED,
     }
     settings.update(item.split("=", 1) for item in args.set)
     with tempfile.TemporaryDirectory() as workdir:

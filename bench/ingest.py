@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.checkouts import UNTHROTTLED  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -89,7 +90,7 @@ def main() -> None:
     args = parse_args()
     recreate_database(args.database_url)
     os.environ.update({"DATABASE_URL": args.database_url, "CELERY_BROKER_URL": args.broker_url,
-                       "DJANGO_SETTINGS_MODULE": "consortium.settings"})
+                       "DJANGO_SETTINGS_MODULE": "consortium.settings", **UNTHROTTLED})
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     import django
 

@@ -25,6 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.checkouts import UNTHROTTLED  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -76,7 +77,7 @@ def main() -> None:
 
     recreate_database(args.database_url)
     os.environ.update({"DATABASE_URL": args.database_url, "CELERY_BROKER_URL": "redis://127.0.0.1:6379/11",
-                       "DJANGO_SETTINGS_MODULE": "consortium.settings"})
+                       "DJANGO_SETTINGS_MODULE": "consortium.settings", **UNTHROTTLED})
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     import django
 
