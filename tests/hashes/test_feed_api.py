@@ -169,3 +169,22 @@ def test_a_group_statement_never_bridges_consortium_families(alice, bob, charlie
     bridge = seen_by_bob[-1]["hash"]
     assert sorted(link["hash"] for link in bridge["links"]) == sorted(clusters)
     assert bridge["cluster"] not in clusters.values() and len(set(clusters.values())) == 2
+
+
+def test_a_feed_page_over_the_byte_cap_still_holds_one_event_and_paging_skips_no_seq(settings, alice, bob, pipeline):
+    """With FEED_MAX_BYTES smaller than any event, every page holds exactly one event (never none,
+    which would leave a reader stuck behind it for ever) and next_after walks every seq in order."""
+    alice.submit(*[alice.statement([md5(n)]) for n in range(5)])
+    pipeline()
+    settings.FEED_MAX_BYTES = 1
+
+    seen, after = [], 0
+    for _ in range(10):
+        page = bob.feed(after=after)
+        assert len(page["events"]) == 1
+        seen += [e["seq"] for e in page["events"]]
+        assert page["next_after"] > after or not page["events"]
+        after = page["next_after"]
+        if not page["has_more"]:
+            break
+    assert seen == list(range(1, 6))

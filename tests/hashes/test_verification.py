@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -171,3 +172,28 @@ def test_every_signal_type_verifies_and_publishes(alice, pipeline):
     assert row.state == "published"
     assert sorted(Hash.objects.values_list("signal_type", flat=True)) == ["md5", "pdq", "sha256", "vpdq"]
     assert Hash.objects.get(signal_type="sha256").value == "a" * 64  # hex is stored in lower case
+
+
+def sign_with_header(actor, body: dict, **header) -> str:
+    """A statement signed by the actor's key under a protected header of the test's choosing."""
+    protected = {"alg": "Ed25519", "kid": actor.signer.kid, "typ": "hash-statement+jws", **header}
+    signing_input = ".".join(jws.b64url_encode(json.dumps(part, separators=(",", ":")).encode())
+                             for part in (protected, body))
+    return f"{signing_input}.{jws.b64url_encode(actor.signer.private_key.sign(signing_input.encode()))}"
+
+
+def test_a_statement_signed_under_the_rfc_8037_name_eddsa_publishes(alice, pipeline):
+    row = outcome(alice, sign_with_header(alice, payload(alice), alg="EdDSA"), pipeline)
+    assert row.state == "published"
+
+
+def test_a_tampered_eddsa_statement_is_rejected(alice, pipeline):
+    header, _, signature = sign_with_header(alice, payload(alice), alg="EdDSA").split(".")
+    tampered = jws.b64url_encode(json.dumps(payload(alice, signals=[md5(666)])).encode())
+    assert_rejected(alice, f"{header}.{tampered}.{signature}", pipeline, "signature_invalid")
+
+
+def test_a_critical_header_extension_is_refused_on_receipt(alice):
+    answer = alice.submit(sign_with_header(alice, payload(alice), crit=["exp"], exp=2_000_000_000))
+    assert [r["error"]["code"] for r in answer["rejected"]] == ["jws_bad_header"]
+    assert Statement.objects.count() == 0
