@@ -311,11 +311,17 @@ SWEEP_STALE_AFTER_SECONDS = env_int("SWEEP_STALE_AFTER_SECONDS", 30)
 # only once verification has checked the signature and the incident.
 INCIDENT_FAST_LANE_PER_MINUTE = env_int("INCIDENT_FAST_LANE_PER_MINUTE", 1000)
 
+# --- Feedback and disputes ------------------------------------------------------------------------
+FEEDBACK_REASONS = ("not_tvec", "wrong_label", "newsworthy", "counter_speech", "benign_common_image", "low_quality",
+                    "other")
+
 # --- Server identity and outbound -----------------------------------------------------------------
 CONSORTIUM_SIGNING_KEY_FILE = Path(env("CONSORTIUM_SIGNING_KEY_FILE", str(VAR_DIR / "server-signing-key.pem")))
 # Embedded mode creates its server key on first start; production must provide one.
 CONSORTIUM_SIGNING_KEY_CREATE = env_bool("CONSORTIUM_SIGNING_KEY_CREATE", EMBEDDED)
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", EMBEDDED)
+# The `iss` of the statements the server signs itself (a dispute's removal); a member may not take it.
+SERVER_ISSUER = env("SERVER_ISSUER", "consortium-server")
 
 # --- Distribution (webhooks) ---------------------------------------------------------------------
 # Outbound requests: https is required in production; internal addresses are governed by

@@ -37,6 +37,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     actions = ["reenable", "pause", "replay"]
     fields = ["member", "target", "description", "state", "state_reason", "state_changed_at", "cursor", "backlog",
               "signal_types", "labels", "incident_only", "min_corroboration", "include_retractions",
+              "exclude_disputed",
               "last_success_at", "last_error", "in_flight_failures", "next_attempt_at", "secret_rotated_at",
               "previous_secret_expires_at", "created_at", "updated_at", "recent_deliveries"]
     readonly_fields = fields

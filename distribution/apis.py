@@ -46,6 +46,9 @@ class FiltersSerializer(serializers.Serializer):
     min_corroboration = serializers.IntegerField(min_value=1, max_value=1000, required=False,
                                                  help_text="Only hashes with at least this many visible statements.")
     include_retractions = serializers.BooleanField(required=False, help_text="Send hash.retracted (default true).")
+    exclude_disputed = serializers.BooleanField(
+        required=False, help_text="Hold back events of a hash while a dispute you can see is open on it (default "
+                                  "false); the events opening and resolving the dispute still come.")
 
     class Meta:
         ref_name = "SubscriptionFilters"

@@ -40,6 +40,9 @@ class Subscription(models.Model):
     incident_only = models.BooleanField(default=False)
     min_corroboration = models.PositiveIntegerField(default=1)
     include_retractions = models.BooleanField(default=True)
+    # Hold a hash back while a dispute the member can see is open on it: the event that opens the
+    # dispute and the one that resolves it still come, nothing in between.
+    exclude_disputed = models.BooleanField(default=False)
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     state_reason = models.CharField(max_length=32, choices=Reason.choices, blank=True)

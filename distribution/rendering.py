@@ -24,8 +24,8 @@ from hashes.models import Event, Statement
 from hashes.selectors import (
     StatementFacts, corroborating_members, render_event, statement_facts, visible_facts, visible_links,
 )
-from hashes.visibility import Viewer
-from members.models import Member, SharingGroup
+from hashes.visibility import Viewer, viewers_for_ids
+from members.models import Member
 
 from .models import Subscription
 
@@ -37,11 +37,12 @@ class Filters:
     incident_only: bool = False
     min_corroboration: int = 1
     include_retractions: bool = True
+    exclude_disputed: bool = False
 
     @classmethod
     def of(cls, subscription: Subscription) -> Filters:
         return cls(frozenset(subscription.signal_types), frozenset(subscription.labels), subscription.incident_only,
-                   subscription.min_corroboration, subscription.include_retractions)
+                   subscription.min_corroboration, subscription.include_retractions, subscription.exclude_disputed)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Rendered:
     labels: frozenset[str]  # from the visible statements before and after the change
     incident: bool  # a visible statement of the hash, or the cause, names an incident
     corroboration: int  # members with visible live statements before or after the change, whichever is more
+    held: bool = False  # a dispute the viewer sees is open, and this event did not open it
 
     def passes(self, filters: Filters) -> bool:
         """Retractions carry the labels and count the hash had, so a receiver that got a hash also
@@ -81,6 +83,8 @@ class Rendered:
         if filters.incident_only and not self.incident:
             return False
         if self.corroboration < filters.min_corroboration:
+            return False
+        if filters.exclude_disputed and self.held:
             return False
         return filters.include_retractions or self.type != Event.Type.RETRACTED
 
@@ -132,11 +136,7 @@ _bodies = _Bounded(32, 32 * MiB)
 
 def viewers_for(members: Sequence[Member]) -> dict[int, Viewer]:
     """Viewer.for_member for many members in one query: each member with its sharing groups."""
-    groups: dict[int, set[int]] = {member.pk: set() for member in members}
-    for member_id, group_id in SharingGroup.members.through.objects.filter(
-            member_id__in=list(groups)).values_list("member_id", "sharinggroup_id"):
-        groups[member_id].add(group_id)
-    return {member_id: Viewer(member_id, frozenset(ids)) for member_id, ids in groups.items()}
+    return viewers_for_ids(member.pk for member in members)
 
 
 def clear_caches() -> None:
@@ -147,9 +147,7 @@ def clear_caches() -> None:
 def _load_events(seqs: Sequence[int]) -> dict[UUID, LoadedEvent]:
     loaded = {}
     for event in Event.objects.filter(seq__in=seqs).select_related("hash"):
-        refs = dict.fromkeys((*event.statements_before, *event.statements_after,
-                              *([str(event.cause_id)] if event.cause_id else [])))
-        loaded[event.event_id] = LoadedEvent(event, tuple(refs))
+        loaded[event.event_id] = LoadedEvent(event, event.refs())
         _events.put(event.event_id, loaded[event.event_id], _weight(loaded[event.event_id]))
     return loaded
 
@@ -241,7 +239,16 @@ def _render(event: Event, viewer: Viewer, visible: dict[str, Known], links: list
         labels=frozenset(label for f in (*before, *after) for label in f.labels),
         incident=any(known.names_incident for known in visible.values()),
         corroboration=max(corroborating_members(before), corroborating_members(after)),
+        held=is_held(event, body["hash"]["dispute"]),
     )
+
+
+def is_held(event: Event, dispute: dict[str, Any] | None) -> bool:
+    """What `exclude_disputed` holds back: events of a hash while the dispute the viewer sees on it is
+    open, except the event that opened it (so the receiver learns the hash is contested)."""
+    if dispute is None or dispute["state"] != "open":
+        return False
+    return not (event.change == "dispute" and event.dispute_id == dispute["id"])
 
 
 def _seen_alike_by_everyone(events: Sequence[LoadedEvent], known: dict[str, Known]) -> bool:

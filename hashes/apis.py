@@ -13,8 +13,8 @@ from consortium.api.pagination import Pagination
 from consortium.api.parsers import BoundedJSONParser
 from members.throttling import TokenRateThrottle
 
-from .models import Statement
-from .selectors import feed_page, hash_detail, hash_statements, match_signals, statement_get, statement_list
+from .models import Dispute, Statement
+from .selectors import dispute_list, feed_page, hash_detail, hash_statements, match_signals, statement_get, statement_list
 from .services.media import upload_signals
 from .services.submission import statements_submit
 from .signals.parse import SignalError, parse_match_queries
@@ -168,6 +168,8 @@ class HashStatementsApi(APIView):
 
 class SignalListSerializer(serializers.Serializer):
     signals = serializers.ListField(child=serializers.DictField())
+    exclude_disputed = serializers.BooleanField(
+        required=False, help_text="Leave out hashes with an open dispute you can see (default false).")
 
     class Meta:
         ref_name = "SignalList"
@@ -175,6 +177,7 @@ class SignalListSerializer(serializers.Serializer):
 
 class MediaUploadSerializer(serializers.Serializer):
     file = serializers.FileField()
+    exclude_disputed = serializers.BooleanField(required=False)
 
     class Meta:
         ref_name = "MediaUpload"
@@ -205,14 +208,19 @@ class MatchApi(APIView):
     def post(self, request):
         if request.content_type.startswith("multipart/"):
             raw = upload_signals(request.FILES.get("file"))
+            exclude = {"true": True, "false": False}.get(request.data.get("exclude_disputed", "false"))
         else:
             raw = request.data.get("signals") if isinstance(request.data, dict) else None
+            exclude = request.data.get("exclude_disputed", False) if isinstance(request.data, dict) else False
+        if not isinstance(exclude, bool):
+            raise DomainError("exclude_disputed_invalid", "exclude_disputed is true or false.")
         try:
             queries = parse_match_queries(raw, max_queries=settings.MATCH_MAX_QUERIES,
                                           max_distance=settings.MATCH_MAX_DISTANCE, max_frames=settings.VPDQ_MAX_FRAMES)
         except SignalError as exc:
             raise DomainError(exc.code, exc.message, exc.details) from None
-        return Response(match_signals(viewer=Viewer.for_member(request.user.member), queries=queries))
+        return Response(match_signals(viewer=Viewer.for_member(request.user.member), queries=queries,
+                                      exclude_disputed=exclude))
 
 
 class MediaHashApi(APIView):
@@ -253,3 +261,31 @@ class FeedApi(APIView):
         limit = min(params.validated_data.get("limit", settings.FEED_DEFAULT_LIMIT), settings.FEED_MAX_LIMIT)
         page = feed_page(viewer=Viewer.for_member(request.user.member), after=params.validated_data["after"], limit=limit)
         return Response(page)
+
+
+class DisputeListApi(APIView):
+    """Disputes on hashes you can see, that you may see: opened by a statement visible to you, or by
+    the suppression list. Oldest first; `after` is the last id of the previous page."""
+
+    required_scope = "read"
+
+    class InputSerializer(serializers.Serializer):
+        after = serializers.IntegerField(min_value=0, default=0)
+        limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
+        state = serializers.ChoiceField(choices=Dispute.State.values, required=False)
+
+        class Meta:
+            ref_name = "DisputeQuery"
+
+    class OutputSerializer(serializers.Serializer):
+        disputes = serializers.ListField(child=serializers.DictField())
+        next_after = serializers.IntegerField(allow_null=True)
+
+        class Meta:
+            ref_name = "DisputePage"
+
+    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer, summary="Disputes you can see")
+    def get(self, request):
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return Response(dispute_list(viewer=Viewer.for_member(request.user.member), **params.validated_data))

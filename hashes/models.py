@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -59,6 +61,7 @@ class Statement(models.Model):
     class Kind(models.TextChoices):
         HASH = "hash"
         RETRACT = "retract"
+        FEEDBACK = "feedback"
 
     class State(models.TextChoices):
         RECEIVED = "received"
@@ -96,6 +99,10 @@ class Statement(models.Model):
     retracts = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="retractions")
     retract_reason = models.TextField(blank=True)
     retracted_at = models.DateTimeField(null=True, blank=True, help_text="When its member retracted it.")
+    # Feedback (kind "feedback"): what it is about, and what it says.
+    target = models.JSONField(null=True, blank=True, help_text='Feedback: {"type", "value"} of the hash.')
+    verdict = models.CharField(max_length=16, blank=True)
+    reasons = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
@@ -141,6 +148,9 @@ class Hash(models.Model):
         help_text="Empty: a consortium-wide hash.",
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    # Labels an administrator set when resolving a dispute as `relabelled`; they replace the labels
+    # of the statements for everyone. None: the statements' labels.
+    labels_override = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -151,9 +161,8 @@ class Hash(models.Model):
             models.UniqueConstraint(fields=["signal_type", "value", "share_group"],
                                     condition=models.Q(share_group__isnull=False), name="hash_signal_unique_group"),
         ]
-        # Disputes are raised against a hash (DESIGN.md, "Feedback, disputes and corrections"); until
-        # they have a model of their own the permission to resolve them lives here, so that the
-        # "Dispute review" group can be granted it now.
+        # The permission to resolve a Dispute predates the model and stays here: the "Dispute review"
+        # group holds it as hashes.resolve_dispute.
         permissions = [("resolve_dispute", "Can resolve disputes on shared hashes")]
 
     def __str__(self) -> str:
@@ -190,6 +199,81 @@ class HashLink(models.Model):
         constraints = [models.UniqueConstraint(fields=["hash", "linked_to"], name="hash_link_unique")]
 
 
+class Feedback(models.Model):
+    """A member's verdict on a hash, from a feedback statement. One live verdict per member and hash:
+    a newer one ends the older, a retraction of its statement ends it. A submitter's `agree` while a
+    dispute is open is an answer to it, not a vote (`is_answer`), and is not counted."""
+
+    class Verdict(models.TextChoices):
+        AGREE = "agree"
+        DISAGREE = "disagree"
+        SEEN = "seen"
+
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="feedback")
+    hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="feedback")
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="+")
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    reasons = models.JSONField(default=list, blank=True)
+    is_answer = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="Replaced by a newer verdict or retracted.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hash", "statement"], name="feedback_unique")]
+        indexes = [models.Index(fields=["hash", "ended_at"], name="feedback_live")]
+
+
+class Dispute(models.Model):
+    """A hash contested by a member that did not submit it. Its audience is the opening feedback's:
+    whoever may see that statement sees the dispute, nobody else (so one member's dispute never tells
+    an outsider what a sharing group said). At most one is open per hash and audience."""
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        UPHELD = "upheld"
+        RELABELLED = "relabelled"
+        REMOVED = "removed"
+
+    hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="disputes")
+    opened_by = models.ForeignKey(Statement, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                  help_text="The disagree feedback that opened it; empty for the suppression list.")
+    member = models.ForeignKey(Member, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    share_group = models.ForeignKey(SharingGroup, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    reasons = models.JSONField(default=list, blank=True)
+    opened_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True, help_text="Why it was resolved so; shown to members.")
+    labels = models.JSONField(null=True, blank=True, help_text="relabelled: the labels that replaced the hash's.")
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="+")
+    removal = models.ForeignKey(Statement, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                help_text="removed: the retraction the server signed.")
+
+    class Meta:
+        ordering = ["opened_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["hash"], condition=models.Q(state="open", share_group__isnull=True),
+                                    name="dispute_open_unique_consortium"),
+            models.UniqueConstraint(fields=["hash", "share_group"],
+                                    condition=models.Q(state="open", share_group__isnull=False),
+                                    name="dispute_open_unique_group"),
+        ]
+        indexes = [models.Index(fields=["state", "opened_at"], name="dispute_queue")]
+
+    def __str__(self) -> str:
+        return f"dispute {self.pk} on {self.hash}"
+
+    def snapshot(self) -> dict[str, Any]:
+        """What an event keeps of it; `opened_by` decides who sees it (hashes.selectors.dispute_view)."""
+        return {
+            "id": self.pk, "state": self.state, "opened_by": str(self.opened_by_id) if self.opened_by_id else None,
+            "share_group": self.share_group_id, "opened_at": self.opened_at.isoformat(),
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "reasons": list(self.reasons), "resolution": self.resolution,
+        }
+
+
 class Event(models.Model):
     """One entry of the ordered log. `seq` is assigned under the feed lock, so sequence numbers
     become visible in order (see hashes.feed)."""
@@ -220,12 +304,30 @@ class Event(models.Model):
     cluster_id_at = models.BigIntegerField()
     # Set when the event moved the hash to another cluster (a merge of variant families).
     cluster_before = models.BigIntegerField(null=True, blank=True)
+    # What else the event changed besides live statements: "feedback" (a verdict given or withdrawn:
+    # seen by whoever sees the cause) or "dispute" (`dispute` opened, answered or resolved: seen by
+    # whoever sees that dispute). Blank: statements or cluster only.
+    change = models.CharField(max_length=16, blank=True)
+    dispute = models.ForeignKey("Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # The hash's live feedback (vote statements) and its disputes (Dispute.snapshot) after the event,
+    # and the labels an administrator set, if any; each reader sees the part its visibility allows.
+    feedback = models.JSONField(default=list)
+    disputes = models.JSONField(default=list)
+    labels_override = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["seq"]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.type} hash {self.hash_id}"
+
+    def refs(self) -> tuple[str, ...]:
+        """Every statement the event mentions, in a fixed order: live statements before and after,
+        the cause, live feedback, and the statements that opened its disputes."""
+        return tuple(dict.fromkeys((
+            *self.statements_before, *self.statements_after, *([str(self.cause_id)] if self.cause_id else []),
+            *self.feedback, *(d["opened_by"] for d in self.disputes if d.get("opened_by")),
+        )))
 
 
 class FeedHead(models.Model):

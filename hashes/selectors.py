@@ -14,7 +14,8 @@ from consortium.api.errors import DomainError, NotFound
 from members.models import Member
 
 from .matching import indexes
-from .models import Corroboration, Event, Hash, HashLink, Statement
+from .services.feedback import load_governance
+from .models import Corroboration, Dispute, Event, Hash, HashLink, Statement
 from .signals.parse import MatchQuery
 from .signals.vpdq import compare_rows, usable_rows
 from .visibility import Viewer, visible_hashes
@@ -37,6 +38,7 @@ class StatementFacts:
     content_type: str
     raw: str
     labels: tuple[str, ...]
+    verdict: str = ""  # feedback statements: agree, disagree or seen
 
 
 def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFacts]:
@@ -50,14 +52,14 @@ def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFa
     ):
         labels.setdefault(str(statement_id), []).append(slug)
     rows = visible.values_list("id", "jti", "kind", "member_id", "member__slug", "member__kind", "share_group_id",
-                               "content_type", "raw")
+                               "content_type", "raw", "verdict")
     facts = {}
-    for statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw in rows:
+    for statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict in rows:
         key = str(statement_id)
         facts[key] = StatementFacts(
             id=key, jti=jti, kind=kind, member_id=member_id, member_slug=slug, member_kind=member_kind,
             share_group_id=share_group_id, content_type=content_type, raw=raw,
-            labels=tuple(sorted(labels.get(key, ()))),
+            labels=tuple(sorted(labels.get(key, ()))), verdict=verdict,
         )
     return facts
 
@@ -115,13 +117,42 @@ def embedded(live: list[StatementFacts]) -> list[StatementFacts]:
     return chosen
 
 
+def feedback_counts(votes: list[StatementFacts]) -> dict[str, int]:
+    """Distinct members per verdict among the live feedback the reader may see."""
+    members: dict[str, set[int]] = {"agree": set(), "disagree": set(), "seen": set()}
+    for fact in votes:
+        members.setdefault(fact.verdict, set()).add(fact.member_id)
+    return {verdict: len(ids) for verdict, ids in members.items()}
+
+
+def sees_snapshot(viewer: Viewer, snapshot: dict[str, Any], facts: dict[str, StatementFacts]) -> bool:
+    """A dispute (Dispute.snapshot) is seen by whoever sees the statement that opened it; one the
+    suppression list opened, by everyone who sees the hash."""
+    opener = snapshot.get("opened_by")
+    return opener is None or bool(visible_facts(viewer, [opener], facts))
+
+
+def dispute_view(viewer: Viewer, snapshots: list[dict[str, Any]], facts: dict[str, StatementFacts]) -> dict[str, Any] | None:
+    """The dispute a reader sees on a hash: among those it may see (it may see the statement that
+    opened it, or the suppression list opened it), the earliest open one, else the latest."""
+    visible = [d for d in snapshots if sees_snapshot(viewer, d, facts)]
+    if not visible:
+        return None
+    open_ = [d for d in visible if d["state"] == "open"]
+    chosen = open_[0] if open_ else visible[-1]
+    return {key: chosen[key] for key in ("id", "state", "opened_at", "resolved_at", "reasons", "resolution")}
+
+
 def hash_view(
     hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str, seen: list[StatementFacts],
-    links: list[dict[str, Any]] | None = None,
+    links: list[dict[str, Any]] | None = None, votes: list[StatementFacts] = (),
+    dispute: dict[str, Any] | None = None, labels_override: list[str] | None = None,
 ) -> dict[str, Any]:
     """A hash as one member sees it: only what its visible statements say. `live` are the visible
     statements that assert it now; `seen` every visible statement that ever did (for a retracted
-    hash, what it was). Nothing comes from the hash row that a hidden statement could have set."""
+    hash, what it was); `votes` the visible live feedback, `dispute` the dispute it may see.
+    Nothing comes from the hash row that a hidden statement could have set (`labels_override` is
+    an administrator's decision, the same for everyone)."""
     submitters: dict[str, str] = {}
     for fact in live:
         submitters.setdefault(fact.member_slug, fact.member_kind)
@@ -136,11 +167,14 @@ def hash_view(
         "cluster": cluster_id,
         "links": links or [],
         "state": state,
-        "labels": sorted({label for fact in live for label in fact.labels}),
+        "labels": sorted({label for fact in live for label in fact.labels}) if labels_override is None
+        else list(labels_override),
         "submitters": [{"member": slug, "kind": kind} for slug, kind in submitters.items()],
         "corroboration_count": corroborating_members(live),
         "statements": [fact.raw for fact in carried],
         "statements_omitted": len(live) - len(carried),
+        "feedback": feedback_counts(list(votes)),
+        "dispute": dispute,
     })
     return body
 
@@ -157,7 +191,11 @@ def render_event(
     after = visible_facts(viewer, event.statements_after, facts)
     if not before and not after:
         return None
-    if [f.id for f in before] == [f.id for f in after] and event.cluster_before is None:
+    cause = facts.get(str(event.cause_id)) if event.cause_id else None
+    if cause is not None and not viewer.sees(share_group_id=cause.share_group_id, member_id=cause.member_id):
+        cause = None
+    dispute = dispute_view(viewer, event.disputes, facts)
+    if not changed_for(viewer, event, facts, before, after, cause, dispute):
         return None
     kind = Event.Type.of_change(before, after)
     body = {
@@ -166,14 +204,31 @@ def render_event(
         "type": kind,
         "occurred_at": event.occurred_at.isoformat(),
         "hash": hash_view(event.hash, after, cluster_id=event.cluster_id_at, seen=before,
-                          links=(links or {}).get(event.hash_id), state=Hash.State.RETRACTED if not after else Hash.State.ACTIVE),
+                          links=(links or {}).get(event.hash_id), state=Hash.State.RETRACTED if not after else Hash.State.ACTIVE,
+                          votes=visible_facts(viewer, event.feedback, facts), dispute=dispute,
+                          labels_override=event.labels_override),
     }
     if event.cluster_before is not None:
         body["hash"]["previous_cluster"] = event.cluster_before
-    cause = facts.get(str(event.cause_id)) if event.cause_id else None
-    if cause is not None and viewer.sees(share_group_id=cause.share_group_id, member_id=cause.member_id):
+    if cause is not None:
         body["cause"] = cause_view(cause, embedded(after))
     return body
+
+
+def changed_for(viewer: Viewer, event: Event, facts: dict[str, StatementFacts], before: list[StatementFacts], after: list[StatementFacts],
+                cause: StatementFacts | None, dispute: dict[str, Any] | None) -> bool:
+    """Whether the reader sees anything change: its visible statements, the cluster, a verdict it may
+    see (the cause is visible), or a dispute it may see (`dispute` is the one it sees)."""
+    if [f.id for f in before] != [f.id for f in after] or event.cluster_before is not None:
+        return True
+    if not after:
+        return False
+    if event.change == "feedback":
+        return cause is not None
+    if event.change == "dispute":
+        return dispute is not None and any(d["id"] == event.dispute_id and sees_snapshot(viewer, d, facts)
+                                           for d in event.disputes)
+    return False
 
 
 def cause_view(cause: StatementFacts, statements: list[StatementFacts]) -> dict[str, Any]:
@@ -202,8 +257,7 @@ def feed_page(*, viewer: Viewer, after: int, limit: int, max_bytes: int | None =
         chunk = list(Event.objects.filter(seq__gt=cursor).select_related("hash").order_by("seq")[:limit])
         if not chunk:
             break
-        ids = {i for e in chunk for i in (*e.statements_before, *e.statements_after)}
-        facts = statement_facts(ids | {str(e.cause_id) for e in chunk if e.cause_id}, viewer)
+        facts = statement_facts({i for e in chunk for i in e.refs()}, viewer)
         links = visible_links(viewer, {e.hash_id for e in chunk})
         for event in chunk:
             rendered = render_event(event, viewer, facts, links)
@@ -230,7 +284,12 @@ def hash_views(viewer: Viewer, hashes: list[Hash], *, detailed: bool = False) ->
         "hash_id", "statement_id", "retracted_at", "distance", "created_at"
     ):
         rows[hash_id].append(row)
-    facts = statement_facts((str(r[0]) for group in rows.values() for r in group), viewer)
+    governance = load_governance(rows)
+    snapshots = {pk: state.snapshots() for pk, state in governance.items()}
+    facts = statement_facts(
+        {str(r[0]) for group in rows.values() for r in group}
+        | {sid for state in governance.values() for sid in state.votes()}
+        | {d["opened_by"] for ds in snapshots.values() for d in ds if d["opened_by"]}, viewer)
     links = visible_links(viewer, rows)
     views = {}
     for hash_ in hashes:
@@ -238,7 +297,10 @@ def hash_views(viewer: Viewer, hashes: list[Hash], *, detailed: bool = False) ->
         live = visible_facts(viewer, [str(r[0]) for r in mine if r[1] is None], facts)
         seen = visible_facts(viewer, [str(r[0]) for r in mine], facts)
         body = hash_view(hash_, live, cluster_id=hash_.cluster_id, seen=seen, links=links.get(hash_.pk),
-                         state=Hash.State.ACTIVE if live else Hash.State.RETRACTED)
+                         state=Hash.State.ACTIVE if live else Hash.State.RETRACTED,
+                         votes=visible_facts(viewer, governance[hash_.pk].votes(), facts),
+                         dispute=dispute_view(viewer, snapshots[hash_.pk], facts),
+                         labels_override=hash_.labels_override)
         if detailed and mine:
             changes = [r[3] for r in mine] + [r[1] for r in mine if r[1] is not None]
             body["created_at"] = min(r[3] for r in mine).isoformat()
@@ -277,7 +339,8 @@ def hash_statements(*, viewer: Viewer, hash_id: int, offset: int, limit: int) ->
     return {"statements": page, "next_offset": end if end < live.count() else None}
 
 
-def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int | None = None) -> dict[str, Any]:
+def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int | None = None,
+                  exclude_disputed: bool = False) -> dict[str, Any]:
     """For each query, every visible, active hash that matches it, nearest first, in query order.
 
     Exact: the indexes return every stored hash within the radius (see hashes.signals.index), and
@@ -299,6 +362,8 @@ def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int |
     frames = {n: bounded_frames(q, at[n]) for n, q in enumerate(unique) if q.signal.type == "vpdq"}
     found = search_matches(viewer, unique, frames)
     views = hash_views(viewer, list(Hash.objects.filter(pk__in={h for hits in found for h in hits})))
+    if exclude_disputed:  # held while contested: a dispute the member can see is open on it
+        views = {h: view for h, view in views.items() if not (view["dispute"] and view["dispute"]["state"] == "open")}
     limit = settings.MATCH_MAX_RESULTS
     ranked_per_query = [
         sorted(
@@ -389,6 +454,30 @@ def search_matches(
             if max(query_percent, stored_percent) >= threshold:
                 found[n][hash_id] = {"query_match_percent": query_percent, "stored_match_percent": stored_percent}
     return [{h: hit for h, hit in hits.items() if h in visible} for hits in found]
+
+
+def dispute_list(*, viewer: Viewer, after: int, limit: int, state: str | None = None) -> dict[str, Any]:
+    """Disputes the viewer may see (it sees the statement that opened it, or the suppression list
+    opened it) on hashes it may see, oldest first, paged by id."""
+    disputes = (
+        Dispute.objects.filter(pk__gt=after, hash__in=visible_hashes(viewer))
+        .filter(Q(opened_by__isnull=True) | viewer.statement_q("opened_by__"))
+        .select_related("hash").order_by("pk")
+    )
+    if state:
+        disputes = disputes.filter(state=state)
+    page = list(disputes[:limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    return {
+        "disputes": [{
+            "id": d.pk, "hash": d.hash_id, "target": {"type": d.hash.signal_type, "value": d.hash.value},
+            "state": d.state, "opened_at": d.opened_at.isoformat(),
+            "resolved_at": d.resolved_at.isoformat() if d.resolved_at else None, "reasons": d.reasons,
+            "resolution": d.resolution, "labels": d.labels,
+        } for d in page],
+        "next_after": page[-1].pk if more else None,
+    }
 
 
 def statement_get(*, member: Member, statement_id: Any) -> Statement:

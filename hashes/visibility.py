@@ -8,6 +8,7 @@ one of its statements is, and a member sees of a hash only what its visible stat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
@@ -42,3 +43,15 @@ def visible_hashes(viewer: Viewer, *, live_only: bool = False) -> QuerySet[Hash]
     if live_only:
         corroborations = corroborations.filter(retracted_at__isnull=True)
     return Hash.objects.filter(Exists(corroborations))
+
+
+def viewers_for_ids(member_ids: Iterable[int]) -> dict[int, Viewer]:
+    """Viewer.for_member for many members in one query."""
+    from members.models import SharingGroup
+
+    groups: dict[int, set[int]] = {pk: set() for pk in member_ids}
+    if groups:
+        for member_id, group_id in SharingGroup.members.through.objects.filter(
+                member_id__in=list(groups)).values_list("member_id", "sharinggroup_id"):
+            groups[member_id].add(group_id)
+    return {pk: Viewer(pk, frozenset(ids)) for pk, ids in groups.items()}

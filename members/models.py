@@ -10,6 +10,12 @@ class Member(models.Model):
         PLATFORM = "platform"
         GOVERNMENT = "government"
         NGO = "ngo"
+        # The server itself, as the issuer of the statements it signs (a dispute's removal). One row,
+        # made by hashes.services.disputes.server_member; never a member anyone onboards.
+        SERVER = "server"
+
+    # The kinds an administrator can onboard.
+    MEMBER_KINDS = ("platform", "government", "ngo")
 
     class Status(models.TextChoices):
         ACTIVE = "active"

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -34,8 +35,10 @@ def member_snapshot(member: Member) -> dict[str, Any]:
 
 @transaction.atomic
 def member_create(*, slug: str, name: str, kind: str, actor: Any = None) -> Member:
-    if kind not in Member.Kind.values:
-        raise DomainError("member_kind_invalid", f"kind must be one of {', '.join(Member.Kind.values)}.")
+    if kind not in Member.MEMBER_KINDS:
+        raise DomainError("member_kind_invalid", f"kind must be one of {', '.join(Member.MEMBER_KINDS)}.")
+    if slug == settings.SERVER_ISSUER:
+        raise DomainError("member_slug_reserved", f"{slug!r} names the server itself (SERVER_ISSUER).")
     if Member.objects.filter(slug=slug).exists():
         raise Conflict("member_exists", f"A member with slug {slug!r} exists already.")
     member = Member(slug=slug, name=name, kind=kind)

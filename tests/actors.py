@@ -8,7 +8,7 @@ from typing import Any
 from rest_framework.test import APIClient
 
 from consortium_client import keys
-from consortium_client.statements import StatementSigner, hash_statement, retract_statement
+from consortium_client.statements import StatementSigner, feedback_statement, hash_statement, retract_statement
 from members.models import Member, SigningKey
 from members.services import key_register, member_create, token_create
 from tests.factories import md5
@@ -33,6 +33,11 @@ class Actor:
 
     def retraction(self, target_jti: str, reason: str = "false positive", **fields: Any) -> str:
         return self.signer.sign(retract_statement(iss=self.slug, retracts=target_jti, reason=reason, **fields))
+
+    def feedback(self, target: dict[str, Any], verdict: str, **fields: Any) -> str:
+        """A signed verdict on the hash of `target` (a signal as the factories make them)."""
+        return self.signer.sign(feedback_statement(
+            iss=self.slug, target={"type": target["type"], "value": target["value"]}, verdict=verdict, **fields))
 
     def submit(self, *statements: str) -> dict[str, Any]:
         response = self.api.post("/api/v1/statements/", {"statements": list(statements)}, format="json")

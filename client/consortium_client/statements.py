@@ -53,6 +53,38 @@ def retract_statement(
     }
 
 
+def feedback_statement(
+    *,
+    iss: str,
+    target: dict[str, str],
+    verdict: str,
+    reasons: Iterable[str] = (),
+    labels: Iterable[str] = (),
+    note: str | None = None,
+    share: str = "consortium",
+    jti: str | None = None,
+    iat: int | None = None,
+) -> dict[str, Any]:
+    """A verdict on a hash: `target` is {"type", "value"} (a vPDQ by its value digest), `verdict`
+    agree, disagree (with `reasons`) or seen."""
+    payload: dict[str, Any] = {
+        "iss": iss,
+        "iat": int(time.time()) if iat is None else iat,
+        "jti": jti or str(uuid.uuid4()),
+        "kind": "feedback",
+        "target": dict(target),
+        "verdict": verdict,
+        "share": share,
+    }
+    if reasons:
+        payload["reasons"] = list(reasons)
+    if labels:
+        payload["labels"] = list(labels)
+    if note is not None:
+        payload["note"] = note
+    return payload
+
+
 class StatementSigner:
     """Holds a member's signing key and key id; `sign(payload)` returns the compact JWS."""
 

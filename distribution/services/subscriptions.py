@@ -31,6 +31,7 @@ MAX_MIN_CORROBORATION = 1000
 RESEAL_BATCH_SIZE = 500
 FILTER_DEFAULTS: dict[str, Any] = {
     "signal_types": [], "labels": [], "incident_only": False, "min_corroboration": 1, "include_retractions": True,
+    "exclude_disputed": False,
 }
 
 
@@ -104,7 +105,7 @@ def check_filters(filters: Any, base: dict[str, Any]) -> dict[str, Any]:
     bad_labels = [label for label in merged["labels"] if label not in known]
     if bad_labels:
         raise DomainError("label_unknown", "Some labels are not in the taxonomy.", {"unknown": bad_labels})
-    for name in ("incident_only", "include_retractions"):
+    for name in ("incident_only", "include_retractions", "exclude_disputed"):
         if not isinstance(merged[name], bool):
             raise DomainError("filters_invalid", f"{name} is true or false.")
     count = merged["min_corroboration"]

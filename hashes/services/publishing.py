@@ -14,11 +14,13 @@ from django.utils import timezone
 
 from consortium.db import insert_rows, update_rows
 
-from ..models import Corroboration, Event, Hash, Statement
+from ..models import Corroboration, Dispute, Event, Feedback, Hash, Statement
 from ..signals.parse import vpdq_digest
 from ..matching import indexes
+from ..visibility import Viewer, viewers_for_ids
 from .families import FamilyPlanner, HashKey, SignalKey, live_statements
 from .feed import events_append, feed_lock
+from .feedback import FeedbackRejected, HashGovernance, apply_feedback, apply_feedback_retraction, load_governance
 
 
 def signal_key(signal: dict[str, Any]) -> SignalKey:
@@ -39,14 +41,42 @@ class Batch:
     changed_hashes: dict[int, Hash] = field(default_factory=dict)
     published: list[Statement] = field(default_factory=list)
     rejected: list[Statement] = field(default_factory=list)
+    # Feedback: who made each live statement and with which audience (statement id: (member,
+    # share group)), each touched hash's feedback and disputes, and what the batch writes of them.
+    audience: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    governance_of: dict[int, HashGovernance] = field(default_factory=dict)
+    feedback_targets: dict[Any, list[int]] = field(default_factory=dict)
+    new_feedback: list[dict[str, Any]] = field(default_factory=list)
+    ended_feedback: list[tuple[str, int]] = field(default_factory=list)
+    opened_disputes: list[Dispute] = field(default_factory=list)
 
-    def record(self, hash_: Hash, cause: Statement, before: list[str], after: list[str],
-               cluster_before: int | None = None) -> None:
+    def governance(self, hash_id: int) -> HashGovernance:
+        if hash_id not in self.governance_of:
+            self.governance_of.update(load_governance([hash_id]))
+        return self.governance_of[hash_id]
+
+    def sees(self, viewer: Viewer, statement_id: str) -> bool:
+        if statement_id not in self.audience:
+            self.audience.update({
+                str(pk): (member_id, group) for pk, member_id, group in
+                Statement.objects.filter(pk=statement_id).values_list("pk", "member_id", "share_group_id")
+            })
+        member_id, share_group_id = self.audience[statement_id]
+        return viewer.sees(share_group_id=share_group_id, member_id=member_id)
+
+    def by_pk(self, hash_id: int) -> Hash:
+        return next(h for h in self.hashes.values() if h.pk == hash_id)
+
+    def record(self, hash_: Hash, cause: Statement | None, before: list[str], after: list[str],
+               cluster_before: int | None = None, *, change: str = "", dispute: Dispute | None = None) -> None:
         kind = Event.Type.of_change(before, after)
+        governance = self.governance(hash_.pk)
         self.events.append({
-            "type": kind, "occurred_at": self.now, "hash": hash_.pk, "cause": cause.pk, "statements_before": before,
-            "statements_after": after, "hash_state": hash_.state, "cluster_id_at": hash_.cluster_id,
-            "cluster_before": cluster_before,
+            "type": kind, "occurred_at": self.now, "hash": hash_.pk, "cause": cause.pk if cause else None,
+            "statements_before": before, "statements_after": after, "hash_state": hash_.state,
+            "cluster_id_at": hash_.cluster_id, "cluster_before": cluster_before, "change": change,
+            "dispute": dispute.pk if dispute else None, "feedback": governance.votes(),
+            "disputes": governance.snapshots(), "labels_override": hash_.labels_override,
         })
 
 
@@ -66,11 +96,13 @@ def load_hashes(batch: Batch, keys: set[SignalKey], extra_hash_ids: set[int]) ->
         batch.hashes[hash_key(hash_)] = hash_
     ids = [h.pk for h in batch.hashes.values()]
     batch.live = {pk: [] for pk in ids}
-    for hash_id, statement_id in (
+    for hash_id, statement_id, member_id, share_group_id in (
         Corroboration.objects.filter(hash_id__in=ids, retracted_at__isnull=True)
-        .order_by("id").values_list("hash_id", "statement_id")
+        .order_by("id").values_list("hash_id", "statement_id", "statement__member_id", "statement__share_group_id")
     ):
         batch.live[hash_id].append(str(statement_id))
+        batch.audience[str(statement_id)] = (member_id, share_group_id)
+    batch.governance_of.update(load_governance(ids))
 
 
 def place_signals(batch: Batch, statements: list[Statement]) -> FamilyPlanner:
@@ -95,6 +127,7 @@ def move_merged_clusters(batch: Batch, planner: FamilyPlanner) -> None:
         return
     moved = list(Hash.objects.filter(cluster_id__in=merged).order_by("pk"))
     known = {h.pk: h for h in batch.hashes.values() if h.pk is not None}
+    batch.governance_of.update(load_governance([h.pk for h in moved if h.pk not in batch.governance_of]))
     live = live_statements([h.pk for h in moved if h.pk not in batch.live])
     for row in moved:
         hash_ = known.get(row.pk, row)
@@ -116,6 +149,7 @@ def apply_hash_statement(batch: Batch, planner: FamilyPlanner, statement: Statem
             continue  # the same signal twice in one statement corroborates once
         after = before + [sid]
         batch.live[hash_.pk] = after
+        batch.audience[sid] = (statement.member_id, statement.share_group_id)
         batch.corroborations.append({
             "hash": hash_.pk, "statement": statement.pk, "member": statement.member_id,
             "distance": placement.distance, "created_at": batch.now, "retracted_at": None,
@@ -186,15 +220,27 @@ def publish_batch(*, limit: int) -> int | None:
             statement_id__in=retract_targets, retracted_at__isnull=True
         ).values_list("statement_id", "hash_id"):
             target_hashes.setdefault(statement_id, []).append(hash_id)
+        for statement_id, hash_id in Feedback.objects.filter(
+            statement_id__in=retract_targets, ended_at__isnull=True
+        ).values_list("statement_id", "hash_id"):
+            batch.feedback_targets.setdefault(statement_id, []).append(hash_id)
         keys = {signal_key(sig) for s in statements for sig in (s.signals or ())}
-        load_hashes(batch, keys, {h for ids in target_hashes.values() for h in ids})
+        keys |= {(s.target["type"], s.target["value"]) for s in statements if s.kind == Statement.Kind.FEEDBACK}
+        load_hashes(batch, keys, {h for ids in (*target_hashes.values(), *batch.feedback_targets.values()) for h in ids})
         planner = place_signals(batch, statements)
+        viewers = viewers_for_ids({s.member_id for s in statements if s.kind == Statement.Kind.FEEDBACK})
 
         retracted_now: set[Any] = set()
         retractions: list[Statement] = []
         for statement in statements:
             if statement.kind == Statement.Kind.HASH:
                 apply_hash_statement(batch, planner, statement)
+            elif statement.kind == Statement.Kind.FEEDBACK:
+                try:
+                    apply_feedback(batch, statement, viewers[statement.member_id])
+                except FeedbackRejected as exc:
+                    reject(batch, statement, exc.code, exc.message)
+                    continue
             else:
                 target = statement.retracts
                 if target.state == Statement.State.REJECTED:
@@ -203,7 +249,10 @@ def publish_batch(*, limit: int) -> int | None:
                 if target.retracted_at is not None or target.id in retracted_now:
                     reject(batch, statement, "already_retracted", "That statement has been retracted already.")
                     continue
-                apply_retraction(batch, statement, target_hashes.get(target.id, []))
+                if target.kind == Statement.Kind.FEEDBACK:
+                    apply_feedback_retraction(batch, statement)
+                else:
+                    apply_retraction(batch, statement, target_hashes.get(target.id, []))
                 retracted_now.add(target.id)
                 # The retraction travels with what it retracts: whoever could see the statement sees
                 # it go, and nobody else. Set here, where the target is certainly verified.
@@ -214,6 +263,7 @@ def publish_batch(*, limit: int) -> int | None:
 
         move_merged_clusters(batch, planner)
         insert_rows(Corroboration, batch.corroborations)
+        write_feedback(batch)
         if retracted_now:
             Corroboration.objects.filter(statement_id__in=retracted_now, retracted_at__isnull=True).update(
                 retracted_at=batch.now)
@@ -229,6 +279,20 @@ def publish_batch(*, limit: int) -> int | None:
         events_append(head, batch.events)
         indexes.mark_stale()  # should this roll back instead, a needless catch-up is all it costs
     return len(batch.published) + len(batch.rejected)
+
+
+def write_feedback(batch: Batch) -> None:
+    """Verdicts this batch gave and ended (one given and replaced within the batch is stored ended)."""
+    ended = set(batch.ended_feedback)
+    for row in batch.new_feedback:
+        key = (str(row["statement"]), row["hash"])
+        if key in ended:
+            row["ended_at"] = batch.now
+            ended.discard(key)
+    for statement_id, hash_id in ended:
+        Feedback.objects.filter(statement_id=statement_id, hash_id=hash_id, ended_at__isnull=True).update(
+            ended_at=batch.now)
+    insert_rows(Feedback, batch.new_feedback)
 
 
 def reject(batch: Batch, statement: Statement, code: str, message: str) -> None:

@@ -49,6 +49,7 @@ class Envelope:
 PAYLOAD_FIELDS = {
     "hash": frozenset({"iss", "iat", "jti", "kind", "signals", "content_type", "labels", "incident", "share", "note"}),
     "retract": frozenset({"iss", "iat", "jti", "kind", "retracts", "reason"}),
+    "feedback": frozenset({"iss", "iat", "jti", "kind", "target", "verdict", "reasons", "labels", "note", "share"}),
 }
 
 
@@ -78,7 +79,7 @@ def check_envelope(index: int, raw: Any, member: Member) -> Envelope:
                                            "characters (no spaces or control characters).")
     kind = payload.get("kind")
     if kind not in Statement.Kind.values:
-        raise EnvelopeError("kind_invalid", "kind must be 'hash' or 'retract'.")
+        raise EnvelopeError("kind_invalid", "kind must be 'hash', 'retract' or 'feedback'.")
     unknown = sorted(set(payload) - PAYLOAD_FIELDS[kind])
     if unknown:
         raise EnvelopeError("payload_field_unknown", f"A {kind} statement has no field {unknown[0][:64]!r}.")

@@ -17,8 +17,8 @@ from consortium_client import jws
 from consortium_client.keys import load_public_jwk
 from members.models import SigningKey
 
-from ..models import Incident, Label, Statement
-from ..signals.parse import SignalError, parse_signals
+from ..models import Feedback, Incident, Label, Statement
+from ..signals.parse import SignalError, parse_signals, parse_target
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +124,7 @@ def check_hash_payload(statement: Statement, payload: dict[str, Any], ctx: Conte
     content_type = payload.get("content_type")
     if content_type not in CONTENT_TYPES:
         raise Rejection("content_type_invalid", f"content_type must be one of {', '.join(CONTENT_TYPES)}.")
-    slugs = payload.get("labels", [])
-    if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
-        raise Rejection("labels_invalid", "labels must be a list of label slugs.")
-    unknown = sorted(set(slugs) - ctx.labels.keys())
-    if unknown:
-        raise Rejection("label_unknown", f"Unknown label(s): {', '.join(unknown)[:200]}.")
+    labels = check_labels(payload, ctx)
     incident = None
     if payload.get("incident") is not None:
         incident = ctx.incidents.get(payload["incident"]) if isinstance(payload["incident"], str) else None
@@ -140,15 +135,8 @@ def check_hash_payload(statement: Statement, payload: dict[str, Any], ctx: Conte
             incident.closed_at is None or incident.closed_at <= statement.received_at
         ):
             raise Rejection("incident_closed", "This incident is closed.")
-    share = payload.get("share", CONSORTIUM_SHARE)
-    share_group_id = None
-    if share != CONSORTIUM_SHARE:
-        share_group_id = ctx.groups_by_member[statement.member_id].get(share) if isinstance(share, str) else None
-        if share_group_id is None:
-            raise Rejection("share_not_allowed", "share must be 'consortium' or a sharing group this member belongs to.")
-    note = payload.get("note", "")
-    if not isinstance(note, str) or len(note) > settings.STATEMENT_NOTE_MAX_CHARS:
-        raise Rejection("note_invalid", f"note must be text of at most {settings.STATEMENT_NOTE_MAX_CHARS} characters.")
+    share_group_id = check_share(statement, payload, ctx)
+    note = check_note(payload)
     return {
         "fields": {
             "content_type": content_type, "signals": [s.as_json() for s in signals], "note": note,
@@ -157,7 +145,68 @@ def check_hash_payload(statement: Statement, payload: dict[str, Any], ctx: Conte
             # never from the envelope on receipt.
             "priority": incident is not None,
         },
-        "labels": [ctx.labels[s] for s in sorted(set(slugs))],
+        "labels": labels,
+    }
+
+
+def check_labels(payload: dict[str, Any], ctx: Context) -> list[Label]:
+    slugs = payload.get("labels", [])
+    if not isinstance(slugs, list) or not all(isinstance(s, str) for s in slugs):
+        raise Rejection("labels_invalid", "labels must be a list of label slugs.")
+    unknown = sorted(set(slugs) - ctx.labels.keys())
+    if unknown:
+        raise Rejection("label_unknown", f"Unknown label(s): {', '.join(unknown)[:200]}.")
+    return [ctx.labels[s] for s in sorted(set(slugs))]
+
+
+def check_share(statement: Statement, payload: dict[str, Any], ctx: Context) -> int | None:
+    share = payload.get("share", CONSORTIUM_SHARE)
+    if share == CONSORTIUM_SHARE:
+        return None
+    share_group_id = ctx.groups_by_member[statement.member_id].get(share) if isinstance(share, str) else None
+    if share_group_id is None:
+        raise Rejection("share_not_allowed", "share must be 'consortium' or a sharing group this member belongs to.")
+    return share_group_id
+
+
+def check_note(payload: dict[str, Any]) -> str:
+    note = payload.get("note", "")
+    if not isinstance(note, str) or len(note) > settings.STATEMENT_NOTE_MAX_CHARS:
+        raise Rejection("note_invalid", f"note must be text of at most {settings.STATEMENT_NOTE_MAX_CHARS} characters.")
+    return note
+
+
+def check_feedback_payload(statement: Statement, payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """Everything but the target's existence and visibility, which publishing decides under the feed
+    lock (a hash may be published or retracted meanwhile)."""
+    try:
+        target_type, target_value = parse_target(payload.get("target"))
+    except SignalError as exc:
+        raise Rejection(exc.code, exc.message) from None
+    verdict = payload.get("verdict")
+    if verdict not in Feedback.Verdict.values:
+        raise Rejection("verdict_invalid", f"verdict must be one of {', '.join(Feedback.Verdict.values)}.")
+    reasons = payload.get("reasons", [])
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        raise Rejection("reasons_invalid", "reasons must be a list of reason codes.")
+    if verdict == Feedback.Verdict.DISAGREE:
+        if not reasons:
+            raise Rejection("reasons_required", "A disagree verdict gives one or more reasons.")
+        unknown = sorted(set(reasons) - set(settings.FEEDBACK_REASONS))
+        if unknown:
+            raise Rejection("reason_unknown", f"Unknown reason(s): {', '.join(unknown)[:200]}; known: "
+                                              f"{', '.join(settings.FEEDBACK_REASONS)}.")
+    elif reasons:
+        raise Rejection("reasons_invalid", "Only a disagree verdict gives reasons.")
+    labels = check_labels(payload, ctx)
+    share_group_id = check_share(statement, payload, ctx)
+    note = check_note(payload)
+    return {
+        "fields": {
+            "target": {"type": target_type, "value": target_value}, "verdict": verdict,
+            "reasons": sorted(set(reasons)), "note": note, "share_group_id": share_group_id, "priority": False,
+        },
+        "labels": labels,
     }
 
 
@@ -169,8 +218,8 @@ def check_retract_payload(statement: Statement, payload: dict[str, Any], ctx: Co
     # Only the member's own statements are found: another member's jti is simply not there.
     if target is None:
         raise Rejection("retract_target_not_found", "retracts must be the jti of an earlier statement of this member.")
-    if target.kind != Statement.Kind.HASH or target.state == Statement.State.REJECTED:
-        raise Rejection("retract_target_invalid", "Only an accepted hash statement can be retracted.")
+    if target.kind == Statement.Kind.RETRACT or target.state == Statement.State.REJECTED:
+        raise Rejection("retract_target_invalid", "Only an accepted hash or feedback statement can be retracted.")
     if target.retracted_at is not None:
         raise Rejection("already_retracted", "That statement has been retracted already.")
     # Its share is set when it is published, from its target's (which may not be verified yet).
@@ -187,6 +236,8 @@ def verify_one(statement: Statement, parsed: jws.ParsedJWS, ctx: Context) -> Ver
     issued_at = check_iat(payload, ctx)
     if statement.kind == Statement.Kind.HASH:
         checked = check_hash_payload(statement, payload, ctx)
+    elif statement.kind == Statement.Kind.FEEDBACK:
+        checked = check_feedback_payload(statement, payload, ctx)
     else:
         checked = check_retract_payload(statement, payload, ctx)
     return Verified(key=key, issued_at=issued_at, fields=checked["fields"], labels=checked["labels"])
@@ -247,7 +298,8 @@ def verify_batch(ids: list[str]) -> int:
             label_links += [Statement.labels.through(statement_id=statement.id, label_id=l.id) for l in verified.labels]
         update_rows(Statement, statements, [
             "state", "rejection_code", "rejection_message", "verified_at", "key", "issued_at", "content_type",
-            "signals", "note", "incident", "share_group", "retracts", "retract_reason", "priority",
+            "signals", "note", "incident", "share_group", "retracts", "retract_reason", "priority", "target", "verdict",
+            "reasons",
         ])
         Statement.labels.through.objects.bulk_create(label_links, ignore_conflicts=True)
     return len(statements)

@@ -55,6 +55,16 @@ def vpdq_digest(frame_hashes: list[str]) -> str:
     return hashlib.sha256("\n".join(frame_hashes).encode("ascii")).hexdigest()
 
 
+def parse_target(raw: Any) -> tuple[str, str]:
+    """A feedback statement's `target`: `{"type", "value"}`, a vPDQ by its value digest."""
+    if not isinstance(raw, dict) or set(raw) != {"type", "value"} or raw.get("type") not in SIGNAL_TYPES:
+        raise SignalError("target_invalid", 'target is {"type": <signal type>, "value": <value>}.', {"at": "target"})
+    try:
+        return raw["type"], _hex(raw["value"], HEX_LENGTHS.get(raw["type"], 64), "target.value")
+    except SignalError as exc:
+        raise SignalError("target_invalid", exc.message, exc.details) from None
+
+
 def _vpdq(raw: dict[str, Any], where: str, *, min_quality: int, max_frames: int) -> Signal:
     frames = raw.get("frames")
     if not isinstance(frames, list) or not frames:

@@ -26,7 +26,7 @@ class Command(BaseCommand):
         add = sub.add_parser("add", help="Create a member; prints its slug.")
         add.add_argument("slug")
         add.add_argument("--name", required=True)
-        add.add_argument("--kind", required=True, choices=Member.Kind.values)
+        add.add_argument("--kind", required=True, choices=Member.MEMBER_KINDS)
         token = sub.add_parser("token", help="Issue an API token; prints it (shown once).")
         token.add_argument("slug")
         token.add_argument("--scopes", default="submit,read,match")

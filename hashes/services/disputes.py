@@ -1,0 +1,149 @@
+"""Disputes resolved by administrators, and the statements the server signs to carry out a removal
+(DESIGN.md, "Feedback, disputes and corrections"). Members open disputes with feedback
+(hashes.services.feedback); the suppression list opens them through `disputes_open`."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from typing import Any, Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+from consortium.api.errors import Conflict, DomainError
+from consortium.server_keys import server_signing_key
+from consortium_client import jws
+from consortium_client.keys import public_jwk
+from members.models import Member
+
+from ..matching import indexes
+from ..models import Corroboration, Dispute, Hash, Label, Statement
+from .families import live_statements
+from .feed import events_append, feed_lock
+from .feedback import carried_disputes, load_governance
+
+OUTCOMES = (Dispute.State.UPHELD, Dispute.State.RELABELLED, Dispute.State.REMOVED)
+
+
+def server_member() -> Member:
+    """The row that stands for the server as the issuer of its own statements."""
+    member, _ = Member.objects.get_or_create(
+        slug=settings.SERVER_ISSUER, defaults={"name": "consortium server", "kind": Member.Kind.SERVER})
+    return member
+
+
+def server_statement(payload: dict[str, Any], *, now) -> Statement:
+    """A statement signed with the server's key (kid as in /.well-known/jwks.json), stored published."""
+    key = server_signing_key()
+    raw = jws.sign(key, public_jwk(key)["kid"], payload)
+    return Statement.objects.create(
+        member=server_member(), jti=payload["jti"], kind=payload["kind"], raw=raw,
+        digest=hashlib.sha256(raw.encode()).hexdigest(), state=Statement.State.PUBLISHED, received_at=now,
+        queued_at=now, verified_at=now, published_at=now, issued_at=now, target=payload.get("target"),
+        retract_reason=payload.get("reason", ""),
+    )
+
+
+def removal_payload(dispute: Dispute, hash_: Hash, reason: str) -> dict[str, Any]:
+    return {
+        "iss": settings.SERVER_ISSUER, "iat": int(time.time()), "jti": f"dispute-{dispute.pk}-removed-{uuid.uuid4()}",
+        "kind": "retract", "target": {"type": hash_.signal_type, "value": hash_.value}, "dispute": dispute.pk,
+        "reason": reason,
+    }
+
+
+def dispute_resolve(*, dispute_id: int, outcome: str, resolution: str, labels: Iterable[str] | None = None,
+                    actor: Any = None) -> Dispute:
+    """Close an open dispute as `upheld` (the hash stays), `relabelled` (its labels replaced for
+    everyone) or `removed` (retracted for everyone by a statement the server signs; every other open
+    dispute on the hash closes with it). One event on the feed, one audit record per dispute."""
+    from .publishing import Batch, hash_key
+
+    if outcome not in OUTCOMES:
+        raise DomainError("outcome_invalid", f"outcome must be one of {', '.join(OUTCOMES)}.")
+    if not isinstance(resolution, str) or not resolution.strip() or len(resolution) > 2000:
+        raise DomainError("resolution_required", "Give the reason members will see (at most 2000 characters).")
+    chosen: list[str] | None = None
+    if outcome == Dispute.State.RELABELLED:
+        chosen = sorted(set(labels or ()))
+        known = set(Label.objects.filter(slug__in=chosen, is_active=True).values_list("slug", flat=True))
+        if not chosen or set(chosen) - known:
+            raise DomainError("label_unknown", "relabelled needs one or more active labels.",
+                              {"unknown": sorted(set(chosen) - known)})
+    with transaction.atomic():
+        head = feed_lock(wait=True)
+        dispute = Dispute.objects.select_for_update().filter(pk=dispute_id).first()
+        if dispute is None:
+            raise DomainError("dispute_not_found", "No dispute has this id.")
+        if dispute.state != Dispute.State.OPEN:
+            raise Conflict("dispute_closed", f"This dispute was resolved already ({dispute.state}).")
+        hash_ = Hash.objects.select_for_update().get(pk=dispute.hash_id)
+        now = timezone.now()
+        closing = [dispute]
+        if outcome == Dispute.State.REMOVED:
+            closing += list(Dispute.objects.select_for_update().filter(hash=hash_, state=Dispute.State.OPEN)
+                            .exclude(pk=dispute.pk))
+        for each in closing:
+            each.state, each.resolved_at, each.resolution = outcome, now, resolution.strip()
+            each.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
+            each.labels = chosen
+        live = live_statements([hash_.pk])[hash_.pk]
+        after, cause = live, None
+        if outcome == Dispute.State.RELABELLED:
+            hash_.labels_override = chosen
+        if outcome == Dispute.State.REMOVED:
+            cause = server_statement(removal_payload(dispute, hash_, resolution.strip()), now=now)
+            for each in closing:
+                each.removal = cause
+            Corroboration.objects.filter(hash=hash_, retracted_at__isnull=True).update(retracted_at=now)
+            hash_.state, after = Hash.State.RETRACTED, []
+        hash_.updated_at = now
+        hash_.save(update_fields=["labels_override", "state", "updated_at"])
+        for each in closing:
+            each.save(update_fields=["state", "resolved_at", "resolution", "resolved_by", "labels", "removal"])
+        batch = Batch(now=now, hashes={hash_key(hash_): hash_}, live={hash_.pk: live})
+        batch.governance_of = load_governance([hash_.pk])
+        for each in closing:
+            batch.record(hash_, cause, live, after, change="dispute", dispute=each)
+        events_append(head, batch.events)
+        if outcome == Dispute.State.REMOVED:
+            indexes.mark_stale()
+        for each in closing:
+            audit_record(actor=actor, action="dispute.resolve", obj=each, before={"state": Dispute.State.OPEN},
+                         after={"state": outcome, "resolution": each.resolution, "labels": chosen,
+                                "removal": str(cause.pk) if cause else None})
+    return dispute
+
+
+def disputes_open(*, hashes: Iterable[Hash], reasons: list[str], actor: Any = None) -> list[Dispute]:
+    """Open a dispute, seen by everyone who sees the hash, on each live hash that has no open
+    dispute of its own audience (the suppression list covering existing hashes)."""
+    from .publishing import Batch, hash_key
+
+    opened: list[Dispute] = []
+    with transaction.atomic():
+        head = feed_lock(wait=True)
+        targets = list(Hash.objects.select_for_update().filter(pk__in=[h.pk for h in hashes], state=Hash.State.ACTIVE))
+        if not targets:
+            return []
+        now = timezone.now()
+        batch = Batch(now=now, hashes={hash_key(h): h for h in targets},
+                      live=live_statements([h.pk for h in targets]))
+        batch.governance_of = load_governance([h.pk for h in targets])
+        for hash_ in targets:
+            governance = batch.governance(hash_.pk)
+            if any(d.state == Dispute.State.OPEN and d.share_group_id is None for d in governance.disputes):
+                continue
+            dispute = Dispute.objects.create(hash=hash_, reasons=list(reasons), opened_at=now)
+            governance.disputes = carried_disputes([*governance.disputes, dispute])
+            live = batch.live[hash_.pk]
+            batch.record(hash_, None, live, live, change="dispute", dispute=dispute)
+            opened.append(dispute)
+        events_append(head, batch.events)
+        for dispute in opened:
+            audit_record(actor=actor, action="dispute.open", obj=dispute, after=dispute.snapshot())
+    return opened
