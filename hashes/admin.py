@@ -1,10 +1,20 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
 from consortium.admin_tools import ReadOnlyAdmin, SlugFixedAdmin
+from consortium.api.errors import DomainError
 
-from .models import Corroboration, Event, Hash, Incident, Label, Statement
+from .models import Corroboration, Dispute, Event, Feedback, Hash, Incident, Label, Statement
+from .services.disputes import OUTCOMES, dispute_resolve
 from .services.taxonomy import incident_close
 
 
@@ -78,3 +88,106 @@ class EventAdmin(ReadOnlyAdmin):
     list_display = ["seq", "type", "hash", "occurred_at", "cause"]
     list_filter = ["type"]
     readonly_fields = [f.name for f in Event._meta.fields]
+
+
+class ResolveDisputeForm(forms.Form):
+    outcome = forms.ChoiceField(choices=[(o, o) for o in OUTCOMES], widget=forms.RadioSelect,
+                                help_text="upheld: the hash stays. relabelled: its labels are replaced for everyone. "
+                                          "removed: the server retracts it for everyone, by a statement it signs.")
+    resolution = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=2000,
+                                 help_text="The reason every member who sees the dispute will read.")
+    labels = forms.ModelMultipleChoiceField(queryset=Label.objects.filter(is_active=True), to_field_name="slug",
+                                            required=False, widget=forms.CheckboxSelectMultiple,
+                                            help_text="relabelled only: the labels that replace the hash's.")
+
+
+def waited(dispute: Dispute) -> str:
+    seconds = int(((dispute.resolved_at or timezone.now()) - dispute.opened_at).total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours}h" if days else f"{hours}h {rest // 60}m"
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdmin):
+    """The dispute queue: open cases first, oldest first, each with its evidence. Resolving needs
+    hashes.resolve_dispute (the "Dispute review" role); viewing grants nothing more."""
+
+    list_display = ["id", "hash_link", "state", "reasons", "opened_by_member", "opened_at", "waiting", "votes"]
+    list_filter = ["state"]
+    search_fields = ["hash__value", "member__slug"]
+    list_select_related = ["hash", "member"]
+    change_form_template = "admin/hashes/dispute_change_form.html"
+    readonly_fields = ["hash", "state", "reasons", "member", "share_group", "opened_by", "opened_at", "resolved_at",
+                       "resolution", "labels", "resolved_by", "removal"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            open_first=Count("pk", filter=Q(state=Dispute.State.OPEN)),
+            disagree=Count("hash__feedback", filter=Q(hash__feedback__ended_at__isnull=True,
+                                                      hash__feedback__verdict="disagree", hash__feedback__is_answer=False),
+                           distinct=True),
+        ).order_by("-open_first", "opened_at", "pk")
+
+    @admin.display(description="hash")
+    def hash_link(self, obj):
+        return format_html('<a href="{}">{} {}</a>', reverse("admin:hashes_hash_change", args=[obj.hash_id]),
+                           obj.hash.signal_type, obj.hash.value[:16])
+
+    @admin.display(description="opened by")
+    def opened_by_member(self, obj):
+        return obj.member.slug if obj.member else "suppression list"
+
+    @admin.display(description="waited")
+    def waiting(self, obj):
+        return waited(obj)
+
+    @admin.display(description="disagree")
+    def votes(self, obj):
+        return obj.disagree
+
+    def get_urls(self):
+        own = [path("<int:dispute_id>/resolve/", self.admin_site.admin_view(self.resolve_view),
+                    name="hashes_dispute_resolve")]
+        return own + super().get_urls()
+
+    def evidence(self, dispute: Dispute) -> dict:
+        hash_ = dispute.hash
+        corroborations = list(Corroboration.objects.filter(hash=hash_).select_related("statement", "member")
+                              .prefetch_related("statement__labels").order_by("id")[:200])
+        feedback = list(Feedback.objects.filter(hash=hash_).select_related("statement", "member").order_by("id")[:500])
+        return {
+            "hash": hash_, "corroborations": corroborations,
+            "votes": [f for f in feedback if not f.is_answer], "answers": [f for f in feedback if f.is_answer],
+            "seen": len({f.member_id for f in feedback if f.verdict == "seen" and f.ended_at is None}),
+            "waited": waited(dispute),
+            "history": Event.objects.filter(hash=hash_).order_by("-seq")[:50],
+        }
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        dispute = get_object_or_404(Dispute, pk=object_id)
+        extra_context = {**(extra_context or {}), **self.evidence(dispute),
+                         "can_resolve": request.user.has_perm("hashes.resolve_dispute")
+                         and dispute.state == Dispute.State.OPEN,
+                         "resolve_form": ResolveDisputeForm()}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def resolve_view(self, request, dispute_id: int):
+        if not request.user.has_perm("hashes.resolve_dispute"):
+            raise PermissionDenied
+        dispute = get_object_or_404(Dispute, pk=dispute_id)
+        form = ResolveDisputeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                dispute_resolve(dispute_id=dispute.pk, outcome=form.cleaned_data["outcome"],
+                                resolution=form.cleaned_data["resolution"],
+                                labels=[label.slug for label in form.cleaned_data["labels"]], actor=request.user)
+            except DomainError as exc:
+                form.add_error(None, f"{exc.code}: {exc.message}")
+            else:
+                messages.success(request, f"Dispute {dispute.pk} resolved: {form.cleaned_data['outcome']}.")
+                return redirect(reverse("admin:hashes_dispute_change", args=[dispute.pk]))
+        context = {**self.admin_site.each_context(request), **self.evidence(dispute), "dispute": dispute,
+                   "original": dispute, "resolve_form": form, "can_resolve": True, "opts": self.model._meta,
+                   "title": f"Resolve dispute {dispute.pk}"}
+        return TemplateResponse(request, "admin/hashes/dispute_resolve.html", context)

@@ -31,7 +31,7 @@ def test_subscribing_answers_201_with_the_secret_once_and_the_defaults(bob, rece
     assert created["secret"].startswith("whsec_")
     assert created["url"] == receiver.url and created["description"] == "SOC pipeline"
     assert created["filters"] == {"signal_types": [], "labels": [], "incident_only": False, "min_corroboration": 1,
-                                  "include_retractions": True}
+                                  "include_retractions": True, "exclude_disputed": False}
     assert (created["state"], created["cursor"], created["backlog"], created["in_flight"]) == ("active", 0, 0, None)
     shown_again = bob.api.get(url(created["id"])).json()
     assert "secret" not in shown_again and shown_again["id"] == created["id"]
