@@ -48,11 +48,12 @@ def server_statement(payload: dict[str, Any], *, now) -> Statement:
     )
 
 
-def removal_payload(dispute: Dispute, hash_: Hash, reason: str) -> dict[str, Any]:
+def removal_payload(hash_: Hash, reason: str) -> dict[str, Any]:
+    """What the server signs to remove a hash. No dispute id: ids are numbered across every
+    audience, and signed bytes cannot be renamed per reader (the event carries the dispute)."""
     return {
-        "iss": settings.SERVER_ISSUER, "iat": int(time.time()), "jti": f"dispute-{dispute.pk}-removed-{uuid.uuid4()}",
-        "kind": "retract", "target": {"type": hash_.signal_type, "value": hash_.value}, "dispute": dispute.pk,
-        "reason": reason,
+        "iss": settings.SERVER_ISSUER, "iat": int(time.time()), "jti": str(uuid.uuid4()), "kind": "retract",
+        "target": {"type": hash_.signal_type, "value": hash_.value}, "reason": reason,
     }
 
 
@@ -96,7 +97,7 @@ def dispute_resolve(*, dispute_id: int, outcome: str, resolution: str, labels: I
         if outcome == Dispute.State.RELABELLED:
             hash_.labels_override = chosen
         if outcome == Dispute.State.REMOVED:
-            cause = server_statement(removal_payload(dispute, hash_, resolution.strip()), now=now)
+            cause = server_statement(removal_payload(hash_, resolution.strip()), now=now)
             for each in closing:
                 each.removal = cause
             Corroboration.objects.filter(hash=hash_, retracted_at__isnull=True).update(retracted_at=now)

@@ -11,9 +11,15 @@ import json
 import re
 from typing import Any, Callable
 
+from django.conf import settings
+
+from consortium.server_keys import server_jwks
+from consortium_client import jws
+from consortium_client.keys import load_public_jwk
 from distribution import rendering
 from hashes.matching import indexes
-from hashes.models import Cluster, Corroboration, Event, Hash, HashLink, Statement
+from hashes.models import Cluster, Corroboration, Dispute, Event, Feedback, Hash, HashLink, Statement
+from hashes.services.disputes import dispute_resolve
 from hashes.visibility import Viewer
 from tests.factories import BASE_PDQ, flip, md5, pdq_value
 
@@ -74,6 +80,43 @@ def scenario(actors: dict[str, Any], pipeline: Callable[[], None], *, hidden: bo
     step((alice, [alice.retraction("g1", jti="gr1", iat=IAT)] if hidden else []),
          (charlie, [charlie.retraction("c3", jti="cr3", iat=IAT)]))
 
+    # Feedback and disputes. The group's verdicts (one opens a dispute on charlie's MD5) and its
+    # dispute's resolution must not show; the Home Office's consortium-wide dispute on the same hash
+    # opens as if the group's did not exist, and its removal reaches charlie.
+    def verdict(actor, target, kind, jti, **fields):
+        return actor.feedback(target, kind, jti=jti, iat=IAT, **fields)
+
+    def hidden_verdict(actor, target, kind, jti, **fields):
+        return [verdict(actor, target, kind, jti, share="trusted", **fields)] if hidden else []
+
+    step((bob, hidden_verdict(bob, md5(1), "disagree", "gf1", reasons=["newsworthy"])
+          + hidden_verdict(bob, pdq_value(FAR), "seen", "gf2")),
+         (alice, hidden_verdict(alice, pdq_value(FAR), "agree", "gf3")))
+    step((homeoffice, [verdict(homeoffice, md5(1), "disagree", "hf1", reasons=["counter_speech"])]),
+         (charlie, [verdict(charlie, pdq_value(FAR), "seen", "cf1"),
+                    verdict(charlie, pdq_value(flip(FAR, range(100, 140))), "seen", "cf2")]))  # the group's value only
+    if hidden:
+        group_dispute = Dispute.objects.get(share_group__isnull=False)
+        dispute_resolve(dispute_id=group_dispute.pk, outcome="upheld", resolution="the group keeps it")
+    step((bob, hidden_verdict(bob, md5(1), "seen", "gf4")))
+    consortium_dispute = Dispute.objects.get(member=homeoffice.member)
+    dispute_resolve(dispute_id=consortium_dispute.pk, outcome="removed", resolution="counter-speech")
+    step((charlie, [verdict(charlie, md5(1), "agree", "cf3"), charlie.retraction("cf1", jti="cfr1", iat=IAT)]))
+
+
+def server_statements_opened(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The server signs a removal when it happens, so its `iat` and random `jti` differ between runs:
+    compare what it says instead (its payload without them), after checking its signature."""
+    keys = {k["kid"]: load_public_jwk(k) for k in server_jwks()["keys"]}
+    for event in events:
+        cause = event.get("cause") or {}
+        if cause.get("member") == settings.SERVER_ISSUER:
+            parsed = jws.parse(cause["statement"])
+            assert jws.verify_signature(parsed, keys[parsed.kid])
+            cause["statement"] = {k: v for k, v in parsed.payload.items() if k not in ("iat", "jti")}
+            cause["jti"] = "server"
+    return events
+
 
 def observe(charlie) -> dict[str, Any]:
     """Everything charlie can read."""
@@ -87,7 +130,12 @@ def observe(charlie) -> dict[str, Any]:
     batch = rendering.range_batch(viewer, rendering.Filters(), after=0, through=head)
     webhook = json.loads(rendering.events_body(lane="main", events=batch.events))
     missing = charlie.api.get("/api/v1/hashes/999999/").json()
-    return {"feed": feed, "details": details, "match": match, "webhook": webhook["data"], "missing": missing}
+    disputes = charlie.api.get("/api/v1/disputes/").json()
+    mine = list(Statement.objects.filter(member=charlie.member).order_by("jti").values_list("jti", "state", "rejection_code"))
+    server_statements_opened(feed)
+    server_statements_opened(webhook["data"]["events"])
+    return {"feed": feed, "details": details, "match": match, "webhook": webhook["data"], "missing": missing,
+            "disputes": disputes, "statements": mine}
 
 
 def hidden_hash_errors(charlie, seen: set[int]) -> set[str]:
@@ -152,6 +200,8 @@ def normalise(data: Any) -> Any:
 def reset() -> None:
     """Empty what the first run published, so that the second starts from the same place."""
     Event.objects.all().delete()
+    Dispute.objects.all().delete()
+    Feedback.objects.all().delete()
     HashLink.objects.all().delete()
     Corroboration.objects.all().delete()
     Hash.objects.all().delete()
@@ -172,7 +222,11 @@ def test_what_charlie_sees_is_the_same_whether_or_not_the_group_shares(
     scenario(actors, pipeline, hidden=True)
     interleaved = observe(charlie)
 
-    assert Statement.objects.filter(member=alice.member, state="published").count() == 12  # the group did share
+    assert Statement.objects.filter(member=alice.member, state="published").count() == 13  # the group did share
+    assert Dispute.objects.filter(share_group__isnull=False, state="upheld").exists()
+    assert dict((jti, code) for jti, _, code in alone["statements"])["cf2"] == "target_not_found"
+    assert any(e["hash"]["dispute"] and e["hash"]["dispute"]["state"] == "removed" for e in alone["feed"])
+    assert any(e["hash"]["feedback"]["seen"] == 1 for e in alone["feed"])
     assert len(alone["feed"]) > 10 and any("previous_cluster" in e["hash"] for e in alone["feed"])
     assert normalise(interleaved) == normalise(alone)
     # Hash ids are integers: they must not betray older hidden hashes by their order either.
