@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from consortium.admin_tools import ReadOnlyAdmin, SlugFixedAdmin
 from consortium.api.errors import DomainError
@@ -79,8 +79,22 @@ class HashAdmin(ReadOnlyAdmin):
     list_display = ["id", "signal_type", "value", "cluster", "state", "created_at", "updated_at"]
     list_filter = ["signal_type", "state"]
     search_fields = ["value"]
-    readonly_fields = [f.name for f in Hash._meta.fields]
+    readonly_fields = [f.name for f in Hash._meta.fields] + ["feedback_counts", "disputes"]
     inlines = [CorroborationInline]
+
+    @admin.display(description="feedback (live verdicts, distinct members, every audience)")
+    def feedback_counts(self, obj):
+        live = Feedback.objects.filter(hash=obj, ended_at__isnull=True, is_answer=False)
+        return ", ".join(f"{verdict}: {live.filter(verdict=verdict).values('member').distinct().count()}"
+                         for verdict in Feedback.Verdict.values)
+
+    @admin.display(description="disputes")
+    def disputes(self, obj):
+        rows = list(Dispute.objects.filter(hash=obj).order_by("-opened_at")[:20])
+        if not rows:
+            return "none"
+        return format_html_join(", ", '<a href="{}">#{} {}</a>', (
+            (reverse("admin:hashes_dispute_change", args=[d.pk]), d.pk, d.state) for d in rows))
 
 
 @admin.register(Event)

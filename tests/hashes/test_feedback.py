@@ -156,3 +156,32 @@ def test_group_only_feedback_and_its_dispute_are_invisible_outside_the_group(
     pipeline()
     assert Dispute.objects.filter(state="open").count() == 2
     assert charlie.feed()["events"][-1]["hash"]["dispute"]["reasons"] == ["low_quality"]
+
+
+def test_feedback_on_a_retracted_hash_is_not_found_and_a_suspended_member_opens_no_dispute(alice, bob, pipeline):
+    alice.submit(alice.statement([md5(1)], jti="a1"), alice.statement([md5(2)]))
+    pipeline()
+    alice.submit(alice.retraction("a1"))
+    pipeline()
+    late = bob.feedback(md5(1), "disagree", reasons=["other"])
+    bob.submit(late)
+    pipeline()
+    assert state_of(bob, late).rejection_code == "target_not_found"
+    suspended = bob.feedback(md5(2), "disagree", reasons=["other"])
+    bob.submit(suspended)
+    from members.services import member_set_status
+    member_set_status(member=bob.member, status="suspended")
+    pipeline()
+    assert state_of(bob, suspended).rejection_code == "member_suspended"
+    assert not Dispute.objects.exists() and not Feedback.objects.exists()
+
+
+def test_the_admin_hash_page_shows_verdicts_and_disputes(alice, bob, charlie, pipeline, admin_client):
+    alice.submit(alice.statement([md5(1)]))
+    pipeline()
+    bob.submit(bob.feedback(md5(1), "disagree", reasons=["newsworthy"]))
+    charlie.submit(charlie.feedback(md5(1), "seen"))
+    pipeline()
+    page = admin_client.get(f"/admin/hashes/hash/{Hash.objects.get().pk}/change/").content.decode()
+    assert "agree: 0, disagree: 1, seen: 1" in page
+    assert f"#{Dispute.objects.get().pk} open" in page
