@@ -34,7 +34,7 @@ class StatementOutputSerializer(serializers.ModelSerializer):
         fields = [
             "id", "jti", "kind", "state", "rejection_code", "rejection_message", "member", "statement",
             "received_at", "verified_at", "published_at", "retracted_at", "content_type", "signals",
-            "labels", "incident", "share", "retracts",
+            "labels", "incident", "share", "retracts", "target", "verdict", "reasons",
         ]
 
     def get_share(self, obj: Statement) -> str | None:

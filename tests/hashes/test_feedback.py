@@ -185,3 +185,14 @@ def test_the_admin_hash_page_shows_verdicts_and_disputes(alice, bob, charlie, pi
     page = admin_client.get(f"/admin/hashes/hash/{Hash.objects.get().pk}/change/").content.decode()
     assert "agree: 0, disagree: 1, seen: 1" in page
     assert f"#{Dispute.objects.get().pk} open" in page
+
+
+def test_a_members_own_feedback_statement_shows_what_it_says(alice, bob, pipeline):
+    alice.submit(alice.statement([md5(1)]))
+    pipeline()
+    accepted = bob.submit(bob.feedback(md5(1), "disagree", reasons=["newsworthy", "counter_speech"]))["accepted"][0]
+    pipeline()
+    shown = bob.api.get(f"/api/v1/statements/{accepted['id']}/").json()
+    assert (shown["kind"], shown["state"], shown["verdict"]) == ("feedback", "published", "disagree")
+    assert shown["target"] == {"type": "md5", "value": md5(1)["value"]}
+    assert shown["reasons"] == ["counter_speech", "newsworthy"]
