@@ -122,6 +122,15 @@ def waited(dispute: Dispute) -> str:
     return f"{days}d {hours}h" if days else f"{hours}h {rest // 60}m"
 
 
+@admin.register(Feedback)
+class FeedbackAdmin(ReadOnlyAdmin):
+    list_display = ["id", "hash", "member", "verdict", "reasons", "is_answer", "created_at", "ended_at"]
+    list_filter = ["verdict", "is_answer"]
+    search_fields = ["hash__value", "member__slug"]
+    list_select_related = ["hash", "member"]
+    readonly_fields = [f.name for f in Feedback._meta.fields]
+
+
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyAdmin):
     """The dispute queue: open cases first, oldest first, each with its evidence. Resolving needs

@@ -61,6 +61,8 @@ def everything(alice, bob, trusted_group, pipeline, admin_client):
     Group.objects.create(name="reviewers")
     alice.submit(alice.statement([md5(1)]))
     pipeline()
+    bob.submit(bob.feedback(md5(1), "disagree", reasons=["newsworthy"]))  # a verdict and a dispute
+    pipeline()
     subscription = Subscription.objects.create(member=bob.member, url="https://hooks.example/consortium",
                                                secret_encrypted=seal(generate_secret()))
     Delivery.objects.create(subscription=subscription, lane="test", webhook_id="msg_everything")
