@@ -311,8 +311,8 @@ class Event(models.Model):
     dispute = models.ForeignKey("Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # The hash's live feedback (vote statements) and its disputes (Dispute.snapshot) after the event,
     # and the labels an administrator set, if any; each reader sees the part its visibility allows.
-    feedback = models.JSONField(default=list)
-    disputes = models.JSONField(default=list)
+    feedback = models.JSONField(null=True, blank=True)  # None: none
+    disputes = models.JSONField(null=True, blank=True)
     labels_override = models.JSONField(null=True, blank=True)
 
     class Meta:
@@ -326,7 +326,7 @@ class Event(models.Model):
         the cause, live feedback, and the statements that opened its disputes."""
         return tuple(dict.fromkeys((
             *self.statements_before, *self.statements_after, *([str(self.cause_id)] if self.cause_id else []),
-            *self.feedback, *(d["opened_by"] for d in self.disputes if d.get("opened_by")),
+            *(self.feedback or ()), *(d["opened_by"] for d in self.disputes or () if d.get("opened_by")),
         )))
 
 

@@ -194,7 +194,7 @@ def render_event(
     cause = facts.get(str(event.cause_id)) if event.cause_id else None
     if cause is not None and not viewer.sees(share_group_id=cause.share_group_id, member_id=cause.member_id):
         cause = None
-    dispute = dispute_view(viewer, event.disputes, facts)
+    dispute = dispute_view(viewer, event.disputes or [], facts)
     if not changed_for(viewer, event, facts, before, after, cause, dispute):
         return None
     kind = Event.Type.of_change(before, after)
@@ -205,7 +205,7 @@ def render_event(
         "occurred_at": event.occurred_at.isoformat(),
         "hash": hash_view(event.hash, after, cluster_id=event.cluster_id_at, seen=before,
                           links=(links or {}).get(event.hash_id), state=Hash.State.RETRACTED if not after else Hash.State.ACTIVE,
-                          votes=visible_facts(viewer, event.feedback, facts), dispute=dispute,
+                          votes=visible_facts(viewer, event.feedback or [], facts), dispute=dispute,
                           labels_override=event.labels_override),
     }
     if event.cluster_before is not None:
@@ -227,7 +227,7 @@ def changed_for(viewer: Viewer, event: Event, facts: dict[str, StatementFacts], 
         return cause is not None
     if event.change == "dispute":
         return dispute is not None and any(d["id"] == event.dispute_id and sees_snapshot(viewer, d, facts)
-                                           for d in event.disputes)
+                                           for d in event.disputes or ())
     return False
 
 

@@ -96,11 +96,13 @@ def apply_feedback(batch: Batch, statement: Statement, viewer: Viewer) -> None:
     submitted the hash (`feedback_on_own_hash`, unless it agrees with an open dispute: an answer),
     or when the member's live verdict says exactly this already (`feedback_duplicate`)."""
     target = statement.target or {}
-    hashes = [
+    candidates = [
         h for h in batch.hashes.values()
         if h.pk is not None and h.signal_type == target.get("type") and h.value == target.get("value")
-        and h.state == Hash.State.ACTIVE and any(batch.sees(viewer, sid) for sid in batch.live.get(h.pk, ()))
+        and h.state == Hash.State.ACTIVE
     ]
+    batch.learn_audience(sid for h in candidates for sid in batch.live.get(h.pk, ()))
+    hashes = [h for h in candidates if any(batch.sees(viewer, sid) for sid in batch.live.get(h.pk, ()))]
     if not hashes:
         raise FeedbackRejected("target_not_found", "No live hash you can see has this type and value.")
     plans: list[tuple[Hash, str, Dispute | None]] = []

@@ -4,7 +4,7 @@ a time and every dedupe decision sees every hash published before it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import transaction
@@ -55,12 +55,16 @@ class Batch:
             self.governance_of.update(load_governance([hash_id]))
         return self.governance_of[hash_id]
 
-    def sees(self, viewer: Viewer, statement_id: str) -> bool:
-        if statement_id not in self.audience:
+    def learn_audience(self, statement_ids: Iterable[str]) -> None:
+        """Who made each of these statements and for whom (only feedback needs it: loaded then)."""
+        missing = [sid for sid in statement_ids if sid not in self.audience]
+        if missing:
             self.audience.update({
                 str(pk): (member_id, group) for pk, member_id, group in
-                Statement.objects.filter(pk=statement_id).values_list("pk", "member_id", "share_group_id")
+                Statement.objects.filter(pk__in=missing).values_list("pk", "member_id", "share_group_id")
             })
+
+    def sees(self, viewer: Viewer, statement_id: str) -> bool:
         member_id, share_group_id = self.audience[statement_id]
         return viewer.sees(share_group_id=share_group_id, member_id=member_id)
 
@@ -75,8 +79,9 @@ class Batch:
             "type": kind, "occurred_at": self.now, "hash": hash_.pk, "cause": cause.pk if cause else None,
             "statements_before": before, "statements_after": after, "hash_state": hash_.state,
             "cluster_id_at": hash_.cluster_id, "cluster_before": cluster_before, "change": change,
-            "dispute": dispute.pk if dispute else None, "feedback": governance.votes(),
-            "disputes": governance.snapshots(), "labels_override": hash_.labels_override,
+            # None for "none": most events have neither, and an empty JSON value costs as much to write.
+            "dispute": dispute.pk if dispute else None, "feedback": governance.votes() or None,
+            "disputes": governance.snapshots() or None, "labels_override": hash_.labels_override,
         })
 
 
@@ -96,12 +101,11 @@ def load_hashes(batch: Batch, keys: set[SignalKey], extra_hash_ids: set[int]) ->
         batch.hashes[hash_key(hash_)] = hash_
     ids = [h.pk for h in batch.hashes.values()]
     batch.live = {pk: [] for pk in ids}
-    for hash_id, statement_id, member_id, share_group_id in (
+    for hash_id, statement_id in (
         Corroboration.objects.filter(hash_id__in=ids, retracted_at__isnull=True)
-        .order_by("id").values_list("hash_id", "statement_id", "statement__member_id", "statement__share_group_id")
+        .order_by("id").values_list("hash_id", "statement_id")
     ):
         batch.live[hash_id].append(str(statement_id))
-        batch.audience[str(statement_id)] = (member_id, share_group_id)
     batch.governance_of.update(load_governance(ids))
 
 
@@ -112,9 +116,11 @@ def place_signals(batch: Batch, statements: list[Statement]) -> FamilyPlanner:
     planner.plan(statements, signal_key)
     for hash_ in planner.create_hashes():
         batch.live[hash_.pk] = []
+        batch.governance_of[hash_.pk] = HashGovernance({}, [])  # new: no feedback, no disputes
     # Near duplicates found through the index: their live statements are not loaded yet.
     found = {p.hash.pk: p.hash for p in planner.placements.values() if p.hash.pk not in batch.live}
     batch.live.update(live_statements(list(found)))
+    batch.governance_of.update(load_governance(list(found)))
     for hash_ in found.values():
         batch.hashes.setdefault(hash_key(hash_), hash_)
     return planner
