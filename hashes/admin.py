@@ -136,7 +136,7 @@ class DisputeAdmin(ReadOnlyAdmin):
     """The dispute queue: open cases first, oldest first, each with its evidence. Resolving needs
     hashes.resolve_dispute (the "Dispute review" role); viewing grants nothing more."""
 
-    list_display = ["id", "hash_link", "state", "reasons", "opened_by_member", "opened_at", "waiting", "votes"]
+    list_display = ["id", "hash_link", "state", "reasons_text", "opened_by_member", "opened_at", "waiting", "votes"]
     list_filter = ["state"]
     search_fields = ["hash__value", "member__slug"]
     list_select_related = ["hash", "member"]
@@ -156,6 +156,10 @@ class DisputeAdmin(ReadOnlyAdmin):
     def hash_link(self, obj):
         return format_html('<a href="{}">{} {}</a>', reverse("admin:hashes_hash_change", args=[obj.hash_id]),
                            obj.hash.signal_type, obj.hash.value[:16])
+
+    @admin.display(description="reasons")
+    def reasons_text(self, obj):
+        return ", ".join(obj.reasons)
 
     @admin.display(description="opened by")
     def opened_by_member(self, obj):
