@@ -48,7 +48,7 @@ class FiltersSerializer(serializers.Serializer):
     include_retractions = serializers.BooleanField(required=False, help_text="Send hash.retracted (default true).")
     exclude_disputed = serializers.BooleanField(
         required=False, help_text="Hold back events of a hash while a dispute you can see is open on it (default "
-                                  "false); the events opening and resolving the dispute still come.")
+                                  "false); the events opening and resolving the dispute, and retractions, still come.")
 
     class Meta:
         ref_name = "SubscriptionFilters"

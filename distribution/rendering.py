@@ -239,14 +239,15 @@ def _render(event: Event, viewer: Viewer, visible: dict[str, Known], links: list
         labels=frozenset(label for f in (*before, *after) for label in f.labels),
         incident=any(known.names_incident for known in visible.values()),
         corroboration=max(corroborating_members(before), corroborating_members(after)),
-        held=is_held(event, body["hash"]["dispute"]),
+        held=is_held(event, body["type"], body["hash"]["dispute"]),
     )
 
 
-def is_held(event: Event, dispute: dict[str, Any] | None) -> bool:
+def is_held(event: Event, kind: str, dispute: dict[str, Any] | None) -> bool:
     """What `exclude_disputed` holds back: events of a hash while the dispute the viewer sees on it is
-    open, except the event that opened it (so the receiver learns the hash is contested)."""
-    if dispute is None or dispute["state"] != "open":
+    open, except the event that opened it (so the receiver learns the hash is contested) and a
+    retraction (a receiver that holds the hash must always learn that it went)."""
+    if dispute is None or dispute["state"] != "open" or kind == Event.Type.RETRACTED:
         return False
     return not (event.change == "dispute" and event.dispute_id == dispute["id"])
 

@@ -166,3 +166,18 @@ def test_a_bad_resolution_changes_nothing(alice, bob, pipeline, reviewer, client
     response = resolve_in_admin(client, reviewer, dispute.pk, **form)
     assert response.status_code == 200 and code in response.content
     assert Dispute.objects.get().state == "open"
+
+
+def test_a_holding_subscriber_still_learns_that_a_contested_hash_was_retracted(
+        alice, bob, charlie, pipeline, receiver_factory, clock):
+    held = receiver_factory()
+    subscribe(charlie, held, filters={"exclude_disputed": True})
+    alice.submit(alice.statement([md5(11)], jti="a11"))
+    pipeline()
+    bob.submit(bob.feedback(md5(11), "disagree", reasons=["low_quality"]))
+    pipeline()
+    alice.submit(alice.retraction("a11", reason="our mistake"))
+    pipeline()
+    drive(clock)
+    assert [(e["type"], e["hash"]["dispute"] and e["hash"]["dispute"]["state"]) for e in held.events()] == [
+        ("hash.added", None), ("hash.updated", "open"), ("hash.retracted", "open")]
