@@ -158,10 +158,10 @@ def hash_view(
         submitters.setdefault(fact.member_slug, fact.member_kind)
     carried = embedded(live)
     body: dict[str, Any] = {"id": hash_.pk, "signal_type": hash_.signal_type}
+    # A vPDQ's value is the digest of its frames' hashes: what feedback targets and exchanges key it by.
+    body["value"] = hash_.value
     if hash_.signal_type == "vpdq":
         body["frames"] = hash_.frames
-    else:
-        body["value"] = hash_.value
     body.update({
         "content_type": (live or seen)[0].content_type if (live or seen) else "",
         "cluster": cluster_id,

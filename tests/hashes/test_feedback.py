@@ -196,3 +196,15 @@ def test_a_members_own_feedback_statement_shows_what_it_says(alice, bob, pipelin
     assert (shown["kind"], shown["state"], shown["verdict"]) == ("feedback", "published", "disagree")
     assert shown["target"] == {"type": "md5", "value": md5(1)["value"]}
     assert shown["reasons"] == ["counter_speech", "newsworthy"]
+
+
+def test_a_video_is_targeted_by_the_value_every_hash_view_carries(alice, bob, pipeline):
+    from tests.factories import vpdq
+
+    alice.submit(alice.statement([vpdq(1, 2, 3)], content_type="video"))
+    pipeline()
+    seen = bob.feed()["events"][-1]["hash"]
+    assert seen["signal_type"] == "vpdq" and len(seen["value"]) == 64 and len(seen["frames"]) == 3
+    bob.submit(bob.feedback({"type": "vpdq", "value": seen["value"]}, "seen"))
+    pipeline()
+    assert bob.feed()["events"][-1]["hash"]["feedback"]["seen"] == 1
