@@ -43,11 +43,21 @@ def test_exact_values_are_covered_only_for_their_own_type():
                            ("sha256", digest), ("pdq", "b" * 64)]) == [True, True, True, False, False, False]
 
 
+def together(bits: int) -> list[int]:
+    return list(range(bits))
+
+
+def spread(bits: int) -> list[int]:
+    """Over all four 64-bit words."""
+    return [n * 256 // bits for n in range(bits)]
+
+
+@pytest.mark.parametrize("where", [together, spread])
 @pytest.mark.parametrize("distance", [0, 8, 31])
-def test_a_pdq_is_covered_up_to_the_distance_and_not_one_bit_further(distance):
+def test_a_pdq_is_covered_up_to_the_distance_and_not_one_bit_further(distance, where):
     listed = BenignList.of([("pdq", BASE_PDQ), ("pdq", flip(BASE_PDQ, range(100, 200)))], distance=distance)
 
-    at, beyond = flip(BASE_PDQ, range(distance)), flip(BASE_PDQ, range(distance + 1))
+    at, beyond = flip(BASE_PDQ, where(distance)), flip(BASE_PDQ, where(distance + 1))
 
     assert listed.covered([("pdq", at), ("pdq", beyond)]) == [True, False]
     assert listed.first_covered([("md5", "0" * 32), ("pdq", beyond), ("pdq", at)]) == 2
