@@ -16,6 +16,7 @@ from audit.services import audit_record
 from consortium.api.errors import Conflict
 from hashes.models import Hash
 from hashes.services.disputes import disputes_open
+from hashes.services.feed import feed_lock
 
 from .entries import EntryRow
 from .files import read_entries
@@ -135,6 +136,11 @@ def benign_entries_cover(*, actor: Any = None) -> int:
         "pk", "signal_type", "value"))
     if not pending:
         return 0
+    # A barrier: a publishing batch that read the list before these entries existed has committed
+    # once the feed lock is free, so the search below sees what it published; every later batch
+    # reads the entries and refuses what they cover (hashes.services.publishing).
+    with transaction.atomic():
+        feed_lock(wait=True)
     hash_ids = sorted(covered_live_hash_ids([(signal_type, value) for _, signal_type, value in pending]))
     opened = 0
     for chunk in chunked(hash_ids, settings.PUBLISH_BATCH_SIZE):

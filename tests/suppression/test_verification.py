@@ -99,3 +99,20 @@ def test_feedback_and_retractions_of_listed_values_are_not_refused(alice, bob, p
     pipeline()
 
     assert set(Statement.objects.exclude(pk=published.pk).values_list("state", flat=True)) == {"published"}
+
+
+def test_a_statement_verified_before_its_entry_was_listed_is_refused_when_published(alice, bob):
+    """The race the barrier and the publish-time check close: verified, then listed, then published."""
+    from hashes.models import Hash, Statement
+    from hashes.services import publishing, verification
+    from suppression.services import benign_entries_add
+    from suppression.entries import EntryRow
+    from tests.factories import md5 as md5_signal
+
+    alice.submit(alice.statement([md5_signal(42)]), alice.statement([md5_signal(43)]))
+    verification.statements_verify(ids=list(Statement.objects.values_list("id", flat=True)))
+    benign_entries_add(entries=[EntryRow(signal_type="md5", value=md5_signal(42)["value"], reason="a test card")])
+    publishing.publish_verified(batch_size=100)
+    states = dict(Statement.objects.values_list("signals__0__value", "rejection_code"))
+    assert states == {md5_signal(42)["value"]: "benign_match", md5_signal(43)["value"]: ""}
+    assert list(Hash.objects.values_list("value", flat=True)) == [md5_signal(43)["value"]]
