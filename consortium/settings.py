@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "hashes",
     "distribution",
     "suppression",
+    "transparency",
 ]
 
 MIDDLEWARE = [
@@ -328,6 +329,15 @@ if not 0 <= BENIGN_DISTANCE <= 31:
 # A bulk import (`manage.py benign import`, the admin's import page) is refused whole past these.
 BENIGN_IMPORT_MAX_BYTES = env_int("BENIGN_IMPORT_MAX_BYTES", 5 * 1024 * 1024)
 BENIGN_IMPORT_MAX_ROWS = env_int("BENIGN_IMPORT_MAX_ROWS", 10_000)
+
+# --- Transparency statistics (transparency/) -------------------------------------------------------
+# A public page /transparency/ and /transparency.json with the figures members read at
+# /api/v1/stats/, over the last TRANSPARENCY_PUBLIC_MONTHS months; per-member figures only if asked.
+TRANSPARENCY_PUBLIC = env_bool("TRANSPARENCY_PUBLIC", False)
+TRANSPARENCY_PER_MEMBER = env_bool("TRANSPARENCY_PER_MEMBER", False)
+TRANSPARENCY_PUBLIC_MONTHS = env_int("TRANSPARENCY_PUBLIC_MONTHS", 24)
+if not 1 <= TRANSPARENCY_PUBLIC_MONTHS <= 120:
+    raise ImproperlyConfigured("TRANSPARENCY_PUBLIC_MONTHS must be from 1 to 120.")
 
 # --- Server identity and outbound -----------------------------------------------------------------
 CONSORTIUM_SIGNING_KEY_FILE = Path(env("CONSORTIUM_SIGNING_KEY_FILE", str(VAR_DIR / "server-signing-key.pem")))
