@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("members.urls")),
     path("", include("hashes.urls")),
     path("", include("distribution.urls")),
+    path("", include("transparency.urls")),
 ]
 
 urlpatterns = [
