@@ -3,17 +3,19 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
-from django.http import QueryDict
+from django.http import HttpResponse, QueryDict
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from consortium.api.errors import DomainError
+from consortium.api.errors import DomainError, NotFound
 
 from .months import DEFAULT_MONTHS, MAX_MONTHS, MonthRange, RangeError, parse_range
-from .selectors import stats_cached
+from .public import public_json
+from .selectors import CACHE_SECONDS, stats_cached
 
 
 class StatsHashesSerializer(serializers.Serializer):
@@ -147,3 +149,21 @@ class StatsApi(APIView):
     def get(self, request):
         months = request_range(request.query_params, timezone.now())
         return Response(stats_cached(months=months, per_member=settings.TRANSPARENCY_PER_MEMBER))
+
+
+class PublicStatsApi(APIView):
+    """The figures of the public page /transparency/, for anyone, while TRANSPARENCY_PUBLIC is true
+    (404 otherwise): the last TRANSPARENCY_PUBLIC_MONTHS months. Served from a cache refreshed
+    at most once a minute."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses=StatsOutputSerializer, summary="Transparency statistics (public)", auth=[],
+                   operation_id="transparency_public", tags=["transparency"])
+    def get(self, request):
+        if not settings.TRANSPARENCY_PUBLIC:
+            raise NotFound("No such endpoint.")
+        response = HttpResponse(public_json(), content_type="application/json")
+        response["Cache-Control"] = f"public, max-age={CACHE_SECONDS}"
+        return response
