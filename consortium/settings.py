@@ -224,6 +224,8 @@ THROTTLE_RATES = {
     "match": env_rate("THROTTLE_MATCH", "600/min"),
     "media": env_rate("THROTTLE_MEDIA", "30/min"),
     "subscribe": env_rate("THROTTLE_SUBSCRIBE", "120/min"),
+    # GET stats/: each range not counted within the last minute is counted afresh by the database.
+    "stats": env_rate("THROTTLE_STATS", "10/min"),
 }
 
 # The OpenAPI schema and the browsable docs: public in embedded mode; in production only for API

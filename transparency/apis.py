@@ -135,6 +135,8 @@ class StatsApi(APIView):
     figures for every member, counted over consortium-wide statements only."""
 
     required_scope = "read"
+    # A range not asked for within the last minute costs the database a count over its months.
+    throttle_scope = "stats"
 
     @extend_schema(
         parameters=[

@@ -103,3 +103,14 @@ def test_figures_are_counted_once_a_minute_at_most(world, cast, clock):
     assert cast["bob"].api.get("/api/v1/stats/?from=2025-01&to=2025-01").json() == first
     assert cast["bob"].api.get("/api/v1/stats/?from=2024-12&to=2025-01").json()["total"]["all_labels"][
         "hashes"]["added"] == 2  # another range is counted afresh
+
+
+def test_statistics_have_their_own_rate_per_token(cast, settings):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "stats": (2, 60)}
+    charlie = cast["charlie"]
+
+    answers = [charlie.api.get(f"/api/v1/stats/?from=2024-0{n}").status_code for n in range(1, 4)]
+
+    assert answers == [200, 200, 429]
+    assert charlie.api.get("/api/v1/feed/").status_code == 200  # other reads are counted apart
+    assert cast["bob"].api.get("/api/v1/stats/").status_code == 200
