@@ -44,7 +44,7 @@ class Context:
     incidents: dict[str, Incident]
     groups_by_member: dict[int, dict[str, int]]
     own_statements: dict[tuple[int, str], Statement]
-    now: datetime = field(default_factory=timezone.now)
+    now: datetime = field(default_factory=lambda: timezone.now())  # looked up per call: tests move the clock
     benign: BenignList = field(default_factory=BenignList.empty)
 
 

@@ -89,6 +89,9 @@ def test_the_whole_loop_from_disagree_to_removal_by_feed_webhook_and_audit(
             assert last["hash"]["dispute"]["resolution"].startswith("News reporting")
     assert bob.api.post("/api/v1/match/", {"signals": [pdq(7)]}, format="json").json()["results"][0]["matches"] == []
     assert Hash.objects.get().state == "retracted"
+    stats = charlie.api.get("/api/v1/stats/").json()["total"]
+    assert stats["all_labels"]["hashes"]["removed_by_dispute"] == 1
+    assert stats["by_label"]["glorification"]["disputes"]["resolved"]["removed"] == 1
 
     # An auditor reconstructs who did what, and when.
     trail = [(e.action, e.actor_label) for e in AuditEvent.objects.filter(object_type="hashes.dispute").order_by("id")]
