@@ -26,8 +26,8 @@ API_NAME = "consortium"
 # content on its platform, backs the hash.
 VERDICT_CATEGORIES: t.Dict[str, state.SignalOpinionCategory] = {
     "agree": state.SignalOpinionCategory.POSITIVE_CLASS,
-    "seen": state.SignalOpinionCategory.POSITIVE_CLASS,
     "disagree": state.SignalOpinionCategory.NEGATIVE_CLASS,
+    "seen": state.SignalOpinionCategory.POSITIVE_CLASS,
 }
 
 
