@@ -90,7 +90,7 @@ class ConsortiumSignalExchangeAPI(
     ) -> Iterator[state.FetchDelta[int, ConsortiumHashRecord, ConsortiumCheckpoint]]:
         """Every record is returned whatever `supported_signal_types` holds: the CLI keeps them all,
         and HMA keeps those it can index (a record of a type it lacks is lost to it, see README)."""
-        reader = self.client.me()["slug"]
+        reader = self._reader()
         ring = convert.KeyRing(self.client.keys)
         after = checkpoint.next_after if checkpoint else 0
         progress = checkpoint.progress_ts if checkpoint else 0
@@ -107,6 +107,16 @@ class ConsortiumSignalExchangeAPI(
             yield state.FetchDelta(updates, ConsortiumCheckpoint(next_after=after, progress_ts=progress))
             if not page["has_more"]:
                 return
+
+    def _reader(self) -> str:
+        """The member the token belongs to; a refused token is the exchange's auth error, which the
+        CLI and HMA report as such."""
+        try:
+            return self.client.me()["slug"]
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                raise auth.SignalExchangeAPIInvalidAuthException(type(self), f"{exc.code}: {exc.message}") from exc
+            raise
 
     @classmethod
     def fetch_value_merge(cls, old: ConsortiumHashRecord | None,
@@ -152,8 +162,7 @@ class ConsortiumSignalExchangeAPI(
             reasons, verdict = [], "agree"
         else:
             raise NotImplementedError("the consortium has no verdict for INVESTIGATION_SEED")
-        reader = self.client.me()["slug"]
-        payload = feedback_statement(iss=reader, target=convert.feedback_target(s_type.get_name(), signal),
+        payload = feedback_statement(iss=self._reader(), target=convert.feedback_target(s_type.get_name(), signal),
                                      verdict=verdict, reasons=reasons)
         answer = self.client.submit([self.signer.sign(payload)])
         if answer["rejected"]:

@@ -19,8 +19,8 @@ from threatexchange.signal_type.pdq.signal import PdqSignal
 from threatexchange.signal_type.sha256 import VideoSHA256Signal
 from threatexchange.utils import dataclass_json
 from consortium_client import jws
-from tx_consortium.exchange import FeedbackRejected
-from tx_consortium.state import ConsortiumCheckpoint, ConsortiumCollabConfig
+from tx_consortium.exchange import ConsortiumSignalExchangeAPI, FeedbackRejected
+from tx_consortium.state import ConsortiumCheckpoint, ConsortiumCollabConfig, ConsortiumCredentials
 
 from hashes.models import Dispute, Statement
 from members.models import SigningKey
@@ -153,6 +153,14 @@ def test_a_hash_whose_statements_no_longer_verify_is_not_trusted(alice, bob, exc
     deltas, _ = fetch(exchange_for(bob), {})
 
     assert [record for delta in deltas for record in delta.updates.values()] == [None]
+
+
+def test_a_refused_token_is_an_auth_error(server):
+    api = ConsortiumSignalExchangeAPI.for_collab(ConsortiumCollabConfig(name=COLLAB, server=server),
+                                                 ConsortiumCredentials(token="not-a-token"))
+
+    with pytest.raises(auth.SignalExchangeAPIInvalidAuthException, match="invalid_token"):
+        next(api.fetch_iter([], None))
 
 
 def test_a_negative_opinion_is_reported_as_signed_disagree_feedback(alice, bob, exchange_for, pipeline, tmp_path):
