@@ -3,11 +3,15 @@ asks this module; nothing else decides visibility.
 
 A statement is visible to a member when it was shared with the whole consortium, shared with a
 sharing group the member belongs to, or made by the member itself. A hash is visible when at least
-one of its statements is, and a member sees of a hash only what its visible statements say."""
+one of its statements is, and a member sees of a hash only what its visible statements say.
+
+A viewer narrowed to one audience (`Viewer.within`) sees only the statements it may see that were
+shared with that audience: the whole consortium's, or one of its sharing groups'. The TAXII
+collections are such views."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -18,23 +22,46 @@ from .models import Corroboration, Hash
 
 
 @dataclass(frozen=True)
+class Audience:
+    """Statements shared with the whole consortium (`share_group_id` None) or with one sharing group."""
+
+    share_group_id: int | None
+
+
+@dataclass(frozen=True)
 class Viewer:
     member_id: int
     group_ids: frozenset[int]
+    # None: every statement the member may see; otherwise only those shared with this audience.
+    audience: Audience | None = None
 
     @classmethod
     def for_member(cls, member: Member) -> Viewer:
         return cls(member.pk, frozenset(member.sharing_groups.values_list("pk", flat=True)))
 
+    def within(self, share_group_id: int | None) -> Viewer:
+        """This viewer narrowed to the statements shared with one audience it belongs to: the whole
+        consortium (None, the same view for every member) or one of its sharing groups."""
+        if share_group_id is not None and share_group_id not in self.group_ids:
+            raise ValueError("a member sees nothing of a sharing group it does not belong to")
+        return replace(self, audience=Audience(share_group_id))
+
     def sees(self, *, share_group_id: int | None, member_id: int) -> bool:
+        if self.audience is not None and share_group_id != self.audience.share_group_id:
+            return False
         return share_group_id is None or share_group_id in self.group_ids or member_id == self.member_id
 
     def statement_q(self, prefix: str = "") -> Q:
-        return (
+        visible = (
             Q(**{f"{prefix}share_group__isnull": True})
             | Q(**{f"{prefix}share_group_id__in": self.group_ids})
             | Q(**{f"{prefix}member_id": self.member_id})
         )
+        if self.audience is None:
+            return visible
+        if self.audience.share_group_id is None:
+            return visible & Q(**{f"{prefix}share_group__isnull": True})
+        return visible & Q(**{f"{prefix}share_group_id": self.audience.share_group_id})
 
 
 def visible_hashes(viewer: Viewer, *, live_only: bool = False) -> QuerySet[Hash]:

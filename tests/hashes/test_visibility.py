@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hashes.models import Hash, Statement
+from hashes.selectors import feed_page, hash_views
+from hashes.visibility import Viewer, visible_hashes
+from members.models import SharingGroup
 from tests.factories import md5
 
 
@@ -119,3 +124,35 @@ def test_nothing_of_a_hidden_statement_shows_through_the_hash(alice, bob, charli
     events = charlie.feed()["events"]
     assert len(events) == 1 and events[0]["hash"]["content_type"] == "photo"
     assert "cause" in events[0] and events[0]["cause"]["member"] == "homeoffice"
+
+
+def test_a_viewer_narrowed_to_an_audience_sees_only_what_was_shared_with_it(
+        alice, bob, charlie, homeoffice, trusted_group, pipeline):
+    homeoffice.submit(homeoffice.statement([md5(1)], labels=["glorification"]))
+    alice.submit(alice.statement([md5(2)], share="trusted"), alice.statement([md5(3)]))
+    pipeline()
+    bob.submit(bob.statement([md5(1)], share="trusted", labels=["recruitment"]))  # corroborates the consortium's
+    pipeline()
+
+    def values(viewer: Viewer) -> list[tuple[str, str, list[str]]]:
+        return [(e["type"], e["hash"]["value"], e["hash"]["labels"])
+                for e in feed_page(viewer=viewer, after=0, limit=100)["events"]]
+
+    consortium = [("hash.added", md5(1)["value"], ["glorification"]), ("hash.added", md5(3)["value"], [])]
+    # The consortium's view is the same for every member, whatever groups it belongs to.
+    for member in (alice, bob, charlie):
+        assert values(Viewer.for_member(member.member).within(None)) == consortium
+    # The group's view holds the group's statements only: its own hash, and what it said of the
+    # consortium's (a corroboration of a hash it did not see before: added, for this view).
+    trusted = [("hash.added", md5(2)["value"], []), ("hash.added", md5(1)["value"], ["recruitment"])]
+    assert values(Viewer.for_member(alice.member).within(trusted_group.pk)) == trusted
+    group_view = Viewer.for_member(bob.member).within(trusted_group.pk)
+    assert values(group_view) == trusted
+    consortium_hash = Hash.objects.get(share_group=None, value=md5(1)["value"])
+    assert set(visible_hashes(group_view).values_list("value", flat=True)) == {md5(1)["value"], md5(2)["value"]}
+    seen = hash_views(group_view, [consortium_hash])[consortium_hash.pk]
+    assert seen["submitters"] == [{"member": "bob", "kind": "platform"}] and seen["corroboration_count"] == 1
+
+    other = SharingGroup.objects.create(slug="other", name="Other")
+    with pytest.raises(ValueError):
+        Viewer.for_member(alice.member).within(other.pk)
