@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from consortium.db import insert_rows
 
@@ -29,8 +30,17 @@ def feed_lock(*, wait: bool = True) -> FeedHead | None:
 
 
 def events_append(head: FeedHead, events: list[dict[str, Any]]) -> None:
-    """Append events (dicts of Event fields without seq and event_id) in the order given."""
+    """Append events (dicts of Event fields without seq and event_id) in the order given.
+
+    `occurred_at` never goes back along seq: an event stamped earlier than the one before it (the
+    clocks of two publishing hosts differ by a few milliseconds) takes that one's time, so readers
+    that key on time (TAXII's `date_added`, exchanges' checkpoints) can rely on its order."""
+    previous = Event.objects.filter(seq=head.last_seq).values_list("occurred_at", flat=True).first()
     for event in events:
+        occurred_at = event.setdefault("occurred_at", timezone.now())
+        if previous is not None and occurred_at < previous:
+            event["occurred_at"] = previous
+        previous = event["occurred_at"]
         head.last_seq += 1
         event["seq"], event["event_id"] = head.last_seq, uuid.uuid4()
     insert_rows(Event, events)

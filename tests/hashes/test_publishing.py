@@ -265,3 +265,23 @@ def test_the_sweep_requeues_a_statement_whose_message_was_lost_once_per_window(a
     statement.refresh_from_db()
     assert statement.state == "published"  # the worker (eager here) verified and published it
     assert sweep(stale_after_seconds=30)["requeued"] == 0
+
+
+def test_event_times_never_go_back_along_seq_when_a_publisher_clock_lags(alice, bob, pipeline, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hashes.models import Event
+
+    alice.submit(alice.statement([md5(1)]))
+    pipeline()
+    first = Event.objects.get().occurred_at
+    lagging = first - timedelta(milliseconds=40)  # a second host whose clock is behind
+    monkeypatch.setattr(timezone, "now", lambda: lagging)
+    bob.submit(bob.statement([md5(2)]), bob.statement([md5(3)]))
+    pipeline()
+
+    times = list(Event.objects.order_by("seq").values_list("occurred_at", flat=True))
+    assert times == [first, first, first]
+    assert bob.feed()["events"][-1]["occurred_at"] == first.isoformat()
