@@ -119,6 +119,7 @@ INSTALLED_APPS = [
     "distribution",
     "suppression",
     "transparency",
+    "taxii",
 ]
 
 MIDDLEWARE = [
@@ -264,6 +265,16 @@ PDQ_MIN_QUALITY = env_int("PDQ_MIN_QUALITY", 50)
 FEED_DEFAULT_LIMIT = env_int("FEED_DEFAULT_LIMIT", 100)
 FEED_MAX_LIMIT = env_int("FEED_MAX_LIMIT", 1000)
 FEED_MAX_BYTES = env_int("FEED_MAX_BYTES", 8 * 1024 * 1024)
+# TAXII 2.1 (taxii/): objects per page (at most TAXII_MAX_LIMIT; a page also stops past about
+# TAXII_MAX_BYTES of JSON, holding at least one object), and the TLP 2.0 marking of every indicator.
+TAXII_DEFAULT_LIMIT = env_int("TAXII_DEFAULT_LIMIT", 100)
+TAXII_MAX_LIMIT = env_int("TAXII_MAX_LIMIT", 1000)
+TAXII_MAX_BYTES = env_int("TAXII_MAX_BYTES", 8 * 1024 * 1024)
+TAXII_TLP = env("TAXII_TLP", "amber").strip().lower()
+if TAXII_TLP not in ("clear", "green", "amber", "amber+strict", "red"):
+    raise ImproperlyConfigured(f"TAXII_TLP must be clear, green, amber, amber+strict or red, not {TAXII_TLP!r}.")
+if not 1 <= TAXII_DEFAULT_LIMIT <= TAXII_MAX_LIMIT:
+    raise ImproperlyConfigured("TAXII_DEFAULT_LIMIT must be from 1 to TAXII_MAX_LIMIT.")
 # What one hash carries of its signed statements (feed, detail, match, webhooks): one per member, at
 # most this many members and about this many bytes; the rest are paged at hashes/{id}/statements/.
 HASH_MAX_STATEMENTS = env_int("HASH_MAX_STATEMENTS", 20)

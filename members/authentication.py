@@ -36,6 +36,10 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             plaintext = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("The token is not valid.", "invalid_token") from None
+        return self.authenticate_credentials(plaintext)
+
+    def authenticate_credentials(self, plaintext: str) -> tuple[ApiClient, ApiToken]:
+        """The caller a token's plaintext names, or AuthenticationFailed with the reason's code."""
         token = token_find(plaintext)
         if token is None:
             raise exceptions.AuthenticationFailed("The token is not valid.", "invalid_token")

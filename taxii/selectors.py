@@ -1,0 +1,384 @@
+"""Every read of the TAXII collections. A collection is one audience's part of what the asking member
+may see (the visibility rule narrowed with Viewer.within), and its indicators are built only from
+feed events as hashes.selectors renders them for that viewer: nothing here reads a statement,
+a hash or a corroboration except through the viewer's rule.
+
+Positions: a collection lists the server's own objects first (positions -k to -1, k of them), then
+one version per feed event the reader sees change its hash (position: the event's seq). `next` is
+the last position a page examined, so paging resumes after it and never skips an object; the events
+the reader may not see are examined and passed over, as the feed does."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from django.conf import settings
+
+from consortium.api.errors import NotFound
+from hashes.models import Corroboration, Event
+from hashes.selectors import FEED_SCAN_FACTOR, StatementFacts, render_event, statement_facts, visible_facts, visible_links
+from hashes.visibility import Viewer, visible_hashes
+from members.models import Member, SharingGroup
+
+from . import stix
+
+VERSION_KEYWORDS = ("first", "last", "all")
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: str
+    share_group_id: int | None
+    alias: str
+    title: str
+    description: str
+
+    def viewer(self, member: Member) -> Viewer:
+        """What the member sees of this collection's audience."""
+        return Viewer.for_member(member).within(self.share_group_id)
+
+
+def consortium_collection() -> Collection:
+    return Collection(
+        id=stix.collection_id(None), share_group_id=None, alias="consortium", title="Consortium",
+        description="Hashes shared with the whole consortium: the same for every member.",
+    )
+
+
+def group_collection(group: SharingGroup) -> Collection:
+    return Collection(
+        id=stix.collection_id(group.pk), share_group_id=group.pk, alias=group.slug, title=group.name,
+        description=f"What the members of the sharing group {group.slug} shared with it.",
+    )
+
+
+def collections_for(*, member: Member) -> list[Collection]:
+    """The consortium's collection and one per sharing group the member belongs to."""
+    return [consortium_collection(), *(group_collection(g) for g in member.sharing_groups.order_by("slug"))]
+
+
+def collection_get(*, member: Member, collection_id: str) -> Collection:
+    """A collection the member may read; any other id, a group's it is outside included, is unknown."""
+    for collection in collections_for(member=member):
+        if collection.id == collection_id:
+            return collection
+    raise NotFound("No collection with this id is available to you.")
+
+
+# --- Filters and pages -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ObjectFilter:
+    """TAXII's match[...] filters. None: no filter on that property."""
+
+    ids: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    versions: frozenset[str] = frozenset({"last"})  # first, last, all
+    version_times: frozenset[datetime] = frozenset()
+    spec_versions: frozenset[str] | None = None
+
+    def wants_type(self, type_: str) -> bool:
+        return self.types is None or type_ in self.types
+
+    def wants_id(self, stix_id: str) -> bool:
+        return self.ids is None or stix_id in self.ids
+
+    def wants_version(self, modified: datetime, *, first: bool, last: bool) -> bool:
+        return ("all" in self.versions or (first and "first" in self.versions) or (last and "last" in self.versions)
+                or modified in self.version_times)
+
+
+@dataclass(eq=False)
+class Entry:
+    """One version of one object, as a page lists it."""
+
+    object: dict[str, Any]
+    date_added: datetime
+    version: datetime
+    position: int
+    size: int
+
+    @property
+    def id(self) -> str:
+        return self.object["id"]
+
+
+@dataclass
+class Page:
+    entries: list[Entry]
+    more: bool
+    next: str | None
+
+    @property
+    def date_added_first(self) -> datetime | None:
+        return self.entries[0].date_added if self.entries else None
+
+    @property
+    def date_added_last(self) -> datetime | None:
+        return self.entries[-1].date_added if self.entries else None
+
+
+def json_size(obj: dict[str, Any]) -> int:
+    return len(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def server_objects() -> list[dict[str, Any]]:
+    return stix.server_objects(settings.TAXII_TLP)
+
+
+def event_date_added(seq: int, occurred_at: datetime) -> datetime:
+    return stix.date_added(occurred_at, seq)
+
+
+def server_objects_added() -> datetime:
+    """The server's own objects' date_added: before every event's."""
+    first = Event.objects.order_by("seq").values_list("seq", "occurred_at").first()
+    if first is None:
+        return stix.STATIC_CREATED
+    return min(stix.STATIC_CREATED, event_date_added(*first) - timedelta(microseconds=1))
+
+
+def position_after(moment: datetime) -> int:
+    """The position of the last object added at or before `moment`: listing `added_after` it resumes
+    there. date_added strictly increases with seq, so a binary search on seq finds it."""
+    if moment < server_objects_added():
+        return -len(server_objects()) - 1
+    first = Event.objects.order_by("seq").values_list("seq", "occurred_at").first()
+    if first is None or event_date_added(*first) > moment:
+        return 0
+    last = Event.objects.order_by("-seq").values_list("seq", "occurred_at").first()
+    if event_date_added(*last) <= moment:
+        return last[0]
+    low, high = first[0], last[0]  # low is added at or before `moment`; everything from high on, after it
+    while high - low > 1:
+        middle = (low + high) // 2
+        row = Event.objects.filter(seq__gte=middle, seq__lt=high).order_by("seq").values_list("seq", "occurred_at").first()
+        if row is not None and event_date_added(*row) <= moment:
+            low = row[0]
+        else:
+            high = middle
+    return low
+
+
+@dataclass
+class Lives:
+    """A hash's lives in one collection: the spans in which one of its statements the reader sees
+    was live. Each statement's corroboration belongs to one life: (its number, when it began)."""
+
+    of_statement: dict[str, tuple[int, datetime]] = field(default_factory=dict)
+    count: int = 0
+
+    def of(self, statements: list[StatementFacts], fallback: datetime) -> tuple[int, datetime]:
+        for fact in statements:
+            if fact.id in self.of_statement:
+                return self.of_statement[fact.id]
+        return max(self.count - 1, 0), fallback
+
+
+def hash_lives(viewer: Viewer, hash_ids: Iterable[int]) -> dict[int, Lives]:
+    """For each hash, its lives as the viewer sees them: corroborations whose spans (creation to
+    retraction) overlap or touch make one life; a gap, when the hash was retracted for the viewer,
+    starts the next."""
+    lives: dict[int, Lives] = {pk: Lives() for pk in hash_ids}
+    if not lives:
+        return lives
+    end: dict[int, datetime | None] = {}
+    rows = (Corroboration.objects.filter(viewer.statement_q("statement__"), hash_id__in=list(lives))
+            .order_by("hash_id", "created_at", "id").values_list("hash_id", "statement_id", "created_at", "retracted_at"))
+    begun: dict[int, datetime] = {}
+    for hash_id, statement_id, created_at, retracted_at in rows:
+        current = lives[hash_id]
+        if current.count == 0 or (end[hash_id] is not None and created_at > end[hash_id]):
+            current.count += 1
+            begun[hash_id], end[hash_id] = created_at, retracted_at
+        elif end[hash_id] is not None:
+            end[hash_id] = None if retracted_at is None else max(end[hash_id], retracted_at)
+        current.of_statement[str(statement_id)] = (current.count - 1, begun[hash_id])
+    return lives
+
+
+@dataclass
+class Wanted:
+    """Which indicators a filter on ids leaves: None, any; otherwise these lives of these hashes."""
+
+    lives: dict[int, set[int]] | None
+
+    @property
+    def hash_ids(self) -> list[int] | None:
+        return None if self.lives is None else sorted(self.lives)
+
+    def wants(self, hash_id: int, life: int) -> bool:
+        return self.lives is None or life in self.lives.get(hash_id, ())
+
+
+def wanted_indicators(collection: Collection, filters: ObjectFilter) -> Wanted | None:
+    """None when the filters leave no indicator to look for."""
+    if not filters.wants_type("indicator"):
+        return None
+    if filters.ids is None:
+        return Wanted(None)
+    lives: dict[int, set[int]] = {}
+    for stix_id in filters.ids:
+        parsed = stix.parse_indicator_id(collection.id, stix_id)
+        if parsed is not None:
+            lives.setdefault(parsed[0], set()).add(parsed[1])
+    return Wanted(lives) if lives else None
+
+
+def object_exists(*, collection: Collection, viewer: Viewer, stix_id: str) -> bool:
+    """Whether the collection holds an object with this id, for this reader (any version of it)."""
+    if any(obj["id"] == stix_id for obj in server_objects()):
+        return True
+    parsed = stix.parse_indicator_id(collection.id, stix_id)
+    if parsed is None:
+        return False
+    hash_id, life = parsed
+    if not visible_hashes(viewer).filter(pk=hash_id).exists():
+        return False
+    return life < hash_lives(viewer, [hash_id])[hash_id].count
+
+
+def collection_page(*, collection: Collection, viewer: Viewer, after: int | None, added_after: datetime | None,
+                    limit: int, filters: ObjectFilter, max_bytes: int | None = None) -> Page:
+    """Object versions of the collection in date_added order, from position `after` (exclusive) and
+    `added_after`, at most `limit` of them and, past the first, about `max_bytes` of JSON.
+
+    A request examines at most `limit` x FEED_SCAN_FACTOR events; it then answers with what it found,
+    `more` and a `next` that resumes where it stopped."""
+    max_bytes = settings.TAXII_MAX_BYTES if max_bytes is None else max_bytes
+    statics = server_objects()
+    start = -len(statics) - 1 if after is None else after
+    if added_after is not None:
+        start = max(start, position_after(added_after))
+    if filters.spec_versions is not None and stix.SPEC_VERSION not in filters.spec_versions:
+        return Page([], False, None)
+    scan = PageScan(collection=collection, viewer=viewer, limit=limit, max_bytes=max_bytes, filters=filters,
+                    cursor=start)
+
+    statics_added = server_objects_added()
+    for index, obj in enumerate(statics):
+        position = index - len(statics)
+        if position <= scan.cursor:
+            continue
+        if filters.wants_type(obj["type"]) and filters.wants_id(obj["id"]):
+            version = stix.parse_timestamp(stix.object_version(obj))
+            if filters.wants_version(version, first=True, last=True) and not scan.add(
+                    Entry(obj, statics_added, version, position, json_size(obj))):
+                break
+        scan.cursor = position
+        if scan.full:
+            break
+
+    wanted = wanted_indicators(collection, filters)
+    if wanted is not None and not scan.full:
+        scan.cursor = max(scan.cursor, 0)
+        scan.events(wanted)
+    scan.settle_last_versions()
+
+    more = scan.cursor < 0 and any(i - len(statics) > scan.cursor for i in range(len(statics)))
+    if wanted is not None and not more and scan.stopped_early:
+        events = Event.objects.filter(seq__gt=max(scan.cursor, 0))
+        if wanted.hash_ids is not None:
+            events = events.filter(hash_id__in=wanted.hash_ids)
+        more = events.exists()
+    return Page(scan.entries, more, str(scan.cursor) if more else None)
+
+
+@dataclass
+class PageScan:
+    collection: Collection
+    viewer: Viewer
+    limit: int
+    max_bytes: int
+    filters: ObjectFilter
+    cursor: int
+    entries: list[Entry] = field(default_factory=list)
+    size: int = 0
+    full: bool = False
+    stopped_early: bool = False
+    # Indicator versions kept only if they turn out to be the latest of their indicator:
+    # hash id -> the entry (match[version]=last).
+    last_candidates: dict[int, Entry] = field(default_factory=dict)
+    lives: dict[int, Lives] = field(default_factory=dict)
+
+    def add(self, entry: Entry) -> bool:
+        """Add an entry unless the page has no room for it left (then it is full)."""
+        if self.entries and self.size + entry.size > self.max_bytes:
+            self.full = self.stopped_early = True
+            return False
+        self.entries.append(entry)
+        self.size += entry.size
+        if len(self.entries) >= self.limit:
+            self.full = self.stopped_early = True
+        return True
+
+    def events(self, wanted: Wanted) -> None:
+        budget = self.limit * FEED_SCAN_FACTOR
+        scanned = 0
+        while not self.full and scanned < budget:
+            events = Event.objects.filter(seq__gt=self.cursor)
+            if wanted.hash_ids is not None:
+                events = events.filter(hash_id__in=wanted.hash_ids)
+            chunk = list(events.select_related("hash").order_by("seq")[:min(max(self.limit, 100), budget - scanned)])
+            if not chunk:
+                return
+            facts = statement_facts({i for e in chunk for i in e.refs()}, self.viewer)
+            links = visible_links(self.viewer, {e.hash_id for e in chunk})
+            self.lives.update(hash_lives(self.viewer, {e.hash_id for e in chunk} - set(self.lives)))
+            for event in chunk:
+                rendered = render_event(event, self.viewer, facts, links)
+                if rendered is not None and not self.take(event, rendered, facts, wanted):
+                    return  # full: this event opens the next page
+                self.cursor, scanned = event.seq, scanned + 1
+                if self.full:
+                    return
+        self.stopped_early = True
+
+    def take(self, event: Event, rendered: dict[str, Any], facts: dict[str, StatementFacts], wanted: Wanted) -> bool:
+        """Add the indicator version this event is, if the filters want it; False if it did not fit."""
+        earlier = self.last_candidates.pop(event.hash_id, None)
+        if earlier is not None:  # kept as its indicator's latest version, which this one supersedes
+            self.drop(earlier)
+        added = event_date_added(event.seq, event.occurred_at)
+        statements = (visible_facts(self.viewer, event.statements_after, facts)
+                      or visible_facts(self.viewer, event.statements_before, facts))
+        life, began = self.lives[event.hash_id].of(statements, event.occurred_at)
+        stix_id = stix.indicator_id(self.collection.id, event.hash_id, life)
+        if not wanted.wants(event.hash_id, life) or not self.filters.wants_id(stix_id):
+            return True
+        revoked = rendered["hash"]["state"] == "retracted"
+        # A revoked version is the last of its indicator: whatever comes later is a new indicator.
+        keep_if_last = not self.filters.wants_version(added, first=rendered["type"] == "hash.added", last=revoked)
+        if keep_if_last and "last" not in self.filters.versions:
+            return True
+        obj = stix.indicator(stix_id=stix_id, created=began, modified=added, event=rendered, tlp=settings.TAXII_TLP)
+        if not self.add(Entry(obj, added, added, event.seq, json_size(obj))):
+            return False
+        if keep_if_last:
+            self.last_candidates[event.hash_id] = self.entries[-1]
+        return True
+
+    def drop(self, entry: Entry) -> None:
+        self.entries.remove(entry)
+        self.size -= entry.size
+
+    def settle_last_versions(self) -> None:
+        """Drop each version kept only as its indicator's latest that a later event, past this page,
+        supersedes (one the reader sees change the hash). Looked ahead for as many events as a page
+        examines: beyond that a version is kept, and the later one follows on a later page."""
+        pending = dict(self.last_candidates)
+        budget = self.limit * FEED_SCAN_FACTOR
+        scanned, after = 0, self.cursor
+        while pending and scanned < budget:
+            chunk = list(Event.objects.filter(seq__gt=after, hash_id__in=list(pending)).select_related("hash")
+                         .order_by("seq")[:min(max(self.limit, 100), budget - scanned)])
+            if not chunk:
+                return
+            facts = statement_facts({i for e in chunk for i in e.refs()}, self.viewer)
+            for event in chunk:
+                if event.hash_id in pending and render_event(event, self.viewer, facts) is not None:
+                    self.drop(pending.pop(event.hash_id))
+                after, scanned = event.seq, scanned + 1
