@@ -181,22 +181,33 @@ class Lives:
 def hash_lives(viewer: Viewer, hash_ids: Iterable[int]) -> dict[int, Lives]:
     """For each hash, its lives as the viewer sees them: corroborations whose spans (creation to
     retraction) overlap or touch make one life; a gap, when the hash was retracted for the viewer,
-    starts the next."""
+    starts the next. A life begins when its first version was added: the event its first statement
+    caused on the hash."""
     lives: dict[int, Lives] = {pk: Lives() for pk in hash_ids}
     if not lives:
         return lives
-    end: dict[int, datetime | None] = {}
     rows = (Corroboration.objects.filter(viewer.statement_q("statement__"), hash_id__in=list(lives))
             .order_by("hash_id", "created_at", "id").values_list("hash_id", "statement_id", "created_at", "retracted_at"))
-    begun: dict[int, datetime] = {}
+    life_of: dict[tuple[int, str], int] = {}
+    openers: dict[tuple[int, int], tuple[str, datetime]] = {}  # (hash, life): the statement that began it, when
+    end: dict[int, datetime | None] = {}
     for hash_id, statement_id, created_at, retracted_at in rows:
         current = lives[hash_id]
         if current.count == 0 or (end[hash_id] is not None and created_at > end[hash_id]):
             current.count += 1
-            begun[hash_id], end[hash_id] = created_at, retracted_at
+            end[hash_id] = retracted_at
+            openers[(hash_id, current.count - 1)] = (str(statement_id), created_at)
         elif end[hash_id] is not None:
             end[hash_id] = None if retracted_at is None else max(end[hash_id], retracted_at)
-        current.of_statement[str(statement_id)] = (current.count - 1, begun[hash_id])
+        life_of[(hash_id, str(statement_id))] = current.count - 1
+    began: dict[tuple[int, str], datetime] = {}
+    for hash_id, cause_id, seq, occurred_at in (
+            Event.objects.filter(hash_id__in=list(lives), cause_id__in={sid for sid, _ in openers.values()})
+            .order_by("-seq").values_list("hash_id", "cause_id", "seq", "occurred_at")):
+        began[(hash_id, str(cause_id))] = event_date_added(seq, occurred_at)
+    for (hash_id, statement_id), life in life_of.items():
+        opener, created_at = openers[(hash_id, life)]
+        lives[hash_id].of_statement[statement_id] = (life, began.get((hash_id, opener), created_at))
     return lives
 
 
