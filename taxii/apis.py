@@ -10,10 +10,12 @@ from typing import Any
 
 from django.conf import settings
 from django.http import QueryDict
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consortium.api.errors import DomainError, NotFound
+from hashes.visibility import Viewer
 
 from . import stix
 from .authentication import TaxiiTokenAuthentication
@@ -45,8 +47,12 @@ class TaxiiApi(APIView):
     def get_exception_handler(self):
         return taxii_exception_handler
 
-    def collection(self, collection_id: str) -> Collection:
-        return collection_get(member=self.request.user.member, collection_id=collection_id)
+    def viewer(self) -> Viewer:
+        return Viewer.for_member(self.request.user.member)
+
+    def collection(self, collection_id: str) -> tuple[Collection, Viewer]:
+        """The collection and what the member sees of it."""
+        return collection_get(viewer=self.viewer(), collection_id=collection_id)
 
 
 def taxii_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -68,8 +74,15 @@ class Query:
     filters: ObjectFilter
 
 
+MAX_MATCH_VALUES = 1000
+
+
 def comma_list(params: QueryDict, name: str) -> frozenset[str] | None:
+    """A match[...] filter's values (comma-separated, possibly repeated); None if not given."""
     values = [v.strip() for raw in params.getlist(name) for v in raw.split(",") if v.strip()]
+    if len(values) > MAX_MATCH_VALUES:
+        raise DomainError("too_many_values", f"{name} takes at most {MAX_MATCH_VALUES} values.",
+                          {"parameter": name, "max": MAX_MATCH_VALUES})
     return frozenset(values) if params.getlist(name) else None
 
 
@@ -124,9 +137,9 @@ def envelope(page: Page, key: str, items: list[Any]) -> Response:
     return taxii_response(body, page_headers(page))
 
 
-def read_page(view: TaxiiApi, collection: Collection, query: Query) -> Page:
-    return collection_page(collection=collection, viewer=collection.viewer(view.request.user.member),
-                           after=query.after, added_after=query.added_after, limit=query.limit, filters=query.filters)
+def read_page(collection: Collection, viewer: Viewer, query: Query) -> Page:
+    return collection_page(collection=collection, viewer=viewer, after=query.after, added_after=query.added_after,
+                           limit=query.limit, filters=query.filters)
 
 
 class DiscoveryApi(TaxiiApi):
@@ -149,25 +162,25 @@ class ApiRootApi(TaxiiApi):
 
 class CollectionsApi(TaxiiApi):
     def get(self, request):
-        return taxii_response({"collections": [collection_resource(c) for c in collections_for(member=request.user.member)]})
+        return taxii_response({"collections": [collection_resource(c) for c in collections_for(viewer=self.viewer())]})
 
 
 class CollectionApi(TaxiiApi):
     def get(self, request, collection_id: str):
-        return taxii_response(collection_resource(self.collection(collection_id)))
+        return taxii_response(collection_resource(self.collection(collection_id)[0]))
 
 
 class ObjectsApi(TaxiiApi):
     def get(self, request, collection_id: str):
-        collection = self.collection(collection_id)
-        page = read_page(self, collection, read_query(request.query_params))
+        collection, viewer = self.collection(collection_id)
+        page = read_page(collection, viewer, read_query(request.query_params))
         return envelope(page, "objects", [entry.object for entry in page.entries])
 
 
 class ManifestApi(TaxiiApi):
     def get(self, request, collection_id: str):
-        collection = self.collection(collection_id)
-        page = read_page(self, collection, read_query(request.query_params))
+        collection, viewer = self.collection(collection_id)
+        page = read_page(collection, viewer, read_query(request.query_params))
         return envelope(page, "objects", [{
             "id": entry.id, "date_added": stix.timestamp(entry.date_added), "version": stix.timestamp(entry.version),
             "media_type": stix.STIX_MEDIA_TYPE,
@@ -175,8 +188,8 @@ class ManifestApi(TaxiiApi):
 
 
 class ObjectApi(TaxiiApi):
-    def object_query(self, collection: Collection, object_id: str, *, every_version: bool = False) -> Query:
-        if not object_exists(collection=collection, viewer=collection.viewer(self.request.user.member), stix_id=object_id):
+    def object_query(self, collection: Collection, viewer: Viewer, object_id: str, *, every_version: bool = False) -> Query:
+        if not object_exists(collection=collection, viewer=viewer, stix_id=object_id):
             raise NotFound("No object with this id is in this collection.")
         query = read_query(self.request.query_params)
         filters = query.filters
@@ -186,18 +199,19 @@ class ObjectApi(TaxiiApi):
         return Query(after=query.after, added_after=query.added_after, limit=query.limit, filters=filters)
 
     def get(self, request, collection_id: str, object_id: str):
-        collection = self.collection(collection_id)
-        page = read_page(self, collection, self.object_query(collection, object_id))
+        collection, viewer = self.collection(collection_id)
+        page = read_page(collection, viewer, self.object_query(collection, viewer, object_id))
         return envelope(page, "objects", [entry.object for entry in page.entries])
 
 
 class ObjectVersionsApi(ObjectApi):
     def get(self, request, collection_id: str, object_id: str):
-        collection = self.collection(collection_id)
-        page = read_page(self, collection, self.object_query(collection, object_id, every_version=True))
+        collection, viewer = self.collection(collection_id)
+        page = read_page(collection, viewer, self.object_query(collection, viewer, object_id, every_version=True))
         return envelope(page, "versions", [stix.timestamp(entry.version) for entry in page.entries])
 
 
+@csrf_exempt
 def not_found(request, *args, **kwargs):
     """Any other path under /taxii2/."""
     return error_response(404, "not_found", "No such TAXII endpoint.")

@@ -21,7 +21,7 @@ from consortium.api.errors import NotFound
 from hashes.models import Corroboration, Event
 from hashes.selectors import FEED_SCAN_FACTOR, StatementFacts, render_event, statement_facts, visible_facts, visible_links
 from hashes.visibility import Viewer, visible_hashes
-from members.models import Member, SharingGroup
+from members.models import SharingGroup
 
 from . import stix
 
@@ -35,10 +35,6 @@ class Collection:
     alias: str
     title: str
     description: str
-
-    def viewer(self, member: Member) -> Viewer:
-        """What the member sees of this collection's audience."""
-        return Viewer.for_member(member).within(self.share_group_id)
 
 
 def consortium_collection() -> Collection:
@@ -55,16 +51,18 @@ def group_collection(group: SharingGroup) -> Collection:
     )
 
 
-def collections_for(*, member: Member) -> list[Collection]:
+def collections_for(*, viewer: Viewer) -> list[Collection]:
     """The consortium's collection and one per sharing group the member belongs to."""
-    return [consortium_collection(), *(group_collection(g) for g in member.sharing_groups.order_by("slug"))]
+    groups = SharingGroup.objects.filter(pk__in=viewer.group_ids).order_by("slug")
+    return [consortium_collection(), *(group_collection(g) for g in groups)]
 
 
-def collection_get(*, member: Member, collection_id: str) -> Collection:
-    """A collection the member may read; any other id, a group's it is outside included, is unknown."""
-    for collection in collections_for(member=member):
+def collection_get(*, viewer: Viewer, collection_id: str) -> tuple[Collection, Viewer]:
+    """A collection the member may read, and what the member sees of it; any other id, a group's it
+    is outside included, is unknown."""
+    for collection in collections_for(viewer=viewer):
         if collection.id == collection_id:
-            return collection
+            return collection, viewer.within(collection.share_group_id)
     raise NotFound("No collection with this id is available to you.")
 
 

@@ -98,6 +98,7 @@ def test_taxii_reads_are_throttled_as_reads_in_taxiis_shape(alice, settings):
 def test_every_error_is_taxiis_media_type_and_shape(alice, trusted_group):
     objects = consortium_objects(alice)
     assert_taxii_error(get(alice, "/taxii2/no/such/thing/"), 404, "not_found")
+    assert_taxii_error(APIClient(enforce_csrf_checks=True).post("/taxii2/api/status/1/"), 404, "not_found")
     assert_taxii_error(get(alice, f"{COLLECTIONS}nope/"), 404, "not_found")
     assert_taxii_error(get(alice, f"{objects}indicator--{stix.collection_id(None)}/"), 404, "not_found")
     assert_taxii_error(alice.api.post(objects, {}, format="json"), 405, "method_not_allowed")
@@ -108,7 +109,8 @@ def test_every_error_is_taxiis_media_type_and_shape(alice, trusted_group):
                          ({"next": "x"}, "next_invalid"), ({"next": "-99"}, "next_invalid"),
                          ({"added_after": "yesterday"}, "added_after_invalid"),
                          ({"added_after": "2026-01-01T00:00:00"}, "added_after_invalid"),
-                         ({"match[version]": "newest"}, "match_version_invalid")]:
+                         ({"match[version]": "newest"}, "match_version_invalid"),
+                         ({"match[id]": ",".join(["x"] * 1001)}, "too_many_values")]:
         body = assert_taxii_error(get(alice, objects, **params), 400, code)
         assert body["details"]["parameter"] in params
     for accept in ("*/*", "application/*", "application/taxii+json", "text/html, */*;q=0.8"):
