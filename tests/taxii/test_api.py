@@ -306,3 +306,14 @@ def test_an_unknown_or_invisible_object_is_not_found(alice, charlie, trusted_gro
         for suffix in ("", "versions/"):
             body = assert_taxii_error(get(charlie, f"{objects_path(consortium)}{stix_id}/{suffix}"), 404, "not_found")
             assert body["description"] == "No object with this id is in this collection."
+
+
+def test_indicators_carry_the_configured_tlp_marking_which_the_collection_serves(alice, pipeline, settings):
+    settings.TAXII_TLP = "green"
+    alice.submit(alice.statement([md5(1)]))
+    pipeline()
+    objects, _ = all_pages(alice, consortium_objects(alice))
+    parsed(objects)
+    markings = [o for o in objects if o["type"] == "marking-definition"]
+    assert [(m["id"], m["name"]) for m in markings] == [(stix.TLP_MARKINGS["green"], "TLP:GREEN")]
+    assert indicators(objects)[0]["object_marking_refs"] == [stix.TLP_MARKINGS["green"]]
