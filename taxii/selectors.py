@@ -96,7 +96,6 @@ class Entry:
     object: dict[str, Any]
     date_added: datetime
     version: datetime
-    position: int
     size: int
 
     @property
@@ -275,7 +274,7 @@ def collection_page(*, collection: Collection, viewer: Viewer, after: int | None
         if filters.wants_type(obj["type"]) and filters.wants_id(obj["id"]):
             version = stix.parse_timestamp(stix.object_version(obj))
             if filters.wants_version(version, first=True, last=True) and not scan.add(
-                    Entry(obj, statics_added, version, position, json_size(obj))):
+                    Entry(obj, statics_added, version, json_size(obj))):
                 break
         scan.cursor = position
         if scan.full:
@@ -364,7 +363,7 @@ class PageScan:
         if keep_if_last and "last" not in self.filters.versions:
             return True
         obj = stix.indicator(stix_id=stix_id, created=began, modified=added, event=rendered, tlp=settings.TAXII_TLP)
-        if not self.add(Entry(obj, added, added, event.seq, json_size(obj))):
+        if not self.add(Entry(obj, added, added, json_size(obj))):
             return False
         if keep_if_last:
             self.last_candidates[event.hash_id] = self.entries[-1]
