@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable
 
 import pytest
+from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
 from consortium import celery_app
@@ -27,6 +28,25 @@ def plain_http(settings):
     """The test client speaks plain http, which production mode would redirect to https (CI runs the
     suite in production mode too); that redirect is tested in tests/test_deploy_settings.py."""
     settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(scope="session")
+def plain_http_middleware() -> override_settings:
+    """Plain http while the live server builds its middleware (see `live_server`)."""
+    plain = override_settings(SECURE_SSL_REDIRECT=False)
+    plain.enable()
+    return plain
+
+
+@pytest.fixture(scope="session")
+def live_server(plain_http_middleware, live_server):
+    """pytest-django's live server (tests/browser, tests/client), started with SECURE_SSL_REDIRECT
+    off. It builds its middleware once, when it starts, and SecurityMiddleware reads that setting
+    then: in production mode (CI's second run) it would redirect the browser or the CLI to https,
+    which the live server does not speak. The per-test `plain_http` fixture comes too late for it.
+    Started, the setting goes back."""
+    plain_http_middleware.disable()
+    return live_server
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterator
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.db import connections
-from django.test.utils import override_settings
 
 from .helpers import PASSWORD, TIMEOUT_MS, expect, fill_login_form
 
@@ -72,24 +71,6 @@ def browser(chromium: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             # the process ends and PostgreSQL could not drop the test database.
             connections.close_all()
     assert asyncio._get_running_loop() is None, "Playwright left an event loop running in this thread"
-
-
-@pytest.fixture(scope="session")
-def plain_http_middleware() -> override_settings:
-    """Plain http while the live server builds its middleware (see `live_server`)."""
-    plain = override_settings(SECURE_SSL_REDIRECT=False)
-    plain.enable()
-    return plain
-
-
-@pytest.fixture(scope="session")
-def live_server(plain_http_middleware, live_server):
-    """pytest-django's live server, started with SECURE_SSL_REDIRECT off. It builds its middleware
-    once, when it starts, and SecurityMiddleware reads that setting then: in production mode (CI's
-    second run) it would redirect the browser to https, which the live server does not speak. The
-    per-test `plain_http` fixture comes too late for it. Started, the setting goes back."""
-    plain_http_middleware.disable()
-    return live_server
 
 
 @pytest.fixture
