@@ -77,8 +77,9 @@ def test_lost_acknowledgements_are_resent_as_the_same_bytes_and_get_the_same_sub
     inputs = md5_lines(tmp_path / "hashes.jsonl", 40)
     state = tmp_path / "submit.sqlite3"
     args = ["--json", "submit", "--jsonl", str(inputs), "--batch-size", "10", "--state", str(state)]
-    first = cli(alice, *args)
+    first = cli(alice, *args, "--progress")
     assert first.code == 0, first.stderr
+    assert "\rsubmit [" in first.stderr and "40/40 100%" in first.stderr  # forced on, though not a terminal
     ids = {r["jti"]: r["id"] for r in first.json["results"]}
     # A crash after the server took half the batches and before the answers were recorded.
     with sqlite3.connect(state) as db:
