@@ -30,6 +30,7 @@ from .errors import (
     EXIT_USAGE,
     EXIT_VERIFICATION,
     CommandError,
+    media_unavailable,
 )
 from .http import ApiError, ConsortiumClient, NetworkError
 from .statements import StatementSigner, feedback_statement, retract_statement, target_of
@@ -196,8 +197,7 @@ def media_module() -> Any:
     try:
         from . import media
     except ImportError as exc:
-        raise CommandError("media_unavailable", f"Hashing media needs the media extra: pip install "
-                           f"'consortium-client[media]' ({exc.name} is missing).") from None
+        raise media_unavailable(exc) from None
     return media
 
 

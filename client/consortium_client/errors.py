@@ -36,3 +36,9 @@ class CommandError(Exception):
         if self.details is not None:
             error["details"] = self.details
         return {"error": error, "exit_code": self.exit_code}
+
+
+def media_unavailable(exc: ImportError) -> CommandError:
+    """Hashing media needs the `media` extra; the rest of the client does not."""
+    return CommandError("media_unavailable", "Hashing media needs the media extra: pip install "
+                        f"'consortium-client[media]' ({exc.name} is missing).")

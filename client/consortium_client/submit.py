@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_NETWORK, EXIT_REJECTED, EXIT_USAGE, CommandError
+from .errors import EXIT_NETWORK, EXIT_REJECTED, EXIT_USAGE, CommandError, media_unavailable
 from .http import ApiError, ConsortiumClient, NetworkError
 from .progress import Progress
 from .statements import StatementSigner, hash_statement
@@ -294,8 +294,10 @@ def _file_sha256(path: Path) -> str:
 
 
 def _media_signals(path: Path, options: Options) -> list[dict[str, Any]]:
-    from .media import MEDIA_UNREADABLE, MEDIA_UNSUPPORTED, MediaError, hash_media
-
+    try:
+        from .media import MEDIA_UNREADABLE, MEDIA_UNSUPPORTED, MediaError, hash_media
+    except ImportError as exc:
+        raise media_unavailable(exc) from None
     try:
         return hash_media(path)
     except MediaError as exc:
