@@ -23,6 +23,17 @@ def celery_eager():
     celery_app.conf.task_always_eager = False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def server_key_file(django_db_setup) -> None:
+    """The server's signing key where the settings look for it. Embedded mode creates it on first
+    use; production mode (CI's second run, or a run against PostgreSQL alone) refuses to, and a run
+    must not depend on an earlier one having made it."""
+    from consortium.server_keys import ensure_key_file
+
+    with override_settings(CONSORTIUM_SIGNING_KEY_CREATE=True):
+        ensure_key_file()
+
+
 @pytest.fixture(autouse=True)
 def plain_http(settings):
     """The test client speaks plain http, which production mode would redirect to https (CI runs the
