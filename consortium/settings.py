@@ -117,6 +117,8 @@ INSTALLED_APPS = [
     "members",
     "hashes",
     "distribution",
+    "suppression",
+    "transparency",
 ]
 
 MIDDLEWARE = [
@@ -222,6 +224,8 @@ THROTTLE_RATES = {
     "match": env_rate("THROTTLE_MATCH", "600/min"),
     "media": env_rate("THROTTLE_MEDIA", "30/min"),
     "subscribe": env_rate("THROTTLE_SUBSCRIBE", "120/min"),
+    # GET stats/: each range not counted within the last minute is counted afresh by the database.
+    "stats": env_rate("THROTTLE_STATS", "10/min"),
 }
 
 # The OpenAPI schema and the browsable docs: public in embedded mode; in production only for API
@@ -314,6 +318,28 @@ INCIDENT_FAST_LANE_PER_MINUTE = env_int("INCIDENT_FAST_LANE_PER_MINUTE", 1000)
 # --- Feedback and disputes ------------------------------------------------------------------------
 FEEDBACK_REASONS = ("not_tvec", "wrong_label", "newsworthy", "counter_speech", "benign_common_image", "low_quality",
                     "other")
+
+# --- Suppression list (known-benign entries; suppression/) -------------------------------------------
+# A new PDQ within this many bits of an active entry is rejected (`benign_match`), never matched, and
+# an entry disputes the live hashes this close to it. 8, like DEDUPE_DISTANCE: the distance at which two
+# PDQs are taken for the same picture (re-encoded, resized, recompressed), so an entry catches copies of
+# a blank frame or a logo, not real content that merely resembles it (a variant, up to 31 bits away).
+# At most 31, the radius the match index searches exactly.
+BENIGN_DISTANCE = env_int("BENIGN_DISTANCE", 8)
+if not 0 <= BENIGN_DISTANCE <= 31:
+    raise ImproperlyConfigured(f"BENIGN_DISTANCE must be from 0 to 31 bits, not {BENIGN_DISTANCE}.")
+# A bulk import (`manage.py benign import`, the admin's import page) is refused whole past these.
+BENIGN_IMPORT_MAX_BYTES = env_int("BENIGN_IMPORT_MAX_BYTES", 5 * 1024 * 1024)
+BENIGN_IMPORT_MAX_ROWS = env_int("BENIGN_IMPORT_MAX_ROWS", 10_000)
+
+# --- Transparency statistics (transparency/) -------------------------------------------------------
+# A public page /transparency/ and /transparency.json with the figures members read at
+# /api/v1/stats/, over the last TRANSPARENCY_PUBLIC_MONTHS months; per-member figures only if asked.
+TRANSPARENCY_PUBLIC = env_bool("TRANSPARENCY_PUBLIC", False)
+TRANSPARENCY_PER_MEMBER = env_bool("TRANSPARENCY_PER_MEMBER", False)
+TRANSPARENCY_PUBLIC_MONTHS = env_int("TRANSPARENCY_PUBLIC_MONTHS", 24)
+if not 1 <= TRANSPARENCY_PUBLIC_MONTHS <= 120:
+    raise ImproperlyConfigured("TRANSPARENCY_PUBLIC_MONTHS must be from 1 to 120.")
 
 # --- Server identity and outbound -----------------------------------------------------------------
 CONSORTIUM_SIGNING_KEY_FILE = Path(env("CONSORTIUM_SIGNING_KEY_FILE", str(VAR_DIR / "server-signing-key.pem")))

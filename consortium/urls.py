@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("members.urls")),
     path("", include("hashes.urls")),
     path("", include("distribution.urls")),
+    path("", include("transparency.urls")),
 ]
 
 urlpatterns = [
@@ -18,6 +19,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path(".well-known/jwks.json", ServerJWKSApi.as_view(), name="server-jwks"),
     path("admin/", admin.site.urls),
+    path("", include("transparency.public_urls")),
 ]
 
 # Unknown API paths, and requests Django refuses before a view runs (a bad Host header), answer in

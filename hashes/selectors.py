@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 
 from consortium.api.errors import DomainError, NotFound
 from members.models import Member
+from suppression.selectors import suppressed_hash_ids
 
 from .matching import indexes
 from .services.feedback import load_governance
@@ -440,6 +441,7 @@ def search_matches(
             found[n] = {pk: {"distance": 0} for pk in stored.get((signal.type, signal.value), ())}
     sharing = {n: index.videos_sharing_rows(rows) for n, rows in videos.items()}
     candidates = {h for hits in found for h in hits} | {h for ids in sharing.values() for h in ids}
+    candidates -= suppressed_hash_ids(candidates)  # the suppression list: never returned, to anyone
     visible = set(visible_hashes(viewer, live_only=True).filter(pk__in=candidates).values_list("pk", flat=True))
     stored_rows = {
         pk: usable_rows(frames, quality=settings.VPDQ_FRAME_QUALITY)

@@ -53,6 +53,11 @@ class MemberAdmin(SlugFixedAdmin):
         ]
         return own + super().get_urls()
 
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "kind":  # "server" is the server itself, never a member one onboards
+            kwargs["choices"] = [(k, label) for k, label in Member.Kind.choices if k in Member.MEMBER_KINDS]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
     def has_suspend_member_permission(self, request) -> bool:
         return request.user.has_perm("members.suspend_member")
 

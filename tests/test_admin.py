@@ -26,6 +26,7 @@ from consortium_client.statements import StatementSigner, hash_statement
 from hashes.models import Incident, Label, Statement
 from members.models import ApiToken, Member, SigningKey
 from members.services import key_register, key_set_state
+from suppression.models import BenignEntry
 from tests.factories import md5
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label_lower)
@@ -66,6 +67,7 @@ def everything(alice, bob, trusted_group, pipeline, admin_client):
     subscription = Subscription.objects.create(member=bob.member, url="https://hooks.example/consortium",
                                                secret_encrypted=seal(generate_secret()))
     Delivery.objects.create(subscription=subscription, lane="test", webhook_id="msg_everything")
+    BenignEntry.objects.create(signal_type="md5", value="0" * 32, reason="empty file", added_by_label="operator")
 
 
 # --- every page opens ------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from ..matching import indexes
 from ..visibility import Viewer, viewers_for_ids
 from .families import FamilyPlanner, HashKey, SignalKey, live_statements
 from .feed import events_append, feed_lock
+from suppression.selectors import benign_list
+
 from .feedback import FeedbackRejected, HashGovernance, apply_feedback, apply_feedback_retraction, load_governance
 
 
@@ -220,6 +222,7 @@ def publish_batch(*, limit: int) -> int | None:
         if not statements:
             return 0
         batch = Batch(now=timezone.now())
+        statements = refuse_benign(batch, statements)
         retract_targets = [s.retracts_id for s in statements if s.kind == Statement.Kind.RETRACT]
         target_hashes: dict[Any, list[int]] = {}
         for statement_id, hash_id in Corroboration.objects.filter(
@@ -285,6 +288,23 @@ def publish_batch(*, limit: int) -> int | None:
         events_append(head, batch.events)
         indexes.mark_stale()  # should this roll back instead, a needless catch-up is all it costs
     return len(batch.published) + len(batch.rejected)
+
+
+def refuse_benign(batch: Batch, statements: list[Statement]) -> list[Statement]:
+    """Verification refuses what the suppression list covers; a statement verified before its entry
+    was added is refused here, before anything of it is placed (see suppression.services' barrier)."""
+    keys = {signal_key(sig) for s in statements if s.kind == Statement.Kind.HASH for sig in s.signals or ()}
+    benign = benign_list(among=keys) if keys else None
+    if not benign:
+        return statements
+    kept = []
+    for statement in statements:
+        if statement.kind == Statement.Kind.HASH and benign.first_covered(
+                [signal_key(sig) for sig in statement.signals or ()]) is not None:
+            reject(batch, statement, "benign_match", "A signal is on the suppression list of known-benign content.")
+        else:
+            kept.append(statement)
+    return kept
 
 
 def write_feedback(batch: Batch) -> None:

@@ -16,9 +16,11 @@ from consortium.db import update_rows
 from consortium_client import jws
 from consortium_client.keys import load_public_jwk
 from members.models import SigningKey
+from suppression.entries import BenignList
+from suppression.selectors import benign_list
 
 from ..models import Feedback, Incident, Label, Statement
-from ..signals.parse import SignalError, parse_signals, parse_target
+from ..signals.parse import Signal, SignalError, parse_signals, parse_target
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ class Context:
     incidents: dict[str, Incident]
     groups_by_member: dict[int, dict[str, int]]
     own_statements: dict[tuple[int, str], Statement]
-    now: datetime = field(default_factory=timezone.now)
+    now: datetime = field(default_factory=lambda: timezone.now())  # looked up per call: tests move the clock
+    benign: BenignList = field(default_factory=BenignList.empty)
 
 
 def load_context(statements: list[Statement], parsed: dict[Any, jws.ParsedJWS]) -> Context:
@@ -71,6 +74,7 @@ def load_context(statements: list[Statement], parsed: dict[Any, jws.ParsedJWS]) 
         incidents={i.slug: i for i in Incident.objects.filter(slug__in=incident_slugs)},
         groups_by_member=groups,
         own_statements=own,
+        benign=benign_list(),
     )
 
 
@@ -137,6 +141,7 @@ def check_hash_payload(statement: Statement, payload: dict[str, Any], ctx: Conte
             raise Rejection("incident_closed", "This incident is closed.")
     share_group_id = check_share(statement, payload, ctx)
     note = check_note(payload)
+    check_benign(signals, ctx)
     return {
         "fields": {
             "content_type": content_type, "signals": [s.as_json() for s in signals], "note": note,
@@ -147,6 +152,14 @@ def check_hash_payload(statement: Statement, payload: dict[str, Any], ctx: Conte
         },
         "labels": labels,
     }
+
+
+def check_benign(signals: list[Signal], ctx: Context) -> None:
+    """The suppression list (DESIGN.md): a statement with a listed value, or a PDQ within
+    BENIGN_DISTANCE of a listed one, is refused whole."""
+    listed = ctx.benign.first_covered([(signal.type, signal.value) for signal in signals])
+    if listed is not None:
+        raise Rejection("benign_match", f"signals[{listed}] is on the suppression list of known-benign content.")
 
 
 def check_labels(payload: dict[str, Any], ctx: Context) -> list[Label]:

@@ -89,6 +89,9 @@ def test_the_whole_loop_from_disagree_to_removal_by_feed_webhook_and_audit(
             assert last["hash"]["dispute"]["resolution"].startswith("News reporting")
     assert bob.api.post("/api/v1/match/", {"signals": [pdq(7)]}, format="json").json()["results"][0]["matches"] == []
     assert Hash.objects.get().state == "retracted"
+    stats = charlie.api.get("/api/v1/stats/").json()["total"]
+    assert stats["all_labels"]["hashes"]["removed_by_dispute"] == 1
+    assert stats["by_label"]["glorification"]["disputes"]["resolved"]["removed"] == 1
 
     # An auditor reconstructs who did what, and when.
     trail = [(e.action, e.actor_label) for e in AuditEvent.objects.filter(object_type="hashes.dispute").order_by("id")]
@@ -181,3 +184,17 @@ def test_a_holding_subscriber_still_learns_that_a_contested_hash_was_retracted(
     drive(clock)
     assert [(e["type"], e["hash"]["dispute"] and e["hash"]["dispute"]["state"]) for e in held.events()] == [
         ("hash.added", None), ("hash.updated", "open"), ("hash.retracted", "open")]
+
+
+def test_nobody_onboards_a_member_as_the_server(admin_client):
+    from members.models import Member
+    from members.services import member_create
+
+    form = admin_client.get("/admin/members/member/add/").content.decode()
+    assert 'value="platform"' in form and 'value="server"' not in form
+    response = admin_client.post("/admin/members/member/add/", {"slug": "fake", "name": "Fake", "kind": "server"})
+    assert response.status_code == 200 and not Member.objects.filter(slug="fake").exists()
+    for slug, kind, code in (("fake", "server", "member_kind_invalid"), ("consortium-server", "ngo", "member_slug_reserved")):
+        with pytest.raises(Exception) as refused:
+            member_create(slug=slug, name="x", kind=kind)
+        assert refused.value.code == code
