@@ -332,7 +332,7 @@ def request(api: APIClient, method: str, path: str):
     return api.generic(method, path, "{}", content_type="application/json")
 
 
-@pytest.mark.parametrize("route,method,scope", ROUTE_METHODS, ids=[f"{m} {r}" for r, m, _ in ROUTE_METHODS])
+@pytest.mark.parametrize("route,method,scope", ROUTE_METHODS, ids=[f"{m}:{r}" for r, m, _ in ROUTE_METHODS])
 def test_each_route_and_method_needs_its_scope_and_no_other(alice, route, method, scope):
     path = sample_path(route)
     if scope is None:
@@ -399,30 +399,34 @@ SECRET_NOTE = "only-the-trusted-group-may-read-this"
 GROUP_ONLY_MD5 = md5(901)
 SHARED_MD5 = md5(902)  # the group holds it first, then the Home Office shares it with everyone
 GROUP_ONLY_PDQ = flip(BASE_PDQ, range(128))
+GROUP_ONLY_FAMILY = flip(GROUP_ONLY_PDQ, range(40))  # a second group family...
+GROUP_BRIDGE = flip(GROUP_ONLY_PDQ, range(20))  # ...which the group's bridge merges into the first
 NEAR = flip(BASE_PDQ, range(3))  # the group corroborates the Home Office's PDQ with it
 LINKED = flip(BASE_PDQ, range(200, 220))  # a group hash linked to the Home Office's PDQ
 
 
 def share_in_the_group_and_outside(alice, charlie, homeoffice, pipeline) -> list[str]:
     """The group's statements interleaved with everyone's: a value only the group holds, a value it
-    held first, a corroboration of a consortium hash, a group hash linked to one, a retraction, an
-    incident. Returns the group's statements."""
+    held first, a corroboration of a consortium hash, a group hash linked to one, a merge of two
+    group families, a retraction, an incident. Returns the group's statements."""
     secret = {"share": "trusted", "labels": ["recruitment"], "note": SECRET_NOTE}
     group = [alice.statement([GROUP_ONLY_MD5, pdq_value(GROUP_ONLY_PDQ)], jti="trusted-1", incident="christchurch",
                              **secret),
-             alice.statement([SHARED_MD5], jti="trusted-2", **secret)]
+             alice.statement([SHARED_MD5], jti="trusted-2", **secret),
+             alice.statement([pdq_value(GROUP_ONLY_FAMILY)], jti="trusted-3", **secret)]
     alice.submit(*group)
     pipeline()
     homeoffice.submit(homeoffice.statement([SHARED_MD5, pdq_value(BASE_PDQ)], jti="h1", labels=["glorification"],
                                            incident="christchurch"))
     pipeline()
-    group += [alice.statement([pdq_value(NEAR)], jti="trusted-3", **secret),
-              alice.statement([pdq_value(LINKED)], jti="trusted-4", **secret)]
-    alice.submit(*group[2:])
+    group += [alice.statement([pdq_value(NEAR)], jti="trusted-4", **secret),
+              alice.statement([pdq_value(LINKED)], jti="trusted-5", **secret),
+              alice.statement([pdq_value(GROUP_BRIDGE)], jti="trusted-6", **secret)]
+    alice.submit(*group[3:])
     pipeline()
     charlie.submit(charlie.statement([md5(903)], jti="c1"))
     pipeline()
-    group.append(alice.retraction("trusted-2", reason=SECRET_NOTE, jti="trusted-5"))
+    group.append(alice.retraction("trusted-2", reason=SECRET_NOTE, jti="trusted-7"))
     alice.submit(group[-1])
     pipeline()
     return group
@@ -441,7 +445,8 @@ def everything_read_by(actor: Actor, received: Receiver, subscription: dict[str,
     for hash_id in [*Hash.objects.values_list("pk", flat=True), 10**6]:
         answers.append(actor.api.get(f"/api/v1/hashes/{hash_id}/").json())
         answers.append(actor.api.get(f"/api/v1/hashes/{hash_id}/statements/").json())
-    queries = [GROUP_ONLY_MD5, SHARED_MD5, md5(903)] + [pdq_value(v) for v in (GROUP_ONLY_PDQ, BASE_PDQ, NEAR, LINKED)]
+    queries = [GROUP_ONLY_MD5, SHARED_MD5, md5(903)] + [
+        pdq_value(v) for v in (GROUP_ONLY_PDQ, GROUP_ONLY_FAMILY, GROUP_BRIDGE, BASE_PDQ, NEAR, LINKED)]
     results = actor.api.post("/api/v1/match/", {"signals": queries}, format="json").json()["results"]
     answers.append([{k: v for k, v in result.items() if k != "query"} for result in results])  # not its own words
     answers.append(actor.api.get("/api/v1/statements/").json())
@@ -487,7 +492,8 @@ def test_not_a_byte_of_a_group_only_statement_leaves_by_any_way_out(
     pump_in_order(clock, bobs, charlies)
     drive(clock)
 
-    needles = {"trusted", "recruitment", "alice", GROUP_ONLY_MD5["value"], GROUP_ONLY_PDQ, LINKED}
+    needles = {"trusted", "recruitment", "alice", GROUP_ONLY_MD5["value"], GROUP_ONLY_PDQ, GROUP_ONLY_FAMILY,
+               GROUP_BRIDGE, LINKED}
     for statement in group:
         _, payload, signature = statement.split(".")
         needles |= {payload, signature}
@@ -497,6 +503,7 @@ def test_not_a_byte_of_a_group_only_statement_leaves_by_any_way_out(
     seen_by_charlie = json.dumps(answers)
     assert [needle for needle in needles | {SECRET_NOTE} if needle in seen_by_charlie] == []
 
+    assert "previous_cluster" in seen_by_bob  # the group's families merged
     group_hashes = Hash.objects.exclude(share_group=None)
     hashes, clusters = ids_in(answers)
     assert hashes and hashes.isdisjoint(group_hashes.values_list("pk", flat=True))
