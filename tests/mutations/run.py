@@ -84,6 +84,7 @@ class Workspace:
                                                   self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.env["PYTHONDONTWRITEBYTECODE"] = "1"
         self.env["CONSORTIUM_VAR_DIR"] = str(self.tree / "var")
+        self.env.setdefault("CONSORTIUM_SIGNING_KEY_CREATE", "true")  # a throwaway server key, in production mode too
         if on_postgresql():  # each workspace its own test database
             url = urlsplit(self.env["DATABASE_URL"])
             self.env["DATABASE_URL"] = urlunsplit(url._replace(path=f"{url.path}_mut{number}"))
