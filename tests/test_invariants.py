@@ -508,7 +508,8 @@ def test_not_a_byte_of_a_group_only_statement_leaves_by_any_way_out(
     hashes, clusters = ids_in(answers)
     assert hashes and hashes.isdisjoint(group_hashes.values_list("pk", flat=True))
     assert clusters and clusters.isdisjoint(group_hashes.values_list("cluster_id", flat=True))
-    consortium_hashes = set(Hash.objects.filter(corroborations__statement__share_group=None).values_list("pk", flat=True))
+    consortium_hashes = set(
+        Hash.objects.filter(corroborations__statement__share_group=None).values_list("pk", flat=True))
     fed = {e["hash"]["id"] for page in answers if "events" in page for e in page["events"]}
     assert fed == consortium_hashes
     for hash_id in consortium_hashes:
