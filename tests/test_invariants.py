@@ -298,6 +298,8 @@ SCOPES: dict[str, dict[str, str | None]] = {
     "api/v1/hashes/<int:hash_id>/": {"GET": "read"},
     "api/v1/hashes/<int:hash_id>/statements/": {"GET": "read"},
     "api/v1/feed/": {"GET": "read"},
+    "api/v1/disputes/": {"GET": "read"},
+    "api/v1/stats/": {"GET": "read"},
     "api/v1/match/": {"POST": "match"},
     "api/v1/hash/": {"POST": "match"},
     "api/v1/subscriptions/": {"GET": "subscribe", "POST": "subscribe"},

@@ -82,6 +82,11 @@ REND = "distribution/rendering.py"
 TRAN = "distribution/delivery/transport.py"
 SUBM = "hashes/services/submission.py"
 MADM = "members/admin.py"
+FB = "hashes/services/feedback.py"
+DSP = "hashes/services/disputes.py"
+FEEDBACK = ("tests/hashes/test_feedback.py", "tests/governance/test_disputes.py", "tests/hashes/test_non_interference.py")
+SUPPRESSION = ("tests/suppression/test_verification.py", "tests/suppression/test_match.py",
+               "tests/suppression/test_disputes.py")
 
 MUTANTS: list[Mutant] = [
     # --- visibility: the one rule ------------------------------------------------------------------
@@ -122,16 +127,16 @@ MUTANTS: list[Mutant] = [
     mutant("selectors.count-statements-not-members", SEL,
            '"corroboration_count": corroborating_members(live),', '"corroboration_count": len(live),', FEED),
     mutant("selectors.labels-of-the-past", SEL,
-           '"labels": sorted({label for fact in live for label in fact.labels}),',
-           '"labels": sorted({label for fact in live + seen for label in fact.labels}),', FEED),
+           '"labels": sorted({label for fact in live for label in fact.labels}) if labels_override',
+           '"labels": sorted({label for fact in live + seen for label in fact.labels}) if labels_override', FEED),
     mutant("selectors.render-invisible-events", SEL,
            "    if not before and not after:\n        return None\n", "", FEED),
     mutant("selectors.merge-events-dropped", SEL,
-           "[f.id for f in before] == [f.id for f in after] and event.cluster_before is None",
-           "[f.id for f in before] == [f.id for f in after]", FEED + FAMILIES),
+           "[f.id for f in before] != [f.id for f in after] or event.cluster_before is not None:",
+           "[f.id for f in before] != [f.id for f in after]:", FEED + FAMILIES),
     mutant("selectors.cause-unchecked", SEL,
-           "    if cause is not None and viewer.sees(share_group_id=cause.share_group_id, member_id=cause.member_id):",
-           "    if cause is not None:", FEED + WEBHOOK_VISIBILITY,
+           "    if cause is not None and not viewer.sees(share_group_id=cause.share_group_id, member_id=cause.member_id):",
+           "    if False:", FEED + WEBHOOK_VISIBILITY,
            equivalent="the cause's facts come from statement_facts (feed) or _render_cached (webhooks), which hold "
                       "only statements the viewer sees, so the second check never drops anything"),
     mutant("selectors.cause-statement-repeated", SEL,
@@ -223,13 +228,13 @@ MUTANTS: list[Mutant] = [
            "incident.closed_at is None or incident.closed_at <= statement.received_at",
            "incident.closed_at is None or incident.closed_at > statement.received_at", VERIFY),
     mutant("verify.share-unchecked", VER,
-           "        if share_group_id is None:\n            raise Rejection(\"share_not_allowed\"",
-           "        if False:\n            raise Rejection(\"share_not_allowed\"", VERIFY),
+           "    if share_group_id is None:\n        raise Rejection(\"share_not_allowed\"",
+           "    if False:\n        raise Rejection(\"share_not_allowed\"", VERIFY),
     mutant("verify.incident-not-priority", VER,
            '"priority": incident is not None,', '"priority": False,', VERIFY),
     mutant("verify.retract-rejected-target", VER,
-           "if target.kind != Statement.Kind.HASH or target.state == Statement.State.REJECTED:",
-           "if target.kind != Statement.Kind.HASH:", VERIFY,
+           "if target.kind == Statement.Kind.RETRACT or target.state == Statement.State.REJECTED:",
+           "if target.kind == Statement.Kind.RETRACT:", VERIFY,
            equivalent="publishing rejects a retraction whose target was rejected with the same state and code "
                       "(retract_target_invalid); only the human-readable message differs"),
 
@@ -511,4 +516,42 @@ MUTANTS: list[Mutant] = [
            'return request.user.has_perm("members.approve_signingkey")', 'return request.user.is_staff', GOVERNANCE),
     mutant("governance.token-without-permission", MADM,
            '        if not request.user.has_perm("members.issue_token"):', "        if False:", GOVERNANCE),
+
+    # --- feedback, disputes and the suppression list (issue 10) -------------------------------------
+    mutant("feedback.target-visibility-ignored", FB,
+           "    hashes = [h for h in candidates if any(batch.sees(viewer, sid) for sid in batch.live.get(h.pk, ()))]",
+           "    hashes = candidates", FEEDBACK),
+    mutant("feedback.own-hash-votes", FB,
+           "        if submitter:\n", "        if False:\n", FEEDBACK),
+    mutant("feedback.duplicate-accepted", FB,
+           "current[-1].verdict == statement.verdict and current[-1].reasons == reasons:",
+           "False:", FEEDBACK),
+    mutant("feedback.older-verdict-kept", FB,
+           "                del governance.feedback[row.statement_id]\n", "", FEEDBACK),
+    mutant("feedback.one-dispute-per-hash", FB,
+           "    if any(d.state == Dispute.State.OPEN and d.share_group_id == statement.share_group_id",
+           "    if any(d.state == Dispute.State.OPEN", FEEDBACK),
+    mutant("feedback.answers-counted", FB,
+           "        return [sid for sid, row in self.feedback.items() if not row.is_answer]",
+           "        return list(self.feedback)", FEEDBACK),
+    mutant("selectors.dispute-seen-by-all", SEL,
+           "    return opener is None or bool(visible_facts(viewer, [opener], facts))", "    return True", FEEDBACK),
+    mutant("selectors.feedback-counts-statements", SEL,
+           "        members.setdefault(fact.verdict, set()).add(fact.member_id)",
+           "        members.setdefault(fact.verdict, set()).add(fact.id)", FEEDBACK),
+    mutant("selectors.feedback-change-unchecked", SEL,
+           "    if event.change == \"feedback\":\n        return cause is not None",
+           "    if event.change == \"feedback\":\n        return True", FEEDBACK),
+    mutant("rendering.hold-retractions", REND,
+           ' or kind == Event.Type.RETRACTED:', ':', FEEDBACK),
+    mutant("rendering.hold-the-opening", REND,
+           "    return not (event.change == \"dispute\" and event.dispute_id == dispute[\"id\"])", "    return True",
+           FEEDBACK),
+    mutant("disputes.resolve-closed", DSP,
+           "        if dispute.state != Dispute.State.OPEN:", "        if False:", FEEDBACK),
+    mutant("disputes.removal-keeps-statements", DSP,
+           "            Corroboration.objects.filter(hash=hash_, retracted_at__isnull=True).update(retracted_at=now)\n",
+           "", FEEDBACK),
+    mutant("suppression.publish-unchecked", PUB,
+           "        statements = refuse_benign(batch, statements)\n", "", SUPPRESSION),
 ]
