@@ -538,7 +538,9 @@ MUTANTS: list[Mutant] = [
            "    return opener is None or bool(visible_facts(viewer, [opener], facts))", "    return True", FEEDBACK),
     mutant("selectors.feedback-counts-statements", SEL,
            "        members.setdefault(fact.verdict, set()).add(fact.member_id)",
-           "        members.setdefault(fact.verdict, set()).add(fact.id)", FEEDBACK),
+           "        members.setdefault(fact.verdict, set()).add(fact.id)", FEEDBACK,
+           equivalent="a member has one live verdict per hash (a newer one ends the older: "
+                      "feedback.older-verdict-kept), so a hash's live votes are one statement per member"),
     mutant("selectors.feedback-change-unchecked", SEL,
            "    if event.change == \"feedback\":\n        return cause is not None",
            "    if event.change == \"feedback\":\n        return True", FEEDBACK),
