@@ -146,7 +146,8 @@ class StatsApi(APIView):
                                                     f"At most {MAX_MONTHS} months in all."),
             OpenApiParameter("period", str, enum=["month"]),
         ],
-        responses=StatsOutputSerializer, summary="Transparency statistics",
+        responses=StatsOutputSerializer, summary="Transparency statistics", operation_id="stats_read",
+        tags=["transparency"],
     )
     def get(self, request):
         months = request_range(request.query_params, timezone.now())
