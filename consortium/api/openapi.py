@@ -67,8 +67,9 @@ def error_serializer(status: int) -> type[serializers.Serializer]:
     detail = type(f"ErrorDetail{status}", (serializers.Serializer,), {
         "code": serializers.ChoiceField(choices=ERROR_CODES[status], help_text="Stable; part of the API contract."),
         "message": serializers.CharField(help_text="For people; may change."),
-        "details": serializers.JSONField(
-            allow_null=True, help_text="More about the error (its shape depends on the code), or null."),
+        # Any JSON value, null included (a nullable JSONField would be `oneOf: [{}, null]`, which null
+        # matches twice and so fails).
+        "details": serializers.JSONField(help_text="More about the error (its shape depends on the code), or null."),
         "Meta": type("Meta", (), {"ref_name": f"Error{status}Detail"}),
     })
     return type(f"Error{status}", (serializers.Serializer,), {
