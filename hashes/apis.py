@@ -184,7 +184,7 @@ class HashStatementsApi(APIView):
 
 
 class MatchRequestSerializer(serializers.Serializer):
-    signals = MatchSignalSerializer(many=True, min_length=1, max_length=settings.MATCH_MAX_QUERIES)
+    signals = serializers.ListField(child=MatchSignalSerializer(), min_length=1, max_length=settings.MATCH_MAX_QUERIES)
     exclude_disputed = serializers.BooleanField(
         required=False, help_text="Leave out hashes with an open dispute you can see (default false).")
 

@@ -44,8 +44,8 @@ class MatchSignalSerializer(serializers.Serializer):
     value = serializers.CharField(required=False, max_length=64,
                                   help_text="pdq: 64 hex digits; md5: 32; sha256: 64. Not for vpdq.")
     quality = serializers.IntegerField(required=False, min_value=0, max_value=100, help_text="pdq only; optional.")
-    frames = VpdqFrameSerializer(many=True, required=False, max_length=settings.VPDQ_MAX_FRAMES,
-                                 help_text="vpdq only.")
+    frames = serializers.ListField(child=VpdqFrameSerializer(), required=False, max_length=settings.VPDQ_MAX_FRAMES,
+                                   help_text="vpdq only.")
     max_distance = serializers.IntegerField(
         required=False, min_value=0, max_value=settings.MATCH_MAX_DISTANCE,
         help_text=f"pdq only: the largest Hamming distance matched (default {settings.MATCH_DISTANCE}).")
