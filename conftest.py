@@ -23,6 +23,17 @@ def celery_eager():
     celery_app.conf.task_always_eager = False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def server_key_file(django_db_setup) -> None:
+    """The server's signing key where the settings look for it. Embedded mode creates it on first
+    use; production mode (CI's second run, or a run against PostgreSQL alone) refuses to, and a run
+    must not depend on an earlier one having made it."""
+    from consortium.server_keys import ensure_key_file
+
+    with override_settings(CONSORTIUM_SIGNING_KEY_CREATE=True):
+        ensure_key_file()
+
+
 @pytest.fixture(autouse=True)
 def plain_http(settings):
     """The test client speaks plain http, which production mode would redirect to https (CI runs the
@@ -40,11 +51,11 @@ def plain_http_middleware() -> override_settings:
 
 @pytest.fixture(scope="session")
 def live_server(plain_http_middleware, live_server):
-    """pytest-django's live server (tests/browser, tests/pytx), started with SECURE_SSL_REDIRECT off.
-    It builds its middleware once, when it starts, and SecurityMiddleware reads that setting then: in
-    production mode (CI's second run) it would redirect every client to https, which the live server
-    does not speak. The per-test `plain_http` fixture comes too late for it. Started, the setting
-    goes back."""
+    """pytest-django's live server (tests/browser, tests/pytx, tests/client), started with
+    SECURE_SSL_REDIRECT off. It builds its middleware once, when it starts, and SecurityMiddleware
+    reads that setting then: in production mode (CI's second run) it would redirect every client to
+    https, which the live server does not speak. The per-test `plain_http` fixture comes too late for
+    it. Started, the setting goes back."""
     plain_http_middleware.disable()
     return live_server
 

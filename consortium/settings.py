@@ -245,6 +245,46 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # OpenAPI 3.1, so that the webhook bodies are described (`webhooks`) beside the operations.
+    "OAS_VERSION": "3.1.0",
+    # Requests get components of their own: an upload is `format: binary`, not a URL.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Choices here are their own labels: a description repeating them would only tell equal sets apart.
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    "ENUM_NAME_OVERRIDES": {
+        # The stable error codes of each status (consortium/api/openapi.py).
+        **{f"{name}Code": f"consortium.api.openapi.{constant}_CODES" for name, constant in (
+            ("BadRequest", "BAD_REQUEST"), ("Unauthorized", "UNAUTHORIZED"), ("Forbidden", "FORBIDDEN"),
+            ("NotFound", "NOT_FOUND"), ("Conflict", "CONFLICT"), ("TooLarge", "TOO_LARGE"),
+            ("TooManyRequests", "TOO_MANY_REQUESTS"))},
+        "SignalTypeEnum": "hashes.schemas.SIGNAL_TYPES",
+        "StatementKindEnum": "hashes.schemas.STATEMENT_KINDS",
+        "StatementStateEnum": "hashes.schemas.STATEMENT_STATES",
+        "HashStateEnum": "hashes.schemas.HASH_STATES",
+        "DisputeStateEnum": "hashes.schemas.DISPUTE_STATES",
+        "EventTypeEnum": "hashes.schemas.EVENT_TYPES",
+        "MemberKindEnum": "members.schema.MEMBER_KINDS",
+        "MemberStatusEnum": "members.schema.MEMBER_STATUSES",
+        "KeyStateEnum": "members.schema.KEY_STATES",
+        "TokenScopeEnum": "members.schema.TOKEN_SCOPES",
+        "SubscriptionStateEnum": "distribution.schemas.SUBSCRIPTION_STATES",
+        "SubscriptionStateReasonEnum": "distribution.schemas.SUBSCRIPTION_STATE_REASONS",
+        "DeliveryLaneEnum": "distribution.schemas.DELIVERY_LANES",
+        "DeliveryStateEnum": "distribution.schemas.DELIVERY_STATES",
+        "WebhookLaneEnum": "distribution.schemas.WEBHOOK_LANES",
+    },
+    "WEBHOOKS": ["distribution.schemas.hash_events", "distribution.schemas.ping"],
+    "TAGS": [
+        {"name": "members", "description": "The calling member."},
+        {"name": "keys", "description": "Signing keys: members' (JWK Set) and the server's."},
+        {"name": "statements", "description": "Signed statements: submit, and follow your own."},
+        {"name": "feed", "description": "The ordered log of hash events."},
+        {"name": "hashes", "description": "Hashes as your visible statements describe them."},
+        {"name": "matching", "description": "Match signals or media; hash media."},
+        {"name": "disputes", "description": "Disputes on hashes you can see."},
+        {"name": "subscriptions", "description": "Webhook subscriptions and their deliveries."},
+        {"name": "transparency", "description": "Transparency statistics."},
+    ],
 }
 
 # Request and statement limits.

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consortium.api.errors import DomainError
+from consortium.api.openapi import ERRORS
 from hashes.models import SignalType
 
 from .models import Delivery, Subscription
@@ -82,8 +83,8 @@ class SubscriptionSerializer(serializers.Serializer):
     url = serializers.CharField()
     description = serializers.CharField()
     filters = FiltersSerializer(source="*")
-    state = serializers.CharField(help_text="active, paused or disabled")
-    state_reason = serializers.CharField(
+    state = serializers.ChoiceField(Subscription.State.values)
+    state_reason = serializers.ChoiceField(Subscription.Reason.values, allow_blank=True,
         help_text="Why it is not active: member (you paused it), admin (an administrator paused it; only an "
                   "administrator can resume it), retries_exhausted or endpoint_gone (resume with state active); "
                   "empty when active.")
@@ -124,6 +125,14 @@ class SubscriptionWithSecretSerializer(SubscriptionSerializer):
         ref_name = "SubscriptionWithSecret"
 
 
+class SubscriptionUpdatedSerializer(SubscriptionSerializer):
+    secret = serializers.CharField(required=False, help_text="With rotate_secret only: the new whsec_ secret, "
+                                                             "shown in this answer only.")
+
+    class Meta:
+        ref_name = "SubscriptionUpdated"
+
+
 def subscription_body(subscription: Subscription, secret: str | None = None) -> dict[str, Any]:
     data = SubscriptionSerializer(subscription, context={"head": feed_head()}).data
     if secret is not None:
@@ -144,14 +153,16 @@ class SubscriptionsApi(APIView):
         class Meta:
             ref_name = "SubscriptionCreate"
 
-    @extend_schema(responses=SubscriptionSerializer(many=True), summary="Your webhook subscriptions")
+    @extend_schema(responses=SubscriptionSerializer(many=True), summary="Your webhook subscriptions",
+                   operation_id="subscriptions_list", tags=["subscriptions"])
     def get(self, request):
         head = feed_head()
         subscriptions = subscription_list(member=request.user.member)
         return Response(SubscriptionSerializer(subscriptions, many=True, context={"head": head}).data)
 
-    @extend_schema(request=InputSerializer, responses={201: SubscriptionWithSecretSerializer},
-                   summary="Subscribe a URL; the whsec_ secret is in this answer only")
+    @extend_schema(request=InputSerializer, responses={201: SubscriptionWithSecretSerializer, 409: ERRORS[409]},
+                   summary="Subscribe a URL; the whsec_ secret is in this answer only",
+                   operation_id="subscriptions_create", tags=["subscriptions"])
     def post(self, request):
         params = self.InputSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -180,12 +191,14 @@ class SubscriptionDetailApi(APIView):
         class Meta:
             ref_name = "SubscriptionUpdate"
 
-    @extend_schema(responses=SubscriptionSerializer, summary="One of your subscriptions, with its delivery health")
+    @extend_schema(responses=SubscriptionSerializer, summary="One of your subscriptions, with its delivery health",
+                   operation_id="subscriptions_read", tags=["subscriptions"])
     def get(self, request, subscription_id):
         return Response(subscription_body(subscription_get(member=request.user.member, subscription_id=subscription_id)))
 
-    @extend_schema(request=InputSerializer, responses=SubscriptionWithSecretSerializer,
+    @extend_schema(request=InputSerializer, responses={200: SubscriptionUpdatedSerializer, 409: ERRORS[409]},
                    summary="Change, pause, resume or re-enable a subscription, or rotate its secret",
+                   operation_id="subscriptions_update", tags=["subscriptions"],
                    description="Unknown fields are refused (400 field_unknown). A request that changes nothing "
                                "changes nothing, not even updated_at. 409 paused_by_admin: an administrator "
                                "paused this subscription, and only an administrator can resume it.")
@@ -198,7 +211,8 @@ class SubscriptionDetailApi(APIView):
                                       actor=request.user.member)
         return Response(subscription_body(updated.subscription, updated.secret))
 
-    @extend_schema(responses={204: None}, summary="Delete a subscription")
+    @extend_schema(responses={204: None}, summary="Delete a subscription", operation_id="subscriptions_delete",
+                   tags=["subscriptions"])
     def delete(self, request, subscription_id):
         subscription = subscription_get(member=request.user.member, subscription_id=subscription_id)
         subscription_delete(subscription=subscription, actor=request.user.member)
@@ -219,8 +233,8 @@ class DeliveryAttemptSerializer(serializers.Serializer):
 class DeliverySerializer(serializers.Serializer):
     id = serializers.IntegerField(help_text="Increases with each delivery; `before` in deliveries/ takes it.")
     webhook_id = serializers.CharField()
-    lane = serializers.CharField(help_text="main, priority (incident push) or test (ping)")
-    state = serializers.CharField(help_text="pending, delivered, failed or superseded")
+    lane = serializers.ChoiceField(Delivery.Lane.values, help_text="main, priority (incident push) or test (ping)")
+    state = serializers.ChoiceField(Delivery.State.values)
     first_seq = serializers.IntegerField(allow_null=True)
     last_seq = serializers.IntegerField(allow_null=True)
     event_count = serializers.IntegerField()
@@ -256,6 +270,7 @@ class SubscriptionDeliveriesApi(APIView):
 
     @extend_schema(parameters=[InputSerializer], responses=DeliveryPageSerializer,
                    summary="Deliveries of a subscription, newest first, with every attempt",
+                   operation_id="subscriptions_deliveries_list", tags=["subscriptions"],
                    description="Page back through the history by asking again with before=next_before until "
                                "next_before is null. Pages do not shift while new deliveries are made; "
                                "deliveries older than WEBHOOK_RETENTION_DAYS are pruned.")
@@ -271,8 +286,9 @@ class SubscriptionDeliveriesApi(APIView):
 class SubscriptionTestApi(APIView):
     required_scope = "subscribe"
 
-    @extend_schema(request=None, responses={202: DeliverySerializer},
+    @extend_schema(request=None, responses={202: DeliverySerializer, 409: ERRORS[409]},
                    summary="Send a signed ping; its outcome appears in the subscription's deliveries",
+                   operation_id="subscriptions_test", tags=["subscriptions"],
                    description="Whatever the subscription's state, so a receiver can be checked before resuming. "
                                "409 test_in_flight while an earlier ping waits to be sent.")
     def post(self, request, subscription_id):
@@ -292,7 +308,8 @@ class SubscriptionReplayApi(APIView):
             ref_name = "SubscriptionReplay"
 
     @extend_schema(request=InputSerializer, responses={202: SubscriptionSerializer},
-                   summary="Send events again from a feed seq on")
+                   summary="Send events again from a feed seq on", operation_id="subscriptions_replay",
+                   tags=["subscriptions"])
     def post(self, request, subscription_id):
         subscription = subscription_get(member=request.user.member, subscription_id=subscription_id)
         params = self.InputSerializer(data=request.data)

@@ -14,6 +14,10 @@ from consortium.api.parsers import BoundedJSONParser
 from members.throttling import TokenRateThrottle
 
 from .models import Dispute, Statement
+from .schemas import (
+    DisputeSerializer, FeedEventSerializer, HashDetailSerializer, HashStatementSerializer, MatchResultSerializer,
+    MatchSignalSerializer, ReasonsField, SignalSerializer, SignalsField, TargetField,
+)
 from .selectors import dispute_list, feed_page, hash_detail, hash_statements, match_signals, statement_get, statement_list
 from .services.media import upload_signals
 from .services.submission import statements_submit
@@ -25,7 +29,10 @@ class StatementOutputSerializer(serializers.ModelSerializer):
     member = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     statement = serializers.CharField(source="raw")
     labels = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
-    incident = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    incident = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    signals = SignalsField(read_only=True)
+    target = TargetField(read_only=True)
+    reasons = ReasonsField(read_only=True)
     share = serializers.SerializerMethodField()
     retracts = serializers.SerializerMethodField()
 
@@ -76,7 +83,10 @@ class StatementsApi(APIView):
     required_scope = {"GET": "read", "POST": "submit"}
 
     class InputSerializer(serializers.Serializer):
-        statements = serializers.ListField(child=serializers.CharField(), min_length=1)
+        statements = serializers.ListField(
+            child=serializers.CharField(max_length=settings.STATEMENT_MAX_BYTES), min_length=1,
+            max_length=settings.SUBMIT_MAX_STATEMENTS,
+            help_text="Signed statements (JWS compact serialization); more answer 413 too_many_statements.")
 
         class Meta:
             ref_name = "StatementSubmission"
@@ -88,7 +98,8 @@ class StatementsApi(APIView):
         class Meta:
             ref_name = "SubmitResult"
 
-    @extend_schema(request=InputSerializer, responses={202: OutputSerializer}, summary="Submit signed statements")
+    @extend_schema(request=InputSerializer, responses={202: OutputSerializer}, summary="Submit signed statements",
+                   operation_id="statements_submit", tags=["statements"])
     def post(self, request):
         data = request.data
         statements = data.get("statements") if isinstance(data, dict) else None
@@ -104,9 +115,12 @@ class StatementsApi(APIView):
         return Response({"accepted": result.accepted, "rejected": result.rejected}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        parameters=[OpenApiParameter("state", str, enum=Statement.State.values), OpenApiParameter("limit", int),
+        parameters=[OpenApiParameter("state", str, enum=Statement.State.values),
+                    OpenApiParameter("limit", int, description=f"At most {Pagination.max_limit} (more are served as "
+                                     f"{Pagination.max_limit}); default {Pagination.default_limit}."),
                     OpenApiParameter("offset", int)],
         responses=StatementPageSerializer, summary="The calling member's statements, newest first",
+        operation_id="statements_list", tags=["statements"],
     )
     def get(self, request):
         state = request.query_params.get("state")
@@ -124,7 +138,8 @@ class StatementsApi(APIView):
 class StatementDetailApi(APIView):
     required_scope = "read"
 
-    @extend_schema(responses=StatementOutputSerializer, summary="One of the calling member's statements")
+    @extend_schema(responses=StatementOutputSerializer, summary="One of the calling member's statements",
+                   operation_id="statements_read", tags=["statements"])
     def get(self, request, statement_id):
         statement = statement_get(member=request.user.member, statement_id=statement_id)
         return Response(StatementOutputSerializer(statement).data)
@@ -133,7 +148,8 @@ class StatementDetailApi(APIView):
 class HashDetailApi(APIView):
     required_scope = "read"
 
-    @extend_schema(responses=serializers.DictField(), summary="A hash, as its visible statements describe it")
+    @extend_schema(responses=HashDetailSerializer, summary="A hash, as its visible statements describe it",
+                   operation_id="hashes_read", tags=["hashes"])
     def get(self, request, hash_id: int):
         return Response(hash_detail(viewer=Viewer.for_member(request.user.member), hash_id=hash_id))
 
@@ -152,13 +168,14 @@ class HashStatementsApi(APIView):
             ref_name = "HashStatementsQuery"
 
     class OutputSerializer(serializers.Serializer):
-        statements = serializers.ListField(child=serializers.DictField())
+        statements = HashStatementSerializer(many=True)
         next_offset = serializers.IntegerField(allow_null=True)
 
         class Meta:
             ref_name = "HashStatementsPage"
 
-    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer, summary="A hash's signed statements, paged")
+    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer, summary="A hash's signed statements, paged",
+                   operation_id="hashes_statements_list", tags=["hashes"])
     def get(self, request, hash_id: int):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -166,21 +183,35 @@ class HashStatementsApi(APIView):
                                         **params.validated_data))
 
 
-class SignalListSerializer(serializers.Serializer):
-    signals = serializers.ListField(child=serializers.DictField())
+class MatchRequestSerializer(serializers.Serializer):
+    signals = serializers.ListField(child=MatchSignalSerializer(), min_length=1, max_length=settings.MATCH_MAX_QUERIES)
     exclude_disputed = serializers.BooleanField(
         required=False, help_text="Leave out hashes with an open dispute you can see (default false).")
+
+    class Meta:
+        ref_name = "MatchSignals"
+
+
+class SignalListSerializer(serializers.Serializer):
+    signals = SignalSerializer(many=True)
 
     class Meta:
         ref_name = "SignalList"
 
 
 class MediaUploadSerializer(serializers.Serializer):
-    file = serializers.FileField()
-    exclude_disputed = serializers.BooleanField(required=False)
+    file = serializers.FileField(help_text=f"An image or a video, at most {settings.MEDIA_MAX_BYTES} bytes "
+                                           "(413 media_too_large beyond).")
 
     class Meta:
         ref_name = "MediaUpload"
+
+
+class MatchUploadSerializer(MediaUploadSerializer):
+    exclude_disputed = serializers.BooleanField(required=False)
+
+    class Meta:
+        ref_name = "MatchUpload"
 
 
 class MatchApi(APIView):
@@ -198,13 +229,16 @@ class MatchApi(APIView):
         return throttles
 
     class OutputSerializer(serializers.Serializer):
-        results = serializers.ListField(child=serializers.DictField())
+        results = MatchResultSerializer(many=True, help_text="One per query, in query order.")
+        truncated = serializers.BooleanField(help_text="Matches were left out to keep the answer within "
+                                                       "MATCH_MAX_RESPONSE_BYTES.")
 
         class Meta:
             ref_name = "MatchResults"
 
-    @extend_schema(request={"application/json": SignalListSerializer, "multipart/form-data": MediaUploadSerializer},
-                   responses=OutputSerializer, summary="Match signals or a media file")
+    @extend_schema(request={"application/json": MatchRequestSerializer, "multipart/form-data": MatchUploadSerializer},
+                   responses=OutputSerializer, summary="Match signals or a media file", operation_id="match",
+                   tags=["matching"])
     def post(self, request):
         if request.content_type.startswith("multipart/"):
             raw = upload_signals(request.FILES.get("file"))
@@ -231,7 +265,7 @@ class MediaHashApi(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(request={"multipart/form-data": MediaUploadSerializer}, responses=SignalListSerializer,
-                   summary="Hash an image or a video")
+                   summary="Hash an image or a video", operation_id="media_hash", tags=["matching"])
     def post(self, request):
         return Response({"signals": upload_signals(request.FILES.get("file"))})
 
@@ -247,14 +281,25 @@ class FeedApi(APIView):
             ref_name = "FeedQuery"
 
     class OutputSerializer(serializers.Serializer):
-        events = serializers.ListField(child=serializers.DictField())
+        events = FeedEventSerializer(many=True)
         next_after = serializers.IntegerField()
         has_more = serializers.BooleanField()
 
         class Meta:
             ref_name = "FeedPage"
 
-    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer, summary="The ordered event feed")
+    class DocumentedQuery(InputSerializer):
+        """The query as the schema states it: a larger limit is served as FEED_MAX_LIMIT."""
+
+        limit = serializers.IntegerField(
+            min_value=1, max_value=settings.FEED_MAX_LIMIT, required=False,
+            help_text=f"Events per page (default {settings.FEED_DEFAULT_LIMIT}).")
+
+        class Meta:
+            ref_name = "FeedQuery"
+
+    @extend_schema(
+        parameters=[DocumentedQuery], responses=OutputSerializer, summary="The ordered event feed", operation_id="feed_read", tags=["feed"])
     def get(self, request):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -278,13 +323,14 @@ class DisputeListApi(APIView):
             ref_name = "DisputeQuery"
 
     class OutputSerializer(serializers.Serializer):
-        disputes = serializers.ListField(child=serializers.DictField())
+        disputes = DisputeSerializer(many=True)
         next_after = serializers.IntegerField(allow_null=True)
 
         class Meta:
             ref_name = "DisputePage"
 
-    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer, summary="Disputes you can see")
+    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer, summary="Disputes you can see",
+                   operation_id="disputes_list", tags=["disputes"])
     def get(self, request):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)

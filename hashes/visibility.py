@@ -59,9 +59,7 @@ class Viewer:
         )
         if self.audience is None:
             return visible
-        if self.audience.share_group_id is None:
-            return visible & Q(**{f"{prefix}share_group__isnull": True})
-        return visible & Q(**{f"{prefix}share_group_id": self.audience.share_group_id})
+        return visible & Q(**{f"{prefix}share_group_id": self.audience.share_group_id})  # None: IS NULL
 
 
 def visible_hashes(viewer: Viewer, *, live_only: bool = False) -> QuerySet[Hash]:

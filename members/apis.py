@@ -6,9 +6,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from consortium.api.openapi import ERRORS
 from consortium.server_keys import server_jwks
 
-from .models import SigningKey
+from .models import ApiToken, Member, SigningKey
 from .selectors import published_keys
 from .services import key_register
 
@@ -17,15 +18,15 @@ class MeApi(APIView):
     class OutputSerializer(serializers.Serializer):
         slug = serializers.CharField()
         name = serializers.CharField()
-        kind = serializers.CharField()
-        status = serializers.CharField()
-        scopes = serializers.ListField(child=serializers.CharField())
+        kind = serializers.ChoiceField(Member.Kind.values)
+        status = serializers.ChoiceField(Member.Status.values)
+        scopes = serializers.ListField(child=serializers.ChoiceField(ApiToken.Scope.values))
         sharing_groups = serializers.ListField(child=serializers.CharField())
 
         class Meta:
             ref_name = "Me"
 
-    @extend_schema(responses=OutputSerializer, summary="The calling member")
+    @extend_schema(responses=OutputSerializer, summary="The calling member", operation_id="me_read", tags=["members"])
     def get(self, request):
         member = request.user.member
         return Response(self.OutputSerializer({
@@ -42,12 +43,18 @@ class JWKSerializer(serializers.Serializer):
     kid = serializers.CharField()
     alg = serializers.CharField(required=False)
     use = serializers.CharField(required=False)
-    member = serializers.CharField(required=False)
-    state = serializers.CharField(required=False)
+    member = serializers.CharField(required=False, help_text="keys/ only: the member's slug.")
+    state = serializers.ChoiceField(SigningKey.State.values, required=False, help_text="keys/ only.")
+
+    class Meta:
+        ref_name = "JWK"
 
 
 class JWKSetSerializer(serializers.Serializer):
     keys = JWKSerializer(many=True)
+
+    class Meta:
+        ref_name = "JWKSet"
 
 
 class KeysApi(APIView):
@@ -57,27 +64,30 @@ class KeysApi(APIView):
     required_scope = {"GET": "read", "POST": "submit"}
 
     class InputSerializer(serializers.Serializer):
-        kty = serializers.CharField()
-        crv = serializers.CharField()
-        x = serializers.CharField()
-        kid = serializers.CharField(required=False, max_length=128)
+        kty = serializers.ChoiceField(["OKP"])
+        crv = serializers.ChoiceField(["Ed25519"])
+        x = serializers.CharField(help_text="The public key, base64url without padding.")
+        kid = serializers.CharField(required=False, max_length=128,
+                                    help_text="Your own key id; default: the key's RFC 7638 thumbprint.")
 
         class Meta:
             ref_name = "PublicJWKInput"
 
     class OutputSerializer(serializers.Serializer):
         kid = serializers.CharField()
-        state = serializers.CharField()
-        jwk = serializers.DictField()
+        state = serializers.ChoiceField(SigningKey.State.values)
+        jwk = JWKSerializer()
 
         class Meta:
             ref_name = "RegisteredKey"
 
-    @extend_schema(responses=JWKSetSerializer, summary="Members' public signing keys (JWK Set)")
+    @extend_schema(responses=JWKSetSerializer, summary="Members' public signing keys (JWK Set)",
+                   operation_id="keys_list", tags=["keys"])
     def get(self, request):
         return Response({"keys": published_keys()})
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, summary="Register a public signing key")
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 409: ERRORS[409]},
+                   summary="Register a public signing key", operation_id="keys_register", tags=["keys"])
     def post(self, request):
         key: SigningKey = key_register(member=request.user.member, jwk=request.data, actor=request.user.member)
         body = {"kid": key.kid, "state": key.state, "jwk": key.jwk()}
@@ -88,6 +98,7 @@ class ServerJWKSApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(responses=JWKSetSerializer, summary="The server's own public keys (webhook v1a signatures)")
+    @extend_schema(responses=JWKSetSerializer, summary="The server's own public keys (webhook v1a signatures)",
+                   operation_id="server_keys_read", tags=["keys"])
     def get(self, request):
         return Response(server_jwks())

@@ -4,9 +4,10 @@ the token scope each operation needs."""
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.openapi import AutoSchema
 
-from .models import ApiToken
+from consortium.api.openapi import ErrorsAutoSchema
+
+from .models import ApiToken, Member, SigningKey
 from .permissions import required_scope
 
 
@@ -25,8 +26,9 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
-class ScopedAutoSchema(AutoSchema):
-    """Each operation's description ends with the token scope it needs."""
+class ScopedAutoSchema(ErrorsAutoSchema):
+    """Each operation's description ends with the token scope it needs; its error answers come from
+    ErrorsAutoSchema."""
 
     def get_operation(self, *args, **kwargs):
         operation = super().get_operation(*args, **kwargs)
@@ -36,3 +38,10 @@ class ScopedAutoSchema(AutoSchema):
             description = operation.get("description")
             operation["description"] = f"{description}\n\n{note}" if description else note
         return operation
+
+
+# Choice sets named in the schema (SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
+MEMBER_KINDS = Member.Kind.values
+MEMBER_STATUSES = Member.Status.values
+KEY_STATES = SigningKey.State.values
+TOKEN_SCOPES = ApiToken.Scope.values

@@ -19,6 +19,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from audit.models import AdminLoginFailure, AuditEvent
+from consortium.api.errors import DomainError
 from consortium_client.keys import generate_private_key, public_jwk
 from distribution.delivery.signing import generate_secret
 from distribution.models import Subscription
@@ -285,6 +286,16 @@ def test_whoever_registered_a_key_in_the_admin_cannot_approve_it(staff, alice):
     assert "another administrator must approve it" in response.content.decode()
     assert database_state() == before
 
+
+def test_an_administrator_cannot_register_and_approve_a_key_in_one_step(alice, django_user_model):
+    """The service refuses it whoever calls it: approving is a second person's act."""
+    administrator = django_user_model.objects.create_user("registrar", is_staff=True)
+
+    with pytest.raises(DomainError) as refused:
+        key_register(member=alice.member, jwk=public_jwk(generate_private_key()), actor=administrator, approve=True)
+
+    assert refused.value.code == "key_approval_needs_second_person"
+    assert SigningKey.objects.filter(member=alice.member).count() == 1  # alice's own, approved by an operator
 
 def test_another_administrator_approves_a_key_registered_in_the_admin(staff, alice):
     key = register_in_admin(staff(*APPROVER, name="registrar"), alice, "alice-new")

@@ -180,3 +180,88 @@ def test_the_docs_are_public_by_default_only_in_embedded_mode():
                                 cwd=ROOT, capture_output=True, text=True, timeout=120)
 
     assert (embedded.stdout.strip(), production.stdout.strip()) == ("True", "False"), embedded.stderr + production.stderr
+
+
+# --- precise enough for a generated client (tests/openapi generate one and drive the server) -------
+
+def component(schema: dict, ref: dict) -> dict:
+    """The component a property refers to, directly or (with a description of its own) through allOf."""
+    ref = ref["allOf"][0] if "allOf" in ref else ref
+    return schema["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]
+
+
+def test_the_schema_is_openapi_3_1_with_stable_operation_ids(schema):
+    ids = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
+
+    assert schema["openapi"].startswith("3.1.")
+    assert {"statements_submit", "statements_list", "statements_read", "feed_read", "match", "media_hash",
+            "hashes_read", "disputes_list", "stats_read", "subscriptions_create", "keys_register"} <= ids
+    assert not [i for i in ids if i.startswith("api_v1_") or i[-1].isdigit()]
+    assert all(op.get("tags") for item in schema["paths"].values() for op in item.values())
+
+
+def test_every_error_answer_is_described_with_its_stable_codes(schema):
+    submit = schema["paths"]["/api/v1/statements/"]["post"]["responses"]
+    error = component(schema, submit["413"]["content"]["application/json"]["schema"])
+    detail = component(schema, error["properties"]["error"])
+    codes = component(schema, detail["properties"]["code"])["enum"]
+
+    assert {"400", "401", "403", "413", "429"} <= set(submit)
+    assert {"too_many_statements", "request_too_large"} <= set(codes)
+    assert set(detail["required"]) == {"code", "message", "details"}
+    assert "404" in schema["paths"]["/api/v1/hashes/{hash_id}/"]["get"]["responses"]
+    assert "409" in schema["paths"]["/api/v1/keys/"]["post"]["responses"]
+    four_hundred = component(schema, component(schema, schema["components"]["schemas"]["Error400"]["properties"]["error"])
+                             ["properties"]["code"])["enum"]
+    assert {"signal_value_invalid", "file_missing", "validation_error", "range_invalid"} <= set(four_hundred)
+
+
+def test_uploads_are_binary_files(schema):
+    for path in ("/api/v1/hash/", "/api/v1/match/"):
+        body = schema["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert component(schema, body)["properties"]["file"] == {**component(schema, body)["properties"]["file"],
+                                                                 "type": "string", "format": "binary"}
+
+
+def test_the_answers_that_were_untyped_objects_are_typed(schema):
+    feed = response_schema(schema, "/api/v1/feed/", "get", "200")
+    event = component(schema, feed["properties"]["events"]["items"])
+    view = component(schema, event["properties"]["hash"])
+    detail = response_schema(schema, "/api/v1/hashes/{hash_id}/", "get", "200")
+    result = component(schema, response_schema(schema, "/api/v1/match/", "post", "200")["properties"]["results"]["items"])
+
+    assert {"seq", "id", "type", "occurred_at", "hash"} <= set(event["required"])
+    assert {"feedback", "dispute", "statements", "submitters", "cluster", "labels"} <= set(view["required"])
+    assert component(schema, view["properties"]["feedback"])["required"] == ["agree", "disagree", "seen"]
+    assert {"type": "null"} in view["properties"]["dispute"]["oneOf"]
+    assert {"corroborations", "created_at"} <= set(detail["properties"])
+    assert {"query", "matches", "truncated"} <= set(result["required"])
+
+
+def test_nullable_fields_of_a_statement_are_declared_nullable(schema):
+    statement = response_schema(schema, "/api/v1/statements/{statement_id}/", "get", "200")["properties"]
+
+    for name in ("incident", "share", "retracts", "verified_at", "published_at"):
+        assert "null" in statement[name].get("type", []), name
+
+
+def test_limits_come_from_the_settings(schema, settings):
+    submission = schema["components"]["schemas"]["StatementSubmissionRequest"]["properties"]["statements"]
+    signals = schema["components"]["schemas"]["MatchSignalsRequest"]["properties"]["signals"]
+    limit = next(p for p in schema["paths"]["/api/v1/feed/"]["get"]["parameters"] if p["name"] == "limit")
+
+    assert (submission["minItems"], submission["maxItems"]) == (1, settings.SUBMIT_MAX_STATEMENTS)
+    assert submission["items"]["maxLength"] == settings.STATEMENT_MAX_BYTES
+    assert (signals["minItems"], signals["maxItems"]) == (1, settings.MATCH_MAX_QUERIES)
+    assert limit["schema"]["maximum"] == settings.FEED_MAX_LIMIT
+
+
+def test_the_webhook_bodies_are_described_as_openapi_webhooks(schema):
+    batch = schema["webhooks"]["hash.events"]["post"]
+    body = component(schema, batch["requestBody"]["content"]["application/json"]["schema"])
+    data = component(schema, body["properties"]["data"])
+
+    assert {"type", "timestamp", "data"} <= set(body["required"])
+    assert component(schema, data["properties"]["events"]["items"]) == schema["components"]["schemas"]["FeedEvent"]
+    assert "webhook-signature" in batch["description"]
+    assert "ping" in schema["webhooks"]

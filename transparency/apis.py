@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consortium.api.errors import DomainError, NotFound
+from consortium.api.openapi import ERRORS
 
 from .months import DEFAULT_MONTHS, MAX_MONTHS, MonthRange, RangeError, parse_range
 from .public import public_json
@@ -146,7 +147,8 @@ class StatsApi(APIView):
                                                     f"At most {MAX_MONTHS} months in all."),
             OpenApiParameter("period", str, enum=["month"]),
         ],
-        responses=StatsOutputSerializer, summary="Transparency statistics",
+        responses=StatsOutputSerializer, summary="Transparency statistics", operation_id="stats_read",
+        tags=["transparency"],
     )
     def get(self, request):
         months = request_range(request.query_params, timezone.now())
@@ -161,7 +163,8 @@ class PublicStatsApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(responses=StatsOutputSerializer, summary="Transparency statistics (public)", auth=[],
+    @extend_schema(responses={200: StatsOutputSerializer, 404: ERRORS[404]}, summary="Transparency statistics (public)",
+                   description="404 while TRANSPARENCY_PUBLIC is false.", auth=[],
                    operation_id="transparency_public", tags=["transparency"])
     def get(self, request):
         if not settings.TRANSPARENCY_PUBLIC:

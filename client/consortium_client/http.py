@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, Iterator
 
@@ -11,9 +14,16 @@ from typing import Any, Iterator
 class ApiError(Exception):
     """An error answer from the server, with its stable code."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: Any = None, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.retry_after = retry_after
+
+
+class NetworkError(OSError):
+    """The server could not be reached, or what answered was not the API (no JSON)."""
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -22,10 +32,12 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class ConsortiumClient:
-    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._headers = {"Accept": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
         self._opener = urllib.request.build_opener(NoRedirect)
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
@@ -37,13 +49,21 @@ class ConsortiumClient:
         request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers)
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
-                return json.loads(response.read() or b"null")
+                raw = response.read()
         except urllib.error.HTTPError as exc:
             try:
                 error = json.loads(exc.read())["error"]
-            except (ValueError, KeyError, TypeError):
-                error = {"code": "http_error", "message": exc.reason}
-            raise ApiError(exc.code, error.get("code", ""), error.get("message", ""), error.get("details")) from None
+            except (ValueError, KeyError, TypeError, OSError, http.client.HTTPException):
+                error = {"code": "http_error", "message": f"HTTP {exc.code} {exc.reason}"}
+            raise ApiError(exc.code, error.get("code", ""), error.get("message", ""), error.get("details"),
+                           retry_after=_seconds(exc.headers.get("Retry-After"))) from None
+        except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise NetworkError(f"{method} {self.base_url}{path}: {reason}") from None
+        try:
+            return json.loads(raw or b"null")
+        except ValueError:
+            raise NetworkError(f"{method} {self.base_url}{path}: the answer is not JSON") from None
 
     def me(self) -> dict[str, Any]:
         return self.request("GET", "/api/v1/me/")
@@ -52,16 +72,29 @@ class ConsortiumClient:
         return self.request("POST", "/api/v1/statements/", {"statements": statements})
 
     def statement(self, statement_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/api/v1/statements/{statement_id}/")
+        return self.request("GET", f"/api/v1/statements/{urllib.parse.quote(str(statement_id), safe='')}/")
 
     def hash(self, hash_id: int) -> dict[str, Any]:
-        return self.request("GET", f"/api/v1/hashes/{hash_id}/")
+        return self.request("GET", f"/api/v1/hashes/{int(hash_id)}/")
 
     def keys(self) -> dict[str, Any]:
         return self.request("GET", "/api/v1/keys/")
 
+    def register_key(self, jwk: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/api/v1/keys/", jwk)
+
+    def server_keys(self) -> dict[str, Any]:
+        """The server's own public keys (`/.well-known/jwks.json`; no token needed)."""
+        return self.request("GET", "/.well-known/jwks.json")
+
+    def match(self, signals: list[dict[str, Any]], *, exclude_disputed: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"signals": signals}
+        if exclude_disputed:
+            body["exclude_disputed"] = True
+        return self.request("POST", "/api/v1/match/", body)
+
     def feed(self, after: int = 0, limit: int = 100) -> dict[str, Any]:
-        return self.request("GET", f"/api/v1/feed/?after={after}&limit={limit}")
+        return self.request("GET", f"/api/v1/feed/?after={int(after)}&limit={int(limit)}")
 
     def events(self, after: int = 0, limit: int = 1000) -> Iterator[dict[str, Any]]:
         """Every event after `after` available now, page by page, in seq order."""
@@ -71,3 +104,10 @@ class ConsortiumClient:
             after = page["next_after"]
             if not page["has_more"]:
                 return
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: callers fall back to their own backoff

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from typing import Any, Iterable
@@ -83,6 +84,20 @@ def feedback_statement(
     if note is not None:
         payload["note"] = note
     return payload
+
+
+def vpdq_digest(frame_hashes: Iterable[str]) -> str:
+    """A vPDQ hash's `value`: the SHA-256 of its frames' PDQ hashes (lower-case hex, in frame index
+    order) joined by newlines. Feedback targets a video by it, and every hash view shows it."""
+    return hashlib.sha256("\n".join(frame_hashes).encode("ascii")).hexdigest()
+
+
+def target_of(signal: dict[str, Any]) -> dict[str, str]:
+    """The feedback `target` naming the hash a signal describes (`{"type", "value"}`)."""
+    if signal["type"] == "vpdq":
+        frames = sorted(signal["frames"], key=lambda frame: frame["i"])
+        return {"type": "vpdq", "value": vpdq_digest(frame["pdq"].lower() for frame in frames)}
+    return {"type": signal["type"], "value": signal["value"].lower()}
 
 
 class StatementSigner:

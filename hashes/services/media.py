@@ -10,12 +10,12 @@ from django.core.files.uploadedfile import UploadedFile
 
 from consortium.api.errors import DomainError
 
-from ..signals.errors import MEDIA_TOO_LARGE, MediaError
-
 
 def upload_signals(upload: Any) -> list[dict[str, Any]]:
     """The signals of an uploaded image or video (PDQ or vPDQ, plus MD5 and SHA-256)."""
-    from ..signals.media import hash_media  # PyAV and Pillow load only where media is hashed
+    # The member client's hasher, so `consortium hash` gives members exactly these signals; PyAV,
+    # Pillow and pdqhash load only in processes that hash media.
+    from consortium_client.media import MEDIA_TOO_LARGE, MediaError, hash_media
 
     if not isinstance(upload, UploadedFile):
         raise DomainError("file_missing", 'Send the media as a multipart form field named "file".')

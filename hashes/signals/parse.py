@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from consortium_client.statements import vpdq_digest
 
 HEX_LENGTHS = {"pdq": 64, "md5": 32, "sha256": 64}
 SIGNAL_TYPES = ("pdq", "vpdq", "md5", "sha256")
@@ -49,10 +50,6 @@ def _quality(value: Any, where: str) -> int:
     if not _is_int(value) or not 0 <= value <= 100:
         raise SignalError("quality_invalid", f"{where} must be an integer from 0 to 100.", {"at": where})
     return value
-
-
-def vpdq_digest(frame_hashes: list[str]) -> str:
-    return hashlib.sha256("\n".join(frame_hashes).encode("ascii")).hexdigest()
 
 
 def parse_target(raw: Any) -> tuple[str, str]:

@@ -93,6 +93,15 @@ def test_a_signed_delivery_verifies_with_standardwebhooks_and_with_the_member_ve
     assert _ours(headers, public_keys=[public_jwk(server_key)], require_v1a=True) == MSG_ID
 
 
+def test_one_signer_signs_any_number_of_deliveries() -> None:
+    """A signer is built once per subscription and reused: each signature covers only its own content."""
+    secret = signing.generate_secret()
+    signer = signing.Signer(secrets=[secret])
+
+    for n in range(3):
+        body = BODY.replace(b'"first_seq":1', b'"first_seq":%d' % n)
+        assert _standard_ok(secret, _sign(signer, body=body), body)
+
 @pytest.mark.parametrize("part", ["body", "id", "timestamp"])
 def test_tampering_with_body_id_or_timestamp_fails_both_verifiers(part: str) -> None:
     secret, server_key = signing.generate_secret(), Ed25519PrivateKey.generate()

@@ -93,6 +93,18 @@ def test_nothing_from_another_sharing_group_or_excluded_by_a_filter_ever_arrives
     assert set(Subscription.objects.values_list("cursor", flat=True)) == {head}
 
 
+def test_a_batch_over_the_byte_bound_still_carries_one_event_and_skips_none(
+    alice, bob, receiver, clock, pipeline, settings,
+):
+    settings.WEBHOOK_MAX_BATCH_BYTES = 1
+    subscribe(bob, receiver, after=0)
+    alice.submit(*[alice.statement([md5(n)]) for n in range(3)])
+    pipeline()
+
+    drive(clock)
+
+    assert [seqs(r.events) for r in receiver.batches()] == [[1], [2], [3]]
+
 def test_events_filtered_out_move_the_cursor_without_any_delivery(alice, bob, receiver, clock, pipeline):
     subscription = subscribe(bob, receiver, after=0, filters={"signal_types": ["vpdq"]})
     alice.submit(*[alice.statement([md5(n)]) for n in range(30)])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from distribution.models import Delivery
 from distribution.services import delivering, dispatching
+from distribution.services.heads import announce, feed_head
 from hashes.models import Incident
 from tests.factories import md5, pdq
 
@@ -70,7 +71,7 @@ def test_incident_pushes_respect_visibility_and_filters(
     bob_inbox, charlie_inbox, charlie_pdq = receiver_factory(), receiver_factory(), receiver_factory()
     subscribe(bob, bob_inbox, after=0)
     subscribe(charlie, charlie_inbox, after=0)
-    subscribe(charlie, charlie_pdq, after=0, filters={"signal_types": ["pdq"]})
+    pdq_only = subscribe(charlie, charlie_pdq, after=0, filters={"signal_types": ["pdq"]})
 
     alice.submit(alice.statement([md5(1)], share="trusted", incident="christchurch"))
     alice.submit(alice.statement([md5(2)], incident="christchurch"))
@@ -80,6 +81,7 @@ def test_incident_pushes_respect_visibility_and_filters(
     assert sorted(e["hash"]["value"] for e in bob_inbox.events("priority")) == [md5(1)["value"], md5(2)["value"]]
     assert [e["hash"]["value"] for e in charlie_inbox.events("priority")] == [md5(2)["value"]]
     assert charlie_pdq.received == []
+    assert not Delivery.objects.filter(subscription_id=pdq_only["id"]).exists()  # nor was a push made for it
 
 
 def test_a_failed_push_the_main_lane_has_since_delivered_is_not_sent_again(
@@ -113,3 +115,40 @@ def test_each_incident_event_is_pushed_once_however_often_the_dispatcher_runs(
         dispatch(clock)
 
     assert Delivery.objects.filter(lane="priority").count() == 1
+
+
+def test_an_incident_event_the_main_lane_already_delivered_is_not_pushed(alice, bob, receiver, clock, pipeline):
+    Incident.objects.create(slug="christchurch", name="Christchurch")
+    subscription = subscribe(bob, receiver, after=0)
+    alice.submit(alice.statement([md5(1)], incident="christchurch"))
+    pipeline()
+    announce(feed_head())
+    delivering.pump(subscription["id"], clock=clock, budget=float("inf"))  # before any dispatcher looked
+    alice.submit(alice.statement([md5(2)], incident="christchurch"))
+    pipeline()
+
+    dispatch(clock)
+
+    assert [e["seq"] for e in receiver.events("main")] == [1]
+    assert [e["seq"] for e in receiver.events("priority")] == [2]
+
+
+def test_a_push_whose_events_changed_before_it_was_sent_is_superseded_not_sent(
+    alice, bob, trusted_group, receiver, clock, pipeline,
+):
+    """A receiver drops a webhook-id it has seen, so a push must go out with the body it was made with
+    or not at all: the main lane then brings what is left of it."""
+    Incident.objects.create(slug="christchurch", name="Christchurch")
+    subscribe(bob, receiver, after=0)
+    alice.submit(alice.statement([md5(1)], share="trusted", incident="christchurch"),
+                 alice.statement([md5(2)], incident="christchurch"))
+    pipeline()
+    made = dispatching.dispatch(now=clock()).priority
+    trusted_group.members.remove(bob.member)
+
+    assert delivering.push_deliveries(made, clock=clock) == []
+
+    assert Delivery.objects.get(pk__in=made).state == "superseded"
+    drive(clock)
+    assert receiver.events("priority") == []
+    assert [e["hash"]["value"] for e in receiver.events("main")] == [md5(2)["value"]]

@@ -116,6 +116,16 @@ def test_retry_after_on_429_and_503_is_honoured_over_a_shorter_schedule_step(
     assert seqs_received(receiver) == [1]
 
 
+def test_retry_after_on_any_other_failure_is_not_a_reason_to_wait_longer(alice, bob, receiver, clock, pipeline):
+    subscription = subscribe(bob, receiver, after=0)
+    publish(alice, pipeline, 1)
+    receiver.behaviour.status, receiver.behaviour.headers = 500, {"Retry-After": "3600"}
+
+    drive(clock)
+
+    attempt = DeliveryAttempt.objects.get(number=1)
+    assert in_flight(subscription["id"]).next_attempt_at - attempt.started_at < timedelta(seconds=60)
+
 def test_a_410_disables_the_subscription_at_once_and_re_enabling_resumes_from_the_cursor(
     alice, bob, receiver, clock, pipeline,
 ):

@@ -20,6 +20,7 @@ from distribution import apis, tasks
 from distribution.delivery.signing import new_message_id
 from distribution.models import Delivery, Subscription
 from distribution.services.subscriptions import subscription_set_state, subscription_test
+from tests.databases import postgresql_only
 
 from .helpers import subscribe
 
@@ -221,10 +222,9 @@ def test_a_second_ping_is_refused_while_the_first_waits_to_be_sent(bob, receiver
     assert bob.api.post(url(created["id"], "test")).status_code == 202
 
 
+@postgresql_only("needs PostgreSQL: SQLite locks the whole database, not the subscription's row")
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_pings_racing_for_one_subscription_make_one_delivery(bob, receiver, monkeypatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: SQLite locks the whole database, not the subscription's row")
     monkeypatch.setattr(tasks, "enqueue_sends", lambda delivery_ids: None)  # the ping stays pending
     subscription = Subscription.objects.get(pk=subscribe(bob, receiver)["id"])
     first_made = threading.Event()

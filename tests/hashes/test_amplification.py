@@ -62,6 +62,19 @@ def test_a_hash_carries_at_most_hash_max_statements_and_pages_the_rest(settings,
     assert [s["member"] for p in pages for s in p] == [f"m{n}" for n in range(5)]
 
 
+def test_a_hash_carries_its_first_statement_even_past_the_byte_budget(settings, alice, bob, charlie, pipeline):
+    settings.HASH_MAX_STATEMENT_BYTES = 1
+    alice.submit(alice.statement([md5(1)]))
+    bob.submit(bob.statement([md5(1)]))
+    pipeline()
+    hash_id = Hash.objects.get().pk
+
+    matched = charlie.api.post("/api/v1/match/", {"signals": [md5(1)]}, format="json").json()["results"][0]
+    views = [charlie.feed()["events"][-1]["hash"], charlie.api.get(f"/api/v1/hashes/{hash_id}/").json(),
+             matched["matches"][0]["hash"]]
+
+    assert [(len(v["statements"]), v["statements_omitted"], v["corroboration_count"]) for v in views] == [(1, 1, 2)] * 3
+
 def test_the_statements_page_refuses_what_the_member_cannot_see(alice, bob, charlie, trusted_group, pipeline):
     alice.submit(alice.statement([md5(1)], share="trusted"))
     pipeline()
@@ -164,3 +177,12 @@ def test_a_publishing_batch_holds_a_bounded_number_of_video_frames(settings, ali
 
     published = Statement.objects.values_list("published_at", flat=True)
     assert len(set(published)) == 3  # 40 frames each: two videos a batch (the md5 rides with the last)
+
+
+def test_a_video_longer_than_a_whole_batch_is_still_published(settings, alice, pipeline):
+    settings.PUBLISH_BATCH_MAX_FRAMES = 10
+    alice.submit(alice.statement([video(frame("v", 0), 0)], content_type="video"))  # 40 frames
+
+    pipeline()
+
+    assert Statement.objects.get().state == "published"

@@ -51,6 +51,14 @@ def test_the_feed_skips_invisible_events_without_losing_its_place(alice, bob, ch
     assert page["next_after"] == 31 and page["has_more"] is False
 
 
+def test_a_page_of_only_invisible_events_still_moves_the_reader_on(alice, charlie, trusted_group, pipeline):
+    alice.submit(*[alice.statement([md5(n)], share="trusted") for n in range(30)])
+    pipeline()
+
+    page = charlie.feed(after=0, limit=5)
+
+    assert (page["events"], page["next_after"], page["has_more"]) == ([], 30, False)
+
 @pytest.mark.parametrize("query", ["after=-1", "after=x", "limit=0", "limit=abc"])
 def test_bad_feed_parameters_are_refused(alice, query):
     response = alice.api.get(f"/api/v1/feed/?{query}")

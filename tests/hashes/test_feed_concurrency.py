@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 
 from hashes.models import Event, Statement
 from hashes.selectors import feed_page
@@ -19,6 +19,7 @@ from hashes.services import publishing, verification
 from hashes.services.submission import statements_submit
 from hashes.tasks import verify_statements
 from hashes.visibility import Viewer
+from tests.databases import postgresql_only
 from tests.factories import md5
 
 PUBLISHERS = 4
@@ -27,13 +28,10 @@ PER_ROUND = 5
 
 # Serialized rollback: every transactional test restores what migrations made (content types,
 # permissions, the taxonomy) with the same ids, so the order the suite runs in cannot matter.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-@pytest.fixture(autouse=True)
-def postgresql_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite runs one writer at a time; this proof needs PostgreSQL's concurrent writers")
+pytestmark = [
+    postgresql_only("SQLite runs one writer at a time; this proof needs PostgreSQL's concurrent writers"),
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 
 @pytest.fixture(autouse=True)

@@ -8,23 +8,25 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from hashes.models import FeedHead, Statement
 from hashes.services import publishing, verification
 from hashes.services.feed import FEED_HEAD_ID
 from hashes.services.submission import statements_submit
 from hashes.tasks import verify_statements
+from tests.databases import postgresql_only
 from tests.factories import md5
 
 # Serialized rollback: every transactional test restores what migrations made (content types,
 # permissions, the taxonomy) with the same ids, so the order the suite runs in cannot matter.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    postgresql_only("SQLite runs one writer at a time; the hand-off needs PostgreSQL's concurrent writers"),
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 
 def test_work_verified_while_an_idle_publisher_holds_the_lock_is_not_left_behind(actor_factory, monkeypatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite runs one writer at a time; the hand-off needs PostgreSQL's concurrent writers")
     monkeypatch.setattr(verify_statements, "apply_async", lambda *a, **k: None)  # the broker edge
     # A migration creates the feed head; an earlier transactional test may have flushed it.
     FeedHead.objects.get_or_create(pk=FEED_HEAD_ID)

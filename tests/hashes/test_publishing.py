@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hashes.models import Corroboration, Hash, Incident, Statement
-from tests.factories import md5, pdq, vpdq
+from tests.factories import BASE_PDQ, flip, md5, pdq, pdq_value, vpdq
 
 
 def test_an_exact_duplicate_corroborates_the_existing_hash(alice, homeoffice, bob, pipeline):
@@ -31,6 +31,13 @@ def test_duplicates_within_one_batch_make_one_hash(alice, bob, pipeline):
     assert Hash.objects.count() == 1
     assert Corroboration.objects.count() == 3
 
+
+def test_a_signal_given_twice_in_one_statement_corroborates_once(alice, bob, pipeline):
+    alice.submit(alice.statement([md5(1), md5(1), pdq_value(BASE_PDQ), pdq_value(flip(BASE_PDQ, range(2)))]))
+    pipeline()
+
+    assert (Hash.objects.count(), Corroboration.objects.count()) == (2, 2)
+    assert [e["type"] for e in bob.feed()["events"]] == ["hash.added", "hash.added"]
 
 def test_the_same_vpdq_video_is_one_hash(alice, bob, pipeline):
     alice.submit(alice.statement([vpdq(1, 2, 3)], content_type="video"))
@@ -64,6 +71,17 @@ def test_a_retraction_removes_only_that_members_corroboration(alice, bob, charli
     assert events[-1]["hash"]["state"] == "active"
     assert Statement.objects.get(jti="a1").retracted_at is not None
 
+
+def test_a_retracted_statements_labels_leave_the_hash(alice, bob, charlie, pipeline):
+    alice.submit(alice.statement([md5(1)], labels=["recruitment"], jti="a1"))
+    bob.submit(bob.statement([md5(1)], labels=["glorification"]))
+    pipeline()
+
+    alice.submit(alice.retraction("a1"))
+    pipeline()
+
+    assert charlie.feed()["events"][-1]["hash"]["labels"] == ["glorification"]
+    assert charlie.api.get(f"/api/v1/hashes/{Hash.objects.get().pk}/").json()["labels"] == ["glorification"]
 
 def test_a_hash_with_no_corroboration_left_is_retracted(alice, bob, pipeline):
     alice.submit(alice.statement([md5(1), md5(2)], jti="a1"))

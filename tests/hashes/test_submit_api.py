@@ -68,6 +68,7 @@ def payload(**overrides):
 ENVELOPE_CASES = [
     ("not a JWS", lambda: "hello", "jws_malformed"),
     ("four parts", lambda: "a.b.c.d", "jws_malformed"),
+    ("an empty part", lambda: b64(GOOD_HEADER) + ".." + b64(b"\0" * 64), "jws_malformed"),
     ("bad base64 header", lambda: "!!!." + b64(payload()) + "." + b64(b"\0" * 64), "jws_bad_base64"),
     ("bad base64 signature", lambda: b64(GOOD_HEADER) + "." + b64(payload()) + ".*&^", "jws_bad_base64"),
     ("padded base64", lambda: b64(GOOD_HEADER) + "=." + b64(payload()) + "." + b64(b"\0" * 64), "jws_bad_base64"),

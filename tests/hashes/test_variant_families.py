@@ -129,6 +129,15 @@ def test_a_video_matching_on_both_percentages_corroborates(alice, bob, pipeline)
     assert video.corroborations.count() == 2
 
 
+def test_a_video_shorter_than_the_shared_frames_minimum_still_finds_its_duplicate(alice, bob, pipeline):
+    short = VIDEO[:2]  # fewer frames than VPDQ_MIN_SHARED_FRAMES: all of them must be shared
+    alice.submit(alice.statement([frames(short)], content_type="video"))
+    pipeline()
+    bob.submit(bob.statement([frames([flip(v, [200, 201]) for v in short])], content_type="video"))
+    pipeline()
+
+    assert Hash.objects.get().corroborations.count() == 2
+
 def test_a_video_matching_on_one_percentage_joins_the_family_with_both_kept(alice, bob, pipeline):
     alice.submit(alice.statement([frames(VIDEO)], content_type="video"))
     pipeline()

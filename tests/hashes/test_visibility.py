@@ -62,6 +62,20 @@ def test_a_change_invisible_to_a_member_is_not_an_event_for_it(alice, bob, charl
     assert [e["type"] for e in bob.feed()["events"]] == ["hash.added", "hash.updated"]
 
 
+def test_a_group_statement_corroborates_its_own_groups_hash_before_the_consortiums(
+    alice, bob, charlie, homeoffice, trusted_group, pipeline
+):
+    alice.submit(alice.statement([md5(1)], share="trusted"))
+    pipeline()
+    homeoffice.submit(homeoffice.statement([md5(1)]))
+    pipeline()
+    bob.submit(bob.statement([md5(1)], share="trusted"))
+    pipeline()
+
+    group_hash, consortium_hash = Hash.objects.get(share_group=trusted_group), Hash.objects.get(share_group=None)
+    assert (group_hash.corroborations.count(), consortium_hash.corroborations.count()) == (2, 1)
+    assert [e["type"] for e in charlie.feed()["events"]] == ["hash.added"]
+
 def test_retracting_a_group_statement_retracts_the_hash_for_the_group_only(
     alice, bob, charlie, homeoffice, trusted_group, pipeline
 ):

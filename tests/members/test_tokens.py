@@ -91,6 +91,9 @@ def test_a_malformed_authorization_header_is_refused_with_invalid_token(db, auth
     assert_error(client_with(authorization).get("/api/v1/me/"), 401, "invalid_token")
 
 
+def test_a_valid_token_followed_by_anything_more_is_refused_with_invalid_token(alice):
+    assert_error(client_with(f"Bearer {alice.token} {alice.token}").get("/api/v1/me/"), 401, "invalid_token")
+
 def test_a_real_prefix_with_the_wrong_secret_is_refused_with_invalid_token(alice):
     tampered = alice.token[:-4] + ("AAAA" if not alice.token.endswith("AAAA") else "BBBB")
 

@@ -6,6 +6,11 @@ from __future__ import annotations
 import pickle
 
 import pytest
+
+from tests.pytx.needs import vpdq_or_skip
+
+vpdq_or_skip()  # before anything imports pytx's vPDQ
+
 from threatexchange.exchanges import auth
 from threatexchange.exchanges.fetch_state import (
     AggregateSignalOpinionCategory,

@@ -13,6 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.pytx.needs import vpdq_or_skip
+
+vpdq_or_skip()  # before anything imports pytx's vPDQ
+
 import tx_consortium
 from tx_consortium.convert import vpdq_digest
 

@@ -6,9 +6,8 @@ import threading
 
 import pytest
 
-from hashes.signals import media
-from hashes.signals.errors import MediaError
-from hashes.signals.media import hash_media, hash_video, media_kind
+from consortium_client import media
+from consortium_client.media import MediaError, hash_media, hash_video, media_kind
 from hashes.signals.pdq import hamming_distance
 from tests.signals.vectors import (
     VECTORS,

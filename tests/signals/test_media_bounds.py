@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hashes.signals import media, pdq
-from hashes.signals.errors import MediaError
-from hashes.signals.media import hash_media, hash_video, hashed_size
+from consortium_client import media
+from consortium_client.media import MediaError, hash_media, hash_video, hashed_size
 from hashes.signals.pdq import hamming_distance
 from tests.signals.vectors import VECTORS, reference_frames, requires_vectors, requires_video
 
@@ -54,8 +53,7 @@ import json, sys
 from pathlib import Path
 def hwm():
     return next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
-from hashes.signals.media import hash_media
-from hashes.signals.errors import MediaError
+from consortium_client.media import MediaError, hash_media
 import av, PIL.Image
 before = hwm()
 try:
@@ -98,8 +96,8 @@ def test_a_bilevel_image_over_the_exact_size_is_hashed_close_to_its_full_size_ha
     out = io.BytesIO()
     Image.fromarray(blocks).save(out, format="PNG")
 
-    scaled = pdq.hash_image(out.getvalue())
-    full = pdq.hash_image(out.getvalue(), exact_max_pixels=50_000_000)
+    scaled = media.hash_image(out.getvalue())
+    full = media.hash_image(out.getvalue(), exact_max_pixels=50_000_000)
 
     assert hamming_distance(scaled.value, full.value) <= 10 and scaled.quality >= 50
 

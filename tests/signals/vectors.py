@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hashes.signals.media import hash_media, video_supported
+from consortium_client.media import hash_media, video_supported
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
 VIDEOS = (
