@@ -456,6 +456,33 @@ def everything_read_by(actor: Actor, received: Receiver, subscription: dict[str,
         answers.append(actor.api.get(f"/api/v1/statements/{statement_id}/").json())
     answers.append(actor.api.get(f"/api/v1/subscriptions/{subscription['id']}/deliveries/").json())
     answers += [{"headers": r.headers, "body": r.body} for r in received.received]
+    answers += read_over_taxii(actor)
+    return answers
+
+
+def read_over_taxii(actor: Actor) -> list[Any]:
+    """Every TAXII collection the actor may read: every version of every object, the manifest, each
+    object's versions, and an indicator id for every hash (answered or refused)."""
+    from taxii.stix import indicator_id
+
+    answers: list[Any] = [actor.api.get(path).json() for path in ("/taxii2/", "/taxii2/api/")]
+    listed = actor.api.get("/taxii2/api/collections/").json()
+    answers.append(listed)
+    for collection in listed["collections"]:
+        base = f"/taxii2/api/collections/{collection['id']}"
+        for what in ("objects", "manifest"):
+            cursor = None
+            while True:
+                page = actor.api.get(f"{base}/{what}/", {"match[version]": "all", "limit": 3,
+                                                         **({"next": cursor} if cursor else {})}).json()
+                answers.append(page)
+                if not page["more"]:
+                    break
+                cursor = page["next"]
+        for hash_id in [*Hash.objects.values_list("pk", flat=True), 10**6]:
+            for suffix in ("", "versions/"):
+                answers.append(actor.api.get(f"{base}/objects/{indicator_id(collection['id'], hash_id, 0)}/{suffix}",
+                                             {"match[version]": "all"}).json())
     return answers
 
 
@@ -468,7 +495,7 @@ def ids_in(node: Any) -> tuple[set[int], set[int]]:
         item = stack.pop()
         if isinstance(item, dict):
             if "signal_type" in item:
-                hashes.add(item["id"])
+                hashes.add(item["id"] if "id" in item else item["hash_id"])  # a TAXII indicator's extension: hash_id
                 clusters |= {item[k] for k in ("cluster", "previous_cluster") if k in item}
             if isinstance(item.get("hash"), int):
                 hashes.add(item["hash"])
