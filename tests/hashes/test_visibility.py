@@ -170,3 +170,25 @@ def test_a_viewer_narrowed_to_an_audience_sees_only_what_was_shared_with_it(
     other = SharingGroup.objects.create(slug="other", name="Other")
     with pytest.raises(ValueError):
         Viewer.for_member(alice.member).within(other.pk)
+
+
+def test_the_second_lock_keeps_a_narrowed_viewer_to_its_audience():
+    """visible_facts checks each statement again against the viewer, narrowed one included, whatever
+    its caller read: a statement of another audience is dropped, the viewer's own among them."""
+    from hashes.selectors import StatementFacts, visible_facts
+
+    def fact(statement_id: str, *, member_id: int, share_group_id: int | None) -> StatementFacts:
+        return StatementFacts(id=statement_id, jti=statement_id, kind="hash", member_id=member_id, member_slug="m",
+                              member_kind="platform", share_group_id=share_group_id, content_type="photo", raw="x",
+                              labels=())
+
+    viewer = Viewer(member_id=1, group_ids=frozenset({10}))
+    read = {"everyone": fact("everyone", member_id=2, share_group_id=None),
+            "group": fact("group", member_id=2, share_group_id=10),
+            "own-in-group": fact("own-in-group", member_id=1, share_group_id=10),
+            "own-elsewhere": fact("own-elsewhere", member_id=1, share_group_id=11),
+            "other-group": fact("other-group", member_id=2, share_group_id=11)}
+
+    assert [f.id for f in visible_facts(viewer, list(read), read)] == ["everyone", "group", "own-in-group", "own-elsewhere"]
+    assert [f.id for f in visible_facts(viewer.within(None), list(read), read)] == ["everyone"]
+    assert [f.id for f in visible_facts(viewer.within(10), list(read), read)] == ["group", "own-in-group"]

@@ -87,6 +87,11 @@ DSP = "hashes/services/disputes.py"
 FEEDBACK = ("tests/hashes/test_feedback.py", "tests/governance/test_disputes.py", "tests/hashes/test_non_interference.py")
 SUPPRESSION = ("tests/suppression/test_verification.py", "tests/suppression/test_match.py",
                "tests/suppression/test_disputes.py")
+TXS = "taxii/selectors.py"
+TXX = "taxii/stix.py"
+TXA = "taxii/apis.py"
+TAXII = ("tests/taxii/test_api.py", "tests/taxii/test_visibility.py", "tests/taxii/test_stix.py",
+         "tests/hashes/test_visibility.py", INVARIANTS)
 
 MUTANTS: list[Mutant] = [
     # --- visibility: the one rule ------------------------------------------------------------------
@@ -556,4 +561,32 @@ MUTANTS: list[Mutant] = [
            "", FEEDBACK),
     mutant("suppression.publish-unchecked", PUB,
            "        statements = refuse_benign(batch, statements)\n", "", SUPPRESSION),
+
+    # --- one audience's view (TAXII collections) ----------------------------------------------------
+    mutant("visibility.audience-ignored-by-sees", VIS,
+           "        if self.audience is not None and share_group_id != self.audience.share_group_id:",
+           "        if False:", TAXII),
+    mutant("visibility.audience-ignored-by-q", VIS,
+           '        return visible & Q(**{f"{prefix}share_group_id": self.audience.share_group_id})  # None: IS NULL',
+           "        return visible", TAXII),
+    mutant("visibility.within-any-group", VIS,
+           "        if share_group_id is not None and share_group_id not in self.group_ids:", "        if False:", TAXII),
+    mutant("taxii.collections-of-every-group", TXS,
+           'SharingGroup.objects.filter(pk__in=viewer.group_ids).order_by("slug")',
+           'SharingGroup.objects.order_by("slug")', TAXII),
+    mutant("taxii.collection-not-narrowed", TXS,
+           "            return collection, viewer.within(collection.share_group_id)",
+           "            return collection, viewer", TAXII),
+    mutant("taxii.lives-never-end", TXS,
+           "        if current.count == 0 or (end[hash_id] is not None and created_at > end[hash_id]):",
+           "        if current.count == 0:", TAXII),
+    mutant("taxii.last-version-unchecked", TXS,
+           "                    self.drop(pending.pop(event.hash_id))", "                    pending.pop(event.hash_id)",
+           TAXII),
+    mutant("taxii.date-added-shared-by-a-batch", TXX,
+           "    return occurred_at + timedelta(microseconds=seq)", "    return occurred_at", TAXII),
+    mutant("taxii.next-missing", TXA, '        body["next"] = page.next', "        pass", TAXII),
+    mutant("feed.time-goes-back", LOG,
+           "        if previous is not None and occurred_at < previous:", "        if False:",
+           ("tests/hashes/test_publishing.py",)),
 ]
