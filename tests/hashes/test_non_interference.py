@@ -17,11 +17,11 @@ from consortium.server_keys import server_jwks
 from consortium_client import jws
 from consortium_client.keys import load_public_jwk
 from distribution import rendering
-from hashes.matching import indexes
-from hashes.models import Cluster, Corroboration, Dispute, Event, Feedback, Hash, HashLink, Statement
+from hashes.models import Dispute, Event, Hash, Statement
 from hashes.services.disputes import dispute_resolve
 from hashes.visibility import Viewer
 from tests.factories import BASE_PDQ, flip, md5, pdq_value
+from tests.published import reset_published
 
 IAT = 1_790_000_000  # fixed, so that both runs sign byte-identical statements
 FAR = flip(BASE_PDQ, range(40))  # another family, 40 bits away
@@ -198,18 +198,7 @@ def normalise(data: Any) -> Any:
 
 
 def reset() -> None:
-    """Empty what the first run published, so that the second starts from the same place."""
-    Event.objects.all().delete()
-    Dispute.objects.all().delete()
-    Feedback.objects.all().delete()
-    HashLink.objects.all().delete()
-    Corroboration.objects.all().delete()
-    Hash.objects.all().delete()
-    Cluster.objects.all().delete()
-    Statement.objects.exclude(retracts=None).delete()
-    Statement.objects.all().delete()
-    indexes.reset()
-    rendering.clear_caches()
+    reset_published()
 
 
 def test_what_charlie_sees_is_the_same_whether_or_not_the_group_shares(

@@ -9,28 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.cache import cache
 from django.utils import timezone
 
-from hashes.matching import indexes
-from hashes.models import Cluster, Corroboration, Dispute, Event, Feedback, Hash, HashLink, Statement
+from tests.published import reset_published
 
 from .scenario import Clock, World, play
 
 
 def reset() -> None:
-    """Empty what the first run published, so that the second starts from the same place."""
-    Event.objects.all().delete()
-    Feedback.objects.all().delete()
-    Dispute.objects.all().delete()
-    HashLink.objects.all().delete()
-    Corroboration.objects.all().delete()
-    Hash.objects.all().delete()
-    Cluster.objects.all().delete()
-    Statement.objects.exclude(retracts=None).delete()
-    Statement.objects.all().delete()
-    indexes.reset()
-    cache.clear()
+    reset_published()
 
 
 def observe(charlie, anonymous) -> dict[str, Any]:
