@@ -192,6 +192,8 @@ class DisputeAdmin(ReadOnlyAdmin):
         }
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied  # before reading any evidence
         dispute = get_object_or_404(Dispute, pk=object_id)
         extra_context = {**(extra_context or {}), **self.evidence(dispute),
                          "can_resolve": request.user.has_perm("hashes.resolve_dispute")

@@ -161,7 +161,6 @@ def dispute_open(batch: Batch, hash_: Hash, statement: Statement) -> Dispute | N
         reasons=list(statement.reasons or ()), opened_at=batch.now,
     )
     governance.disputes = carried_disputes([*governance.disputes, dispute])
-    batch.opened_disputes.append(dispute)
     member = Member.objects.get(pk=statement.member_id)
     audit_record(actor=member, action="dispute.open", obj=dispute, after=dispute.snapshot())
     return dispute

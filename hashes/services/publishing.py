@@ -50,7 +50,6 @@ class Batch:
     feedback_targets: dict[Any, list[int]] = field(default_factory=dict)
     new_feedback: list[dict[str, Any]] = field(default_factory=list)
     ended_feedback: list[tuple[str, int]] = field(default_factory=list)
-    opened_disputes: list[Dispute] = field(default_factory=list)
 
     def governance(self, hash_id: int) -> HashGovernance:
         if hash_id not in self.governance_of:

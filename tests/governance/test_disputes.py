@@ -5,8 +5,6 @@ retraction signed by the server, and the audit trail tells the story."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.contrib.auth.models import Group
 

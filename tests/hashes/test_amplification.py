@@ -10,7 +10,7 @@ import hashlib
 from consortium_client.statements import hash_statement, retract_statement
 from hashes.models import Hash, Statement
 from hashes.services import families
-from tests.factories import BASE_PDQ, flip, md5, pdq_value
+from tests.factories import BASE_PDQ, flip, md5
 
 
 def test_a_statement_with_an_unknown_payload_field_is_refused_on_receipt(alice):
