@@ -23,3 +23,17 @@ def post_worker_init(worker):
     from hashes.matching import warm_in_background
 
     warm_in_background()
+
+
+# Metrics of several workers read as one (prometheus-client's multiprocess mode, see ops/multiprocess.py):
+# the directory starts empty, and a worker that ends leaves only its counts behind.
+def on_starting(server):
+    from ops.multiprocess import clear_metric_files
+
+    clear_metric_files()
+
+
+def child_exit(server, worker):
+    from ops.multiprocess import process_ended
+
+    process_ended(worker.pid)

@@ -12,6 +12,9 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
+from ops.access import parse_networks, token_digest
+from ops.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -120,9 +123,12 @@ INSTALLED_APPS = [
     "suppression",
     "transparency",
     "taxii",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    "ops.middleware.RequestIdMiddleware",
+    "ops.middleware.OpsEndpointsMiddleware",  # /healthz, /readyz, /metrics (ops/views.py)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -197,14 +203,11 @@ STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True  # serves admin and API-docs assets without a collectstatic step
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# text (the default) or json: one JSON object a line, with the request id and the task (ops/logs.py).
+LOG_FORMAT = env("LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env("LOG_LEVEL", "INFO"))
 
 # --- API ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -522,6 +525,32 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis, with a kombu defect worked around so that a Redis restart cannot stop a worker
     # (consortium/broker.py).
     CELERY_BROKER_TRANSPORT = "consortium.broker:Transport"
+
+# --- Operations: /healthz, /readyz, /metrics (ops/) ---------------------------------------------------
+# /readyz fails once the oldest statement not yet published or rejected has waited longer (0: not checked).
+READY_MAX_PIPELINE_LAG_SECONDS = env_int("READY_MAX_PIPELINE_LAG_SECONDS", 300)
+# Each readiness check, and the database reads of a scrape, give up after this long.
+READY_CHECK_TIMEOUT_SECONDS = float(env("READY_CHECK_TIMEOUT_SECONDS", "2"))
+# /metrics: a bearer token (only its digest is kept), and/or addresses allowed without one. Neither: closed.
+_metrics_token = env("METRICS_TOKEN") or (
+    Path(env("METRICS_TOKEN_FILE")).read_text().strip() if env("METRICS_TOKEN_FILE") else "")
+if _metrics_token and len(_metrics_token) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 32`).")
+METRICS_TOKEN_SHA256 = token_digest(_metrics_token) if _metrics_token else ""
+del _metrics_token
+try:
+    METRICS_ALLOWED_IPS = parse_networks(env_list("METRICS_ALLOWED_IPS", ""))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {exc}.") from None
+# Several processes (gunicorn workers, a Celery worker's pool) counted as one: a directory per
+# gunicorn master and per Celery worker, read by prometheus-client itself (README "Operations").
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR")
+# host:port where a Celery worker serves its own metrics (empty: it does not).
+_worker_metrics = env("WORKER_METRICS_ADDRESS").strip()
+_worker_host, _, _worker_port = _worker_metrics.rpartition(":")
+if _worker_metrics and not (_worker_host and _worker_port.isdigit()):
+    raise ImproperlyConfigured(f"WORKER_METRICS_ADDRESS must be host:port, not {_worker_metrics!r}.")
+WORKER_METRICS_ADDRESS = (_worker_host.strip("[]"), int(_worker_port)) if _worker_metrics else None
 
 # --- Cache: request counts (throttles, the incident fast lane), shared by every process -------------
 # Production: Redis (the broker's, unless CACHE_URL names another), where counting is atomic.

@@ -12,6 +12,7 @@ from consortium.api.exceptions import is_multipart
 from consortium.api.pagination import Pagination
 from consortium.api.parsers import BoundedJSONParser
 from members.throttling import TokenRateThrottle
+from ops.metrics import timed_match
 
 from .models import Dispute, Statement
 from .schemas import (
@@ -239,6 +240,7 @@ class MatchApi(APIView):
     @extend_schema(request={"application/json": MatchRequestSerializer, "multipart/form-data": MatchUploadSerializer},
                    responses=OutputSerializer, summary="Match signals or a media file", operation_id="match",
                    tags=["matching"])
+    @timed_match
     def post(self, request):
         if request.content_type.startswith("multipart/"):
             raw = upload_signals(request.FILES.get("file"))

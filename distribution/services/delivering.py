@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from consortium.db import update_rows
 from hashes.visibility import Viewer
+from ops.metrics import webhook_attempt_recorded
 
 from ..delivery import signing, transport
 from ..keys import delivery_signing_keys
@@ -252,6 +253,7 @@ def _disable(subscription: Subscription, reason: str, now: datetime) -> None:
 
 
 def _attempt(job: Job, result: transport.DeliveryResult) -> DeliveryAttempt:
+    webhook_attempt_recorded(job.lane, result.status, result.error)  # counted for /metrics once it commits
     return DeliveryAttempt(
         delivery_id=job.delivery_id, number=job.attempt, started_at=job.claimed_at,
         duration_ms=int(result.elapsed * 1000), status=result.status, error=result.error or "",

@@ -1,0 +1,61 @@
+"""Log lines as text (the default) or, with LOG_FORMAT=json, one JSON object a line that a log
+pipeline can index: time, level, logger, message, the request id, the task, the exception.
+
+No Django here: gunicorn's master process logs through it too (gunicorn.conf.py). Only these fields
+are written, never a record's arguments or extras, so nothing a caller passes along by accident
+(a header, a URL with a token) reaches the log unless the message itself says it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+from . import context
+
+
+class ContextFilter(logging.Filter):
+    """Puts the request id and the task on every record (empty when there are none)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = context.request_id.get() or ""
+        record.task_id = context.task_id.get() or ""
+        record.task_name = context.task_name.get() or ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+        }
+        for field in ("request_id", "task_id", "task_name"):
+            value = getattr(record, field, "") or getattr(context, field).get()
+            if value:
+                line[field] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def logging_config(*, log_format: str, level: str) -> dict:
+    """The dictConfig for Django (settings.LOGGING) and for gunicorn's own loggers."""
+    formatter = ({"()": "ops.logs.JsonFormatter"} if log_format == "json"
+                 else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"})
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": "ops.logs.ContextFilter"}},
+        "formatters": {"main": formatter},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "main", "filters": ["context"]}},
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {"django.db.backends": {"level": "WARNING"}},
+    }

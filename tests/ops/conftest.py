@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from consortium.server_keys import server_jwks
+from consortium_client.webhooks import load_jwks
+from distribution import rendering
+from tests.distribution.receiver import Receiver
+
+
+@pytest.fixture
+def receiver(db, settings) -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 over http, whichever database the suite runs on."""
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    settings.WEBHOOK_REQUIRE_HTTPS = False
+    rendering.clear_caches()
+    live = Receiver(public_keys=load_jwks(server_jwks())).start()
+    try:
+        yield live
+    finally:
+        live.close()
