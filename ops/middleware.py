@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.core.signals import request_finished
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
 from consortium.api.views import error_json
@@ -22,13 +24,17 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = context.request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
         request.request_id = request_id  # type: ignore[attr-defined]
-        token = context.request_id.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            context.request_id.reset(token)
+        # Cleared when the request finishes (below), not here: Django logs a 4xx or 5xx response
+        # ("Not Found: ...") after the middleware has returned it.
+        context.request_id.set(request_id)
+        response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+@receiver(request_finished)
+def forget_request_id(**kwargs: object) -> None:
+    context.request_id.set(None)
 
 
 class OpsEndpointsMiddleware:
