@@ -14,6 +14,11 @@ max_requests = 5000
 max_requests_jitter = 500
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # empty: no access log
 errorlog = "-"
+if os.environ.get("LOG_FORMAT", "text").strip().lower() == "json":  # as Django's lines (ops/logs.py)
+    from ops.logs import gunicorn_logconfig
+
+    logconfig_dict = gunicorn_logconfig(access_log=accesslog is not None)
+    access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
 # Trust X-Forwarded-* only from the local reverse proxy.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 

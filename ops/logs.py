@@ -59,3 +59,23 @@ def logging_config(*, log_format: str, level: str) -> dict:
         "root": {"handlers": ["console"], "level": level},
         "loggers": {"django.db.backends": {"level": "WARNING"}},
     }
+
+
+def gunicorn_logconfig(*, access_log: bool) -> dict:
+    """gunicorn's `logconfig_dict` for LOG_FORMAT=json: its own lines (the error log on stderr, the
+    access log on stdout, if it is on) as JSON objects too."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": "ops.logs.ContextFilter"}},
+        "formatters": {"json": {"()": "ops.logs.JsonFormatter"}},
+        "handlers": {"stderr": {**handler, "stream": "ext://sys.stderr"},
+                     "stdout": {**handler, "stream": "ext://sys.stdout"}},
+        "root": {"level": "INFO", "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "INFO" if access_log else "CRITICAL", "handlers": ["stdout"],
+                                "propagate": False},
+        },
+    }

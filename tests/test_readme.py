@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 # Where the server and its processes read their environment (tests and benchmarks set theirs).
-SOURCES = ["consortium", "hashes", "members", "distribution", "audit", "gunicorn.conf.py", "manage.py"]
+SOURCES = ["consortium", "hashes", "members", "distribution", "audit", "ops", "gunicorn.conf.py", "manage.py"]
 READ_CALL = re.compile(
     r"""\b(?:env|env_bool|env_int|env_list|env_rate|os\.environ\.get|os\.getenv|os\.environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
     r"""|os\.environ\[\s*["']([A-Z][A-Z0-9_]+)["']\s*\]"""

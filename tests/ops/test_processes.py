@@ -114,6 +114,9 @@ def test_a_request_id_reaches_the_json_log_lines_of_the_task_it_queued(stack, al
     line = next(line for line in task_lines() if line.get("task_name") == "hashes.tasks.verify_statements")
     assert line["task_id"] and line["level"] == "INFO" and line["logger"] == "celery.app.trace"
     assert line["message"].startswith(f"Task hashes.tasks.verify_statements[{line['task_id']}] succeeded")
+    web_lines = json_lines((tmp_path / "web.log").read_text(errors="replace"))
+    assert any(line["logger"] == "gunicorn.error" and line["message"].startswith("Booting worker")
+               for line in web_lines)
     assert alice.token not in (tmp_path / "worker.log").read_text() + (tmp_path / "web.log").read_text()
 
     # The worker's own exporter adds up its pool processes' counts.
