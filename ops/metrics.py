@@ -159,14 +159,14 @@ class DatabaseCollector:
 
         if not index_ready():
             return
-        parts = {"pdq": indexes.pdq, "vpdq_frames": indexes.frames}
+        parts = {"pdq": getattr(indexes, "pdq", None), "vpdq_frames": getattr(indexes, "frames", None)}
         yield gauge("consortium_match_index_entries", "Entries in this process's match index.",
                     {(name,): len(index) for name, index in parts.items() if index is not None}, ("index",))
         yield gauge("consortium_match_index_bytes", "Bytes held by this process's match index.",
                     {(name,): getattr(index, "nbytes", 0) for name, index in parts.items() if index is not None},
                     ("index",))
         yield gauge("consortium_match_index_applied_seq", "The last feed seq applied to this process's match index.",
-                    indexes.applied_seq)
+                    getattr(indexes, "applied_seq", 0))
 
 
 class Combined:

@@ -21,3 +21,9 @@ def receiver(db, settings) -> Iterator[Receiver]:
         yield live
     finally:
         live.close()
+
+
+@pytest.fixture
+def committed_db(transactional_db, django_db_serialized_rollback) -> None:
+    """Committed rows, for the checks and scrapes that read on threads (or processes) of their own;
+    restored afterwards as every transactional test of the suite restores them."""

@@ -33,7 +33,7 @@ def test_healthz_refuses_other_methods_in_the_error_shape():
 
 
 @pytest.fixture
-def built_index(transactional_db) -> None:
+def built_index(committed_db) -> None:
     indexes.fresh()
 
 
@@ -52,7 +52,7 @@ def test_readyz_is_ready_when_everything_answers(built_index):
     assert body["checks"]["pipeline_lag_seconds"]["value"] == 0
 
 
-def test_readyz_names_the_index_while_it_is_being_built(transactional_db):
+def test_readyz_names_the_index_while_it_is_being_built(committed_db):
     response = readyz()
 
     assert response.status_code == 503
@@ -74,8 +74,10 @@ def test_readyz_names_the_pipeline_when_a_statement_waits_too_long(built_index, 
 
 
 @pytest.fixture
-def broker_at(settings) -> Iterator:
-    """Point the Celery app at another broker URL (Redis) for one test."""
+def broker_at(monkeypatch) -> Iterator:
+    """Point the Celery app at another broker URL (Redis) for one test. Celery reads
+    CELERY_BROKER_URL from the environment before its configuration."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     saved = {key: celery_app.conf[key] for key in ("broker_url", "broker_transport", "broker_transport_options")}
 
     def point(url: str) -> None:

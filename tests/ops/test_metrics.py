@@ -96,7 +96,7 @@ def value(found: dict, name: str, **labels: str) -> float:
 
 
 def test_metrics_report_the_pipeline_feed_subscriptions_and_deliveries(
-        transactional_db, metrics_token, alice, bob, pipeline, receiver):
+        committed_db, metrics_token, alice, bob, pipeline, receiver):
     """Counters are this process's and outlive a test: each figure is compared with the scrape before."""
     before = samples(scrape(TOKEN))
     clock = Clock()
@@ -132,7 +132,7 @@ def test_metrics_report_the_pipeline_feed_subscriptions_and_deliveries(
 
 
 def test_webhook_lag_counts_the_events_a_subscription_has_not_acknowledged(
-        transactional_db, metrics_token, alice, bob, pipeline, receiver):
+        committed_db, metrics_token, alice, bob, pipeline, receiver):
     subscribed = subscribe(bob, receiver, after=0)
     Subscription.objects.filter(pk=subscribed["id"]).update(state=Subscription.State.PAUSED)
     alice.submit(alice.statement([md5(1)]), alice.statement([md5(2)]), alice.statement([md5(3)]))

@@ -21,7 +21,7 @@ TOKEN = "metrics-token-for-process-tests-42"
 
 
 @pytest.fixture
-def stack(tmp_path, transactional_db, django_db_serialized_rollback):
+def stack(tmp_path, committed_db):
     (tmp_path / "var").mkdir()
     live = Stack(workdir=tmp_path, overrides={"METRICS_TOKEN": TOKEN, "LOG_FORMAT": "json"})
     live.purge_broker()
