@@ -8,16 +8,24 @@ files of its pool processes (PROMETHEUS_MULTIPROC_DIR, one directory per worker)
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
-from typing import Any
 from socketserver import ThreadingMixIn
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from celery.signals import (before_task_publish, task_failure, task_postrun, task_prerun,
-                            task_retry, worker_init, worker_process_shutdown)
+from celery.signals import (
+    before_task_publish,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_retry,
+    worker_init,
+    worker_process_shutdown,
+)
 
 from . import context
 from .multiprocess import clear_metric_files, process_ended
@@ -125,8 +133,8 @@ def exporter_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         return [b"Not found.\n"]
     if not metrics_allowed(environ, token_sha256=settings.METRICS_TOKEN_SHA256, networks=settings.METRICS_ALLOWED_IPS):
         start_response("403 Forbidden", [("Content-Type", "application/json")])
-        return [b'{"error": {"code": "metrics_forbidden", "message": "Metrics need a token or an allowed address.", '
-                b'"details": null}}']
+        return [json.dumps({"error": {"code": "metrics_forbidden", "details": None,
+                                      "message": "Metrics need a token or an allowed address."}}).encode()]
     start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
     return [exposition(with_database=False)]
 

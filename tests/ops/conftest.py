@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
+from consortium_client.webhooks import load_jwks
 
 from consortium.server_keys import server_jwks
-from consortium_client.webhooks import load_jwks
 from distribution import rendering
 from tests.distribution.receiver import Receiver
 

@@ -4,8 +4,8 @@ never hanging on a broker that does not answer."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 import pytest
 from django.test import Client
