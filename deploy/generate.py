@@ -1,7 +1,7 @@
 """Writes the deploy files from deploy/Procfile, so that compose, Kubernetes and systemd run exactly
 the commands `make run` and the end-to-end tests run:
 
-    python -m deploy.generate           # rewrite compose.yaml, kubernetes/*.yaml, systemd/*.service
+    python -m deploy.generate           # rewrite compose.yaml, kubernetes/*.yaml, systemd/*
     python -m deploy.generate --check   # exit 1, naming each file, if any is not what this writes
 
 The Procfile says what each process runs; this module says how each platform runs it (image, sizes,
@@ -67,7 +67,7 @@ K8S_SETTINGS = {
     "CONSORTIUM_SIGNING_KEY_FILE": f"{K8S_KEY_DIR}/{K8S_KEY_FILE}",
     "DJANGO_ALLOWED_HOSTS": "consortium.example.org",
     "DJANGO_CSRF_TRUSTED_ORIGINS": "https://consortium.example.org",
-    # Only the ingress reaches the pods (see README, "Running in production").
+    # X-Forwarded-* trusted from any peer: admit only the Ingress to web pods (deploy/README.md).
     "FORWARDED_ALLOW_IPS": "*",
     "WEB_CONCURRENCY": "2",
     "CELERY_WORKER_CONCURRENCY": "2",
