@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test install install-dev migrate clean
+.PHONY: run test install install-dev migrate deploy-files clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ run: migrate
 # the tests get a throwaway one unless one is given.
 test: install-dev
 	DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-make-test-not-a-secret}" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# compose, Kubernetes and systemd files from deploy/Procfile (tests/test_deploy_files.py checks they match).
+deploy-files: install
+	$(BIN)/python -m deploy.generate
 
 clean:
 	rm -rf $(VENV) var

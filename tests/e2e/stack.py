@@ -4,7 +4,6 @@ exactly as production runs them, on 127.0.0.1 only."""
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from django.db import connection
 from kombu import Connection
 
 from consortium_client.keys import generate_private_key, private_key_to_pem
+from deploy.generate import read_procfile
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -26,14 +26,8 @@ QUEUES = ("sweep", "priority", "verify", "publish", "default", "deliver_priority
 
 
 def procfile() -> dict[str, list[str]]:
-    commands = {}
-    for line in (ROOT / "deploy" / "Procfile").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, command = line.split(":", 1)
-            argv = shlex.split(command)
-            argv[0] = str(BIN / argv[0])  # the venv's gunicorn and celery
-            commands[name.strip()] = argv
-    return commands
+    """The Procfile's commands, run with this virtualenv's gunicorn and celery."""
+    return {name: [str(BIN / argv[0]), *argv[1:]] for name, argv in read_procfile().items()}
 
 
 # DESIGN.md's standard entry points, with no arguments at all: configured by environment only.

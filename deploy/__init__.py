@@ -1,0 +1,1 @@
+"""What production runs: the Procfile and the files generated from it (deploy/generate.py)."""

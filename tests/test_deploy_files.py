@@ -1,0 +1,323 @@
+"""deploy/ as an operator uses it, checked without Docker or a cluster: compose, Kubernetes and systemd
+run exactly the Procfile's commands (each file parsed as its platform reads it), the files are what
+`python -m deploy.generate` writes, the Kubernetes manifests pass the Kubernetes schemas offline
+(kubernetes-validate) and the compose file holds together (services, health checks, dependencies)."""
+
+from __future__ import annotations
+
+import configparser
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy import generate
+
+DEPLOY = Path(generate.__file__).resolve().parent
+PROCESSES = {"web", "worker", "dispatch", "deliver", "beat", "media"}
+MIGRATE = ["python", "manage.py", "migrate", "--noinput"]
+# The oldest Kubernetes release still commonly run, and the newest the schemas know.
+KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
+
+
+# --- each platform's file, read as that platform reads it -----------------------------------------
+
+def procfile_commands(deploy_dir: Path) -> dict[str, list[str]]:
+    """Read here, not with the generator's reader: the check must not share what it checks."""
+    commands = {}
+    for line in (deploy_dir / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            commands[name.strip()] = shlex.split(command)
+    return commands
+
+
+def compose_file(deploy_dir: Path) -> dict[str, Any]:
+    return yaml.safe_load((deploy_dir / "compose.yaml").read_text())
+
+
+def compose_commands(deploy_dir: Path) -> dict[str, list[str]]:
+    services = compose_file(deploy_dir)["services"]
+    return {name: service["command"] for name, service in services.items()
+            if service.get("build") and name != "migrate"}
+
+
+def manifests(deploy_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every Kubernetes object under kubernetes/ (the kustomization aside), by file name."""
+    found = {}
+    for path in sorted((deploy_dir / "kubernetes").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document and document["kind"] != "Kustomization":
+                found[f"{path.name}:{document['metadata']['name']}"] = document
+    return found
+
+
+def deployments(deploy_dir: Path) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["labels"]["app.kubernetes.io/component"]: doc
+            for doc in manifests(deploy_dir).values() if doc["kind"] == "Deployment"}
+
+
+def main_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def kubernetes_commands(deploy_dir: Path) -> dict[str, list[str]]:
+    return {name: [*main_container(doc).get("command", []), *main_container(doc).get("args", [])]
+            for name, doc in deployments(deploy_dir).items()}
+
+
+def systemd_unit(path: Path) -> configparser.ConfigParser:
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.optionxform = str  # systemd keys are case-sensitive
+    unit.read_string(path.read_text())
+    return unit
+
+
+def exec_start(unit: configparser.ConfigParser) -> list[str]:
+    """ExecStart= as systemd runs it: `%%` is a literal `%`; the program by its name in the venv."""
+    argv = shlex.split(unit["Service"]["ExecStart"].replace("%%", "\0"))
+    argv = [arg.replace("\0", "%") for arg in argv]
+    assert "%" not in unit["Service"]["ExecStart"].replace("%%", ""), "an unescaped systemd specifier"
+    assert argv[0].startswith("/"), "systemd wants an absolute path"
+    return [Path(argv[0]).name, *argv[1:]]
+
+
+def systemd_commands(deploy_dir: Path) -> dict[str, list[str]]:
+    return {path.stem.removeprefix("consortium-"): exec_start(systemd_unit(path))
+            for path in sorted((deploy_dir / "systemd").glob("consortium-*.service"))
+            if path.stem != "consortium-migrate"}
+
+
+def drift(deploy_dir: Path) -> dict[str, dict[str, Any]]:
+    """For each platform whose commands differ from the Procfile's, the processes that differ."""
+    expected = procfile_commands(deploy_dir)
+    found = {"compose": compose_commands(deploy_dir), "kubernetes": kubernetes_commands(deploy_dir),
+             "systemd": systemd_commands(deploy_dir)}
+    report = {}
+    for platform, commands in found.items():
+        differing = {name: (expected.get(name), commands.get(name))
+                     for name in expected.keys() | commands.keys() if expected.get(name) != commands.get(name)}
+        if differing:
+            report[platform] = differing
+    return report
+
+
+@pytest.fixture
+def deploy_copy(tmp_path) -> Path:
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("__pycache__", ".env", "secrets"))
+    return copy
+
+
+# --- one source, no drift -----------------------------------------------------------------------
+
+def test_every_platform_runs_the_procfiles_commands():
+    assert set(procfile_commands(DEPLOY)) == PROCESSES
+    assert drift(DEPLOY) == {}
+
+
+def test_a_command_changed_on_one_platform_is_reported_as_drift(deploy_copy):
+    dispatch = deploy_copy / "kubernetes" / "dispatch.yaml"
+    dispatch.write_text(dispatch.read_text().replace("--concurrency, '8'", "--concurrency, '4'"))
+    worker = deploy_copy / "systemd" / "consortium-worker.service"
+    worker.write_text(worker.read_text().replace("--loglevel INFO", "--loglevel DEBUG"))
+    (deploy_copy / "systemd" / "consortium-media.service").unlink()
+
+    report = drift(deploy_copy)
+
+    assert set(report) == {"kubernetes", "systemd"}
+    assert set(report["kubernetes"]) == {"dispatch"} and set(report["systemd"]) == {"worker", "media"}
+
+
+def test_a_process_added_to_the_procfile_alone_is_reported_as_drift(deploy_copy):
+    with (deploy_copy / "Procfile").open("a") as procfile:
+        procfile.write("extra: celery --app consortium worker --queues extra\n")
+
+    assert set(drift(deploy_copy)) == {"compose", "kubernetes", "systemd"}
+
+
+def test_the_files_are_what_the_generator_writes_from_the_procfile():
+    assert generate.stale() == []
+
+
+def test_a_hand_edit_or_a_procfile_change_without_regenerating_is_reported(deploy_copy):
+    assert generate.stale(deploy_copy) == []
+    compose = deploy_copy / "compose.yaml"
+    compose.write_text(compose.read_text().replace("interval: 60s", "interval: 61s", 1))
+    procfile = deploy_copy / "Procfile"
+    procfile.write_text(procfile.read_text().replace("beat --loglevel INFO", "beat --loglevel WARNING"))
+    (deploy_copy / "kubernetes" / "retired.yaml").write_text("kind: ConfigMap\n")
+
+    stale = generate.stale(deploy_copy)
+
+    assert stale == ["compose.yaml: differs", "kubernetes/beat.yaml: differs",
+                     "systemd/consortium-beat.service: differs", "kubernetes/retired.yaml: not generated any more"]
+    generate.write(deploy_copy)
+    assert generate.stale(deploy_copy) == []
+    assert drift(deploy_copy) == {}
+    assert kubernetes_commands(deploy_copy)["beat"][-1] == "WARNING"
+
+
+def test_a_procfile_process_without_a_size_is_refused(deploy_copy):
+    with (deploy_copy / "Procfile").open("a") as procfile:
+        procfile.write("extra: celery --app consortium worker --queues extra\n")
+
+    with pytest.raises(ValueError, match="extra"):
+        generate.render(deploy_copy)
+
+
+def test_migrations_run_the_same_command_everywhere():
+    services = compose_file(DEPLOY)["services"]
+    (job,) = [doc for doc in manifests(DEPLOY).values() if doc["kind"] == "Job"]
+    unit = systemd_unit(DEPLOY / "systemd" / "consortium-migrate.service")
+
+    assert services["migrate"]["command"] == MIGRATE
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == MIGRATE
+    assert exec_start(unit) == MIGRATE and unit["Service"]["Type"] == "oneshot"
+    makefile = (DEPLOY.parent / "Makefile").read_text()
+    assert f"$(BIN)/{shlex.join(MIGRATE)}" in makefile
+
+
+# --- Kubernetes ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_passes_the_kubernetes_schema_strictly(version):
+    found = manifests(DEPLOY)
+    assert {doc["kind"] for doc in found.values()} == {"ConfigMap", "Deployment", "Job", "Service"}
+    for name, document in found.items():
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{name} against Kubernetes {version}: {error.message} at {list(error.path)}")
+
+
+def test_the_schema_check_rejects_a_broken_manifest():
+    """The validation above is only as good as its ability to say no."""
+    web = deployments(DEPLOY)["web"]
+    broken = yaml.safe_load(yaml.safe_dump(web))
+    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["paht"] = "/healthz"
+    misnamed = yaml.safe_load(yaml.safe_dump(web))
+    misnamed["spec"]["replicas"] = "two"
+
+    for document in (broken, misnamed):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(document, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def test_the_kustomization_applies_every_manifest():
+    kustomization = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
+    files = {path.name for path in (DEPLOY / "kubernetes").glob("*.yaml")} - {"kustomization.yaml"}
+
+    assert set(kustomization["resources"]) == files
+
+
+def test_web_is_probed_on_healthz_and_readyz_and_served_by_the_service():
+    web = deployments(DEPLOY)["web"]
+    container = main_container(web)
+    (service,) = [doc for doc in manifests(DEPLOY).values() if doc["kind"] == "Service"]
+
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert service["spec"]["selector"] == web["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["ports"][0]["targetPort"] in {port["name"] for port in container["ports"]}
+
+
+def test_beat_is_a_single_replica_replaced_never_rolled():
+    beat = deployments(DEPLOY)["beat"]
+
+    assert beat["spec"]["replicas"] == 1 and beat["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_every_pod_has_resources_secrets_the_key_file_and_waits_for_migrations():
+    for name, doc in [*deployments(DEPLOY).items(), ("migrate", next(
+            d for d in manifests(DEPLOY).values() if d["kind"] == "Job"))]:
+        pod = doc["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert {"cpu", "memory"} <= container["resources"]["requests"].keys(), name
+        assert {"cpu", "memory"} <= container["resources"]["limits"].keys(), name
+        from_secret = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in container["env"]}
+        assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "WEBHOOK_SECRET_KEYS",
+                "METRICS_TOKEN"} <= from_secret.keys(), name
+        settings = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]
+        key_file = Path(settings["CONSORTIUM_SIGNING_KEY_FILE"])
+        mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        key_volume = next(n for n, path in mounts.items() if Path(path) == key_file.parent)
+        assert volumes[key_volume]["secret"]["items"][0]["path"] == key_file.name, name
+        if name != "migrate":
+            (init,) = pod["initContainers"]
+            assert init["command"] == ["python", "manage.py", "migrate", "--check"], name
+    assert {doc["metadata"]["labels"]["app.kubernetes.io/component"] for doc in manifests(DEPLOY).values()
+            if doc["kind"] == "Deployment"} == PROCESSES
+
+
+def test_celery_workers_are_pinged_under_their_own_node_name():
+    for name, argv in procfile_commands(DEPLOY).items():
+        probe = main_container(deployments(DEPLOY)[name]).get("livenessProbe", {}).get("exec")
+        if argv[:1] == ["celery"] and "worker" in argv:
+            node = argv[argv.index("--hostname") + 1] if "--hostname" in argv else "celery@%h"
+            assert f'--destination {node.replace("%h", chr(34) + "$HOSTNAME" + chr(34))} ' in probe["command"][-1]
+        else:
+            assert probe is None, name
+
+
+# --- compose ------------------------------------------------------------------------------------
+
+def test_compose_runs_every_process_after_migrations_with_health_checks():
+    compose = compose_file(DEPLOY)
+    services = compose["services"]
+    assert set(services) == PROCESSES | {"postgres", "redis", "migrate"}
+    assert set(compose_commands(DEPLOY)) == PROCESSES
+
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert services["migrate"]["restart"] == "no"
+    for name in PROCESSES:
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+        assert services[name]["restart"] == "unless-stopped", name
+        assert "container_name" not in services[name]  # `docker compose up --scale worker=3` works
+    for name, service in services.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, name
+            wanted = condition["condition"]
+            assert wanted in {"service_started", "service_healthy", "service_completed_successfully"}, name
+            if wanted == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{name} waits on {dependency}, which has no check"
+    for name in {"postgres", "redis", "web", "worker", "dispatch", "deliver", "media"}:
+        assert services[name]["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}, name
+    assert any("/readyz" in part for part in services["web"]["healthcheck"]["test"])
+    assert [port for name in services for port in services[name].get("ports", [])] == ["127.0.0.1:8000:8000"]
+
+
+def test_compose_declares_every_secret_and_volume_it_uses():
+    compose = compose_file(DEPLOY)
+    for name, service in compose["services"].items():
+        assert set(service.get("secrets", [])) <= set(compose["secrets"]), name
+        named = {volume.split(":")[0] for volume in service.get("volumes", []) if not volume.startswith((".", "/"))}
+        assert named <= set(compose["volumes"]), name
+    environment = compose["services"]["web"]["environment"]
+    for secret, (variable, path) in generate.COMPOSE_SECRETS.items():
+        assert environment[variable] == f"/run/secrets/{secret}" and compose["secrets"][secret]["file"] == path
+    assert environment["DATABASE_URL"].startswith("postgres://") and environment["CELERY_BROKER_URL"].startswith("redis://")
+
+
+# --- systemd ------------------------------------------------------------------------------------
+
+def test_systemd_runs_each_process_after_migrations_and_beat_on_one_host_only():
+    target = systemd_unit(DEPLOY / "systemd" / "consortium.target")
+    wanted = set(target["Unit"]["Wants"].split())
+
+    assert wanted == {f"consortium-{name}.service" for name in PROCESSES - {"beat"}}
+    for name in PROCESSES:
+        unit = systemd_unit(DEPLOY / "systemd" / f"consortium-{name}.service")
+        assert "consortium-migrate.service" in unit["Unit"]["Requires"].split(), name
+        assert "consortium-migrate.service" in unit["Unit"]["After"].split(), name
+        assert unit["Service"]["Restart"] == "always" and unit["Service"]["User"] == "consortium", name
+        assert unit["Service"]["WorkingDirectory"] == "/opt/consortium", name  # gunicorn reads ./gunicorn.conf.py
+    beat = systemd_unit(DEPLOY / "systemd" / "consortium-beat.service")
+    assert beat["Install"]["WantedBy"] == "multi-user.target"  # enabled by hand, on one host
