@@ -22,7 +22,7 @@ from consortium_client.keys import generate_private_key, private_key_to_pem
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-QUEUES = ("sweep", "priority", "verify", "publish", "default", "deliver_priority", "deliver")
+QUEUES = ("sweep", "priority", "verify", "publish", "default", "deliver_priority", "deliver", "media")
 
 
 def procfile() -> dict[str, list[str]]:
