@@ -1,5 +1,5 @@
-"""Synthetic H.264 videos, encoded with PyAV, for tests and benchmarks: a moving pattern whose
-frames differ, so each frame hashes on its own."""
+"""Synthetic H.264 videos, encoded with PyAV, for tests and benchmarks: a window panning across a
+large picture, so that every frame differs (and hashes on its own) and encoding stays cheap."""
 
 from __future__ import annotations
 
@@ -13,17 +13,20 @@ def write_video(path: Path, *, seconds: float, width: int, height: int, fps: int
     import av
 
     partial = path.with_suffix(".partial.mp4")
-    y, x = np.mgrid[0:height, 0:width]
-    base = ((x // 16 + y // 16) % 2 * 160 + 40).astype(np.uint8)
+    y, x = np.mgrid[0 : 2 * height, 0 : 2 * width].astype(np.float32)
+    picture = np.stack([
+        127 + 120 * np.sin(x / 37) * np.cos(y / 23),
+        127 + 120 * np.sin((x + y) / 51),
+        ((x // 48 + y // 48) % 2) * 180 + 40,
+    ], axis=2).astype(np.uint8)
     with av.open(str(partial), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "28"}
+        stream.options = {"preset": "ultrafast", "crf": "30"}
         for number in range(int(seconds * fps)):
-            shift = number * 3
-            plane = np.roll(base, (shift % height, (shift * 2) % width), axis=(0, 1))
-            rgb = np.stack([plane, np.roll(plane, number % 37, axis=1), 255 - plane], axis=2)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            top, left = (number * 3) % height, (number * 5) % width
+            window = np.ascontiguousarray(picture[top : top + height, left : left + width])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(window, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -32,5 +35,5 @@ def write_video(path: Path, *, seconds: float, width: int, height: int, fps: int
 
 
 def cached_video(folder: Path, *, seconds: float, width: int, height: int, fps: int = 30) -> Path:
-    path = folder / f"pattern-{width}x{height}-{fps}fps-{seconds:g}s.mp4"
+    path = folder / f"pan-{width}x{height}-{fps}fps-{seconds:g}s.mp4"
     return path if path.exists() else write_video(path, seconds=seconds, width=width, height=height, fps=fps)
