@@ -60,7 +60,7 @@ def media_job_create(*, member: Member, upload: Any) -> MediaJob:
     limit = settings.MEDIA_JOB_MAX_PER_MEMBER
     with transaction.atomic():
         # One member's requests take turns here, so two at once cannot both pass the limit.
-        Member.objects.select_for_update().filter(pk=member.pk).exists()
+        Member.objects.select_for_update().only("pk").get(pk=member.pk)
         active = MediaJob.objects.filter(owner=member, state__in=MediaJob.ACTIVE).count()
         if active >= limit:
             raise TooManyRequests(
