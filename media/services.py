@@ -124,8 +124,9 @@ def _held(job_id: uuid.UUID, lease: uuid.UUID):
 def media_job_run(*, job_id: uuid.UUID | str) -> None:
     """Hash a queued job's file, unless another attempt holds it or it is finished."""
     # The client's hasher, as POST hash/ and `consortium hash` use: PyAV and pdqhash load only here.
-    from consortium_client.media import MediaError, hash_media
+    from consortium_client.media import MediaError, hash_media, video_supported
 
+    video_supported()  # loads PyAV now: an attempt's first heartbeat, after its first frame, is not late for it
     lease, now = uuid.uuid4(), timezone.now()
     claimed = MediaJob.objects.filter(pk=job_id, state=MediaJob.State.QUEUED).update(
         state=MediaJob.State.RUNNING, lease=lease, attempts=F("attempts") + 1, progress=0.0,

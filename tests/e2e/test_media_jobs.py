@@ -54,14 +54,14 @@ def test_a_media_worker_killed_mid_job_is_replaced_and_the_job_never_lost_nor_st
         stack, actor_factory, long_video, tmp_path, attempts, outcome):
     alice = actor_factory("alice")
     stack.overrides.update({"MEDIA_JOB_MAX_ATTEMPTS": str(attempts), "MEDIA_JOB_HEARTBEAT_SECONDS": "0.05",
-                            "MEDIA_JOB_LEASE_SECONDS": "2", "MEDIA_JOB_SWEEP_SECONDS": "1"})
+                            "MEDIA_JOB_LEASE_SECONDS": "10", "MEDIA_JOB_SWEEP_SECONDS": "1"})
     stack.start("web", "worker", "beat", "media")
     stack.wait_for_web()
     job_files = stack.workdir / "var" / "media-jobs"
 
     api = ConsortiumClient(stack.base_url, alice.token)
     job_id = api.hash_job_start(long_video)["id"]
-    wait_until(lambda: caught_running(job_id), timeout=120, interval=0.02, what="the media worker to start the job")
+    wait_until(lambda: caught_running(job_id), timeout=300, interval=0.02, what="the media worker to start the job")
     try:
         stack.kill("media")
     finally:
@@ -70,7 +70,7 @@ def test_a_media_worker_killed_mid_job_is_replaced_and_the_job_never_lost_nor_st
     assert (job_files / f"{job_id}.media").exists()
 
     stack.start("media")
-    wait_until(lambda: api.hash_job(job_id)["state"] in ("done", "failed"), timeout=180, what="the job to finish")
+    wait_until(lambda: api.hash_job(job_id)["state"] in ("done", "failed"), timeout=600, what="the job to finish")
 
     body = api.hash_job(job_id)
     assert body["state"] == outcome, body["error"]
