@@ -124,6 +124,7 @@ INSTALLED_APPS = [
     "transparency",
     "taxii",
     "ops",
+    "media",
 ]
 
 MIDDLEWARE = [
@@ -358,6 +359,27 @@ MEDIA_MAX_VIDEO_SECONDS = env_int("MEDIA_MAX_VIDEO_SECONDS", 60)
 MEDIA_VPDQ_SECONDS_PER_HASH = float(env("MEDIA_VPDQ_SECONDS_PER_HASH", "0"))  # 0: every frame, as vpdq does
 FILE_UPLOAD_TEMP_DIR = None  # uploads past 2.5 MB go to the system's temporary folder and are deleted after the request
 
+# --- Media hashing jobs (media/): long videos, hashed on the `media` queue, not within a request ----
+# An upload is written straight to MEDIA_JOB_DIR (on the disk of CONSORTIUM_VAR_DIR, which the web
+# processes and the media workers must share) and deleted once hashed or failed.
+MEDIA_JOB_DIR = VAR_DIR / "media-jobs"
+MEDIA_JOB_MAX_VIDEO_SECONDS = env_int("MEDIA_JOB_MAX_VIDEO_SECONDS", 14400)
+MEDIA_JOB_RETENTION_HOURS = env_int("MEDIA_JOB_RETENTION_HOURS", 24)  # a finished job's answer, then it is deleted
+MEDIA_JOB_MAX_PER_MEMBER = env_int("MEDIA_JOB_MAX_PER_MEMBER", 4)  # queued and running at once (429 beyond)
+# A running job writes its progress and a heartbeat this often; one silent for MEDIA_JOB_LEASE_SECONDS
+# lost its worker, and the sweep runs it again (MEDIA_JOB_MAX_ATTEMPTS in all) or fails it.
+MEDIA_JOB_HEARTBEAT_SECONDS = float(env("MEDIA_JOB_HEARTBEAT_SECONDS", "5"))
+MEDIA_JOB_LEASE_SECONDS = env_int("MEDIA_JOB_LEASE_SECONDS", 60)
+MEDIA_JOB_MAX_ATTEMPTS = env_int("MEDIA_JOB_MAX_ATTEMPTS", 2)
+# A queued job whose message was lost (a broker restart) is queued again after this long.
+MEDIA_JOB_REQUEUE_SECONDS = env_int("MEDIA_JOB_REQUEUE_SECONDS", 900)
+MEDIA_JOB_TIME_LIMIT_SECONDS = env_int("MEDIA_JOB_TIME_LIMIT_SECONDS", 4 * 3600)  # one attempt, then `media_job_timeout`
+MEDIA_JOB_SWEEP_SECONDS = env_int("MEDIA_JOB_SWEEP_SECONDS", 15)
+if not 0 < MEDIA_JOB_HEARTBEAT_SECONDS < MEDIA_JOB_LEASE_SECONDS:
+    raise ImproperlyConfigured("MEDIA_JOB_HEARTBEAT_SECONDS must be positive and below MEDIA_JOB_LEASE_SECONDS.")
+if MEDIA_JOB_MAX_ATTEMPTS < 1 or MEDIA_JOB_MAX_PER_MEMBER < 1:
+    raise ImproperlyConfigured("MEDIA_JOB_MAX_ATTEMPTS and MEDIA_JOB_MAX_PER_MEMBER must be at least 1.")
+
 # --- Pipeline -------------------------------------------------------------------------------------
 VERIFY_CHUNK_SIZE = env_int("VERIFY_CHUNK_SIZE", 250)
 PUBLISH_BATCH_SIZE = env_int("PUBLISH_BATCH_SIZE", 500)
@@ -500,21 +522,25 @@ if CELERY_TASK_TIME_LIMIT >= CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_tim
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 0) or None  # None: one process per core
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every queue, in the order a worker takes from them: a worker started with no --queues consumes
-# them all, recovery and incident work first and webhook batches last; deploy/Procfile splits them
-# across processes instead.
+# them all, recovery and incident work first, then webhook batches, then media jobs (which take
+# minutes each); deploy/Procfile splits them across processes instead.
 CELERY_TASK_QUEUES = [
     Queue(name, Exchange(name), routing_key=name)
-    for name in ("sweep", "priority", "verify", "publish", "default", "deliver_priority", "deliver")
+    for name in ("sweep", "priority", "verify", "publish", "default", "deliver_priority", "deliver", "media")
 ]
 CELERY_TASK_ROUTES = {
     "hashes.tasks.sweep_pipeline": {"queue": "sweep"},
     "hashes.tasks.verify_statements": {"queue": "verify"},
     "hashes.tasks.publish_verified": {"queue": "publish"},
+    "media.tasks.run_media_job": {"queue": "media"},
+    "media.tasks.sweep_media_jobs": {"queue": "sweep"},
 }
 CELERY_BEAT_SCHEDULE = {
     # Expires: sweeps that queue up while workers are down or busy are dropped, not run back to back.
     "sweep-pipeline": {"task": "hashes.tasks.sweep_pipeline", "schedule": float(SWEEP_INTERVAL_SECONDS),
                        "options": {"expires": float(SWEEP_INTERVAL_SECONDS)}},
+    "sweep-media-jobs": {"task": "media.tasks.sweep_media_jobs", "schedule": float(MEDIA_JOB_SWEEP_SECONDS),
+                         "options": {"expires": float(MEDIA_JOB_SWEEP_SECONDS)}},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

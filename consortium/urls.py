@@ -9,6 +9,7 @@ from .api.views import not_found
 api_v1 = [
     path("", include("members.urls")),
     path("", include("hashes.urls")),
+    path("", include("media.urls")),
     path("", include("distribution.urls")),
     path("", include("transparency.urls")),
 ]

@@ -302,6 +302,8 @@ SCOPES: dict[str, dict[str, str | None]] = {
     "api/v1/stats/": {"GET": "read"},
     "api/v1/match/": {"POST": "match"},
     "api/v1/hash/": {"POST": "match"},
+    "api/v1/hash/jobs/": {"POST": "match"},
+    "api/v1/hash/jobs/<uuid:job_id>/": {"GET": "match"},
     "api/v1/subscriptions/": {"GET": "subscribe", "POST": "subscribe"},
     "api/v1/subscriptions/<uuid:subscription_id>/": {"GET": "subscribe", "PATCH": "subscribe", "DELETE": "subscribe"},
     "api/v1/subscriptions/<uuid:subscription_id>/test/": {"POST": "subscribe"},

@@ -41,6 +41,7 @@ FEEDBACK_REASONS = ("not_tvec", "wrong_label", "newsworthy", "counter_speech", "
 FINAL_STATES = ("published", "rejected")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _TYPED_VALUE = re.compile(r"(pdq|md5|sha256|vpdq|hash):(.+)", re.IGNORECASE)
+JOB_POLL_SECONDS = 1.0
 
 
 class Parser(argparse.ArgumentParser):
@@ -212,11 +213,25 @@ def hash_file(path: str, seconds_per_hash: float = 0.0) -> list[dict[str, Any]]:
         raise CommandError(exc.code, f"{path}: {exc.message}", details=exc.details) from None
 
 
+def hash_on_server(args: argparse.Namespace, path: str) -> list[dict[str, Any]]:
+    """The signals of a file hashed by the server as a job (POST hash/jobs/), waited for."""
+    if not is_file(path):
+        raise CommandError("input_not_found", f"{path}: no such file.")
+    client = api(args)
+    job = client.hash_job_start(Path(path))
+    while job["state"] in ("queued", "running"):
+        time.sleep(JOB_POLL_SECONDS)
+        job = client.hash_job(job["id"])
+    if job["state"] != "done":
+        raise CommandError(job["error"]["code"], f"{path}: {job['error']['message']}")
+    return job["signals"]
+
+
 def cmd_hash(args: argparse.Namespace, out: Output) -> int:
     failed = 0
     for path in args.files:
         try:
-            signals = hash_file(path, args.seconds_per_hash)
+            signals = hash_on_server(args, path) if args.job else hash_file(path, args.seconds_per_hash)
         except CommandError as exc:
             if exc.code == "media_unavailable":
                 raise
@@ -637,6 +652,8 @@ def build_parser() -> Parser:
     hash_.add_argument("files", nargs="+", metavar="FILE")
     hash_.add_argument("--seconds-per-hash", type=float, default=0.0,
                        help="hash a video frame every this many seconds (default 0: every frame, as the server)")
+    hash_.add_argument("--job", action="store_true",
+                       help="have the server hash the files instead (POST hash/jobs/, for long videos), and wait")
 
     submit = command("submit", cmd_submit, "sign and submit hash statements from media files, directories, or "
                      "CSV/JSONL files of hashes; resumable, never submits anything twice")

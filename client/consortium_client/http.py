@@ -8,6 +8,8 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 
@@ -40,12 +42,16 @@ class ConsortiumClient:
             self._headers["Authorization"] = f"Bearer {token}"
         self._opener = urllib.request.build_opener(NoRedirect)
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        data = None
+    def request(self, method: str, path: str, body: Any = None, *, upload: Path | None = None) -> Any:
+        """`body` is sent as JSON; `upload`, a file, as the multipart field `file`, read as it is sent."""
+        data: Any = None
         headers = dict(self._headers)
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
+        elif upload is not None:
+            data, length, headers["Content-Type"] = _multipart_file(upload)
+            headers["Content-Length"] = str(length)
         request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers)
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
@@ -93,6 +99,13 @@ class ConsortiumClient:
             body["exclude_disputed"] = True
         return self.request("POST", "/api/v1/match/", body)
 
+    def hash_job_start(self, path: Path) -> dict[str, Any]:
+        """Start hashing a file on the server (POST hash/jobs/): for videos too long to hash in a request."""
+        return self.request("POST", "/api/v1/hash/jobs/", upload=path)
+
+    def hash_job(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/hash/jobs/{urllib.parse.quote(str(job_id), safe='')}/")
+
     def feed(self, after: int = 0, limit: int = 100) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/feed/?after={int(after)}&limit={int(limit)}")
 
@@ -104,6 +117,24 @@ class ConsortiumClient:
             after = page["next_after"]
             if not page["has_more"]:
                 return
+
+
+def _multipart_file(path: Path, chunk: int = 1 << 20) -> tuple[Iterator[bytes], int, str]:
+    """A multipart/form-data body holding one file, produced chunk by chunk: its parts, length and type."""
+    boundary = uuid.uuid4().hex
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="upload"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = path.stat().st_size
+
+    def parts() -> Iterator[bytes]:
+        yield head
+        with path.open("rb") as handle:
+            while block := handle.read(chunk):
+                yield block
+        yield tail
+
+    return parts(), len(head) + size + len(tail), f"multipart/form-data; boundary={boundary}"
 
 
 def _seconds(value: str | None) -> float | None:

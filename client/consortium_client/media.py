@@ -26,7 +26,7 @@ import os
 import queue
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -219,6 +219,7 @@ FRAME_HASH_MAX_PIXELS = 1920 * 1080
 _FRAMES_AHEAD = 2
 _DECODER_THREADS = 2
 Source = bytes | str | os.PathLike[str]
+Progress = Callable[[float], None]
 
 # ISO base media (MP4, MOV, 3GP) also wraps still images; these brands are images.
 _IMAGE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"mif2"}
@@ -237,13 +238,15 @@ def hash_media(
     max_frame_pixels: int = MAX_FRAME_PIXELS,
     max_video_seconds: float | None = None,
     seconds_per_hash: float = 0.0,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """Signals for an image or a video, in the statement wire shape.
 
     Images give `{"type": "pdq", "value", "quality"}`, videos `{"type": "vpdq", "frames": [...]}`;
     both are followed by `md5` and `sha256` of the exact bytes. `max_pixels` bounds an image,
     `max_frame_pixels` a video frame. `seconds_per_hash` 0 hashes every frame, as vpdq's own tool does by
-    default. Raises MediaError: media_too_large, media_too_long, media_unreadable,
+    default. `progress`, if given, is called with the share of a video decoded so far (0..1) after
+    each hashed frame. Raises MediaError: media_too_large, media_too_long, media_unreadable,
     media_unsupported, or video_unsupported when PyAV is missing.
     """
     size = len(source) if isinstance(source, (bytes, bytearray)) else _file_size(source)
@@ -255,7 +258,8 @@ def hash_media(
         raise MediaError(MEDIA_UNREADABLE, "The file is empty.")
     if media_kind(_head(source)) == "video":
         frames = hash_video(
-            source, max_pixels=max_frame_pixels, max_seconds=max_video_seconds, seconds_per_hash=seconds_per_hash
+            source, max_pixels=max_frame_pixels, max_seconds=max_video_seconds, seconds_per_hash=seconds_per_hash,
+            progress=progress,
         )
         perceptual: dict[str, Any] = {"type": "vpdq", "frames": frames}
     else:
@@ -320,10 +324,37 @@ def hash_video(
     max_pixels: int = MAX_PIXELS,
     max_seconds: float | None = None,
     seconds_per_hash: float = 0.0,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """vPDQ frames `{"i", "t", "pdq", "q"}` of a video's first video stream.
 
     `max_pixels` bounds the declared frame size: larger videos are refused before a frame is decoded.
+    """
+    frames = []
+    for frame, done in iter_video_frames(
+        source, max_pixels=max_pixels, max_seconds=max_seconds, seconds_per_hash=seconds_per_hash
+    ):
+        frames.append(frame)
+        if progress is not None:
+            progress(done)
+    if not frames:
+        raise MediaError(MEDIA_UNREADABLE, "The video has no frames.")
+    return frames
+
+
+def iter_video_frames(
+    source: Source,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_seconds: float | None = None,
+    seconds_per_hash: float = 0.0,
+) -> Iterator[tuple[dict[str, Any], float]]:
+    """`hash_video`'s frames one at a time, each with the share of the video decoded so far (0..1,
+    estimated from the declared duration; 0 while that is unknown).
+
+    Memory stays the same however long the video: a few decoded frames are in flight and nothing
+    is kept between frames, so a caller that writes frames away as they come hashes hours of video
+    in the memory a second takes. The container is closed when the iteration ends or is abandoned.
     """
     if seconds_per_hash < 0:
         raise ValueError("seconds_per_hash must not be negative")
@@ -361,14 +392,13 @@ def hash_video(
         if not rate:
             raise MediaError(MEDIA_UNREADABLE, "The video's frame rate is unknown.")
         fps = float(rate)
-        if max_seconds is not None:
-            declared = _declared_seconds(container, stream)
-            if declared is not None and declared > max_seconds:
-                raise MediaError(
-                    MEDIA_TOO_LONG,
-                    f"The video lasts {declared:.1f} s; at most {max_seconds:g} s are accepted.",
-                    {"max_seconds": max_seconds},
-                )
+        declared = _declared_seconds(container, stream)
+        if max_seconds is not None and declared is not None and declared > max_seconds:
+            raise MediaError(
+                MEDIA_TOO_LONG,
+                f"The video lasts {declared:.1f} s; at most {max_seconds:g} s are accepted.",
+                {"max_seconds": max_seconds},
+            )
         every = max(1, int(seconds_per_hash * fps))
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = _DECODER_THREADS
@@ -376,13 +406,11 @@ def hash_video(
         decoded = _rgb_frames(
             av, container, stream, fps=fps, every=every, max_seconds=max_seconds, max_pixels=max_pixels
         )
-        frames = []
         for number, pixels in _ahead(decoded, depth=_FRAMES_AHEAD):
             pdq = hash_rgb(pixels)
-            frames.append({"i": number, "t": round(number / fps, 3), "pdq": pdq.value, "q": pdq.quality})
-    if not frames:
-        raise MediaError(MEDIA_UNREADABLE, "The video has no frames.")
-    return frames
+            seconds = number / fps
+            done = min(1.0, seconds / declared) if declared else 0.0
+            yield {"i": number, "t": round(seconds, 3), "pdq": pdq.value, "q": pdq.quality}, done
 
 
 def _rgb_frames(

@@ -44,7 +44,7 @@ FORBIDDEN_CODES = ["member_suspended", "insufficient_scope"]
 NOT_FOUND_CODES = ["not_found"]
 CONFLICT_CODES = ["key_exists", "kid_taken", "subscription_limit_reached", "paused_by_admin", "test_in_flight"]
 TOO_LARGE_CODES = ["request_too_large", "too_many_statements", "media_too_large"]
-TOO_MANY_REQUESTS_CODES = ["throttled", "quota_exceeded"]
+TOO_MANY_REQUESTS_CODES = ["throttled", "quota_exceeded", "media_jobs_limit"]
 
 ERROR_CODES: dict[int, list[str]] = {
     400: BAD_REQUEST_CODES, 401: UNAUTHORIZED_CODES, 403: FORBIDDEN_CODES, 404: NOT_FOUND_CODES,
@@ -59,7 +59,8 @@ ERROR_DESCRIPTIONS = {
     409: "The request conflicts with the current state.",
     413: "The request is too large: the body (`details.max_bytes`), the number of statements (`details.max`) "
          "or an uploaded file (`details.max_bytes`).",
-    429: "Too many requests: try again after `Retry-After` seconds (also `details.retry_after_seconds`).",
+    429: "Too many requests, or too many media jobs queued or running (`media_jobs_limit`): try again after "
+         "`Retry-After` seconds (also `details.retry_after_seconds`).",
 }
 
 def error_serializer(status: int) -> type[serializers.Serializer]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from tests.media.videos import write_video
 from tests.signals.vectors import VECTORS, csv_rows, requires_vectors, requires_video
 
 
@@ -88,3 +89,18 @@ def test_a_file_that_is_no_media_fails_with_the_servers_code_and_the_others_stil
     [line] = done.lines
     assert line["file"] == str(image) and [s["type"] for s in line["signals"]] == ["pdq", "md5", "sha256"]
 
+
+
+@requires_video
+def test_hash_job_prints_exactly_what_hashing_here_prints(cli, alice, tmp_path):
+    video = write_video(tmp_path / "clip.mp4", seconds=2, width=160, height=120)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a video")
+
+    on_server, here = cli(alice, "hash", "--job", str(video)), cli(alice, "hash", str(video))
+    refused = cli(alice, "--json", "hash", "--job", str(text))
+
+    assert on_server.code == 0, on_server.stderr
+    assert on_server.json == here.json
+    assert len(on_server.json["signals"][0]["frames"]) == 60
+    assert (refused.code, refused.error["code"]) == (1, "media_unreadable")  # as for a file hashed here

@@ -16,7 +16,7 @@ def stack(tmp_path, transactional_db, django_db_serialized_rollback):
         yield live
     finally:
         live.stop()
-        for name in ("web", "worker", "beat", "worker2"):
+        for name in ("web", "worker", "beat", "worker2", "media"):
             log = live.logs(name)
             if log:
                 print(f"----- {name} log (tail) -----\n{log}")

@@ -22,7 +22,7 @@ from deploy.generate import read_procfile
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-QUEUES = ("sweep", "priority", "verify", "publish", "default", "deliver_priority", "deliver")
+QUEUES = ("sweep", "priority", "verify", "publish", "default", "deliver_priority", "deliver", "media")
 
 
 def procfile() -> dict[str, list[str]]:
