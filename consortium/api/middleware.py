@@ -35,8 +35,8 @@ class DatabaseUnavailableMiddleware:
         # connection slot). InterfaceError: a connection already closed under the request.
         if not isinstance(exception, (OperationalError, InterfaceError)):
             return None
-        logger.warning("Database unavailable for %s %s: %s", request.method, request.path,
-                       str(exception).strip().splitlines()[0] if str(exception).strip() else type(exception).__name__)
+        cause = (str(exception).strip().splitlines() or [type(exception).__name__])[0]
+        logger.warning("Database unavailable for %s %s: %s", request.method, request.path, cause)
         details = {"retry_after_seconds": RETRY_AFTER_SECONDS}
         if is_taxii_path(request.path):
             response = taxii_error(503, CODE, MESSAGE, details)
