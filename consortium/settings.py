@@ -138,6 +138,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A database that cannot be reached answers 503 database_unavailable with Retry-After, not 500.
+    "consortium.api.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "consortium.urls"
@@ -260,7 +262,7 @@ SPECTACULAR_SETTINGS = {
         **{f"{name}Code": f"consortium.api.openapi.{constant}_CODES" for name, constant in (
             ("BadRequest", "BAD_REQUEST"), ("Unauthorized", "UNAUTHORIZED"), ("Forbidden", "FORBIDDEN"),
             ("NotFound", "NOT_FOUND"), ("Conflict", "CONFLICT"), ("TooLarge", "TOO_LARGE"),
-            ("TooManyRequests", "TOO_MANY_REQUESTS"))},
+            ("TooManyRequests", "TOO_MANY_REQUESTS"), ("ServiceUnavailable", "SERVICE_UNAVAILABLE"))},
         "SignalTypeEnum": "hashes.schemas.SIGNAL_TYPES",
         "StatementKindEnum": "hashes.schemas.STATEMENT_KINDS",
         "StatementStateEnum": "hashes.schemas.STATEMENT_STATES",

@@ -45,10 +45,11 @@ NOT_FOUND_CODES = ["not_found"]
 CONFLICT_CODES = ["key_exists", "kid_taken", "subscription_limit_reached", "paused_by_admin", "test_in_flight"]
 TOO_LARGE_CODES = ["request_too_large", "too_many_statements", "media_too_large"]
 TOO_MANY_REQUESTS_CODES = ["throttled", "quota_exceeded", "media_jobs_limit"]
+SERVICE_UNAVAILABLE_CODES = ["database_unavailable"]  # consortium/api/middleware.py
 
 ERROR_CODES: dict[int, list[str]] = {
     400: BAD_REQUEST_CODES, 401: UNAUTHORIZED_CODES, 403: FORBIDDEN_CODES, 404: NOT_FOUND_CODES,
-    409: CONFLICT_CODES, 413: TOO_LARGE_CODES, 429: TOO_MANY_REQUESTS_CODES,
+    409: CONFLICT_CODES, 413: TOO_LARGE_CODES, 429: TOO_MANY_REQUESTS_CODES, 503: SERVICE_UNAVAILABLE_CODES,
 }
 
 ERROR_DESCRIPTIONS = {
@@ -61,6 +62,8 @@ ERROR_DESCRIPTIONS = {
          "or an uploaded file (`details.max_bytes`).",
     429: "Too many requests, or too many media jobs queued or running (`media_jobs_limit`): try again after "
          "`Retry-After` seconds (also `details.retry_after_seconds`).",
+    503: "The database is unavailable for a moment (restarting, failing over); nothing was changed. Try again "
+         "after `Retry-After` seconds (also `details.retry_after_seconds`).",
 }
 
 def error_serializer(status: int) -> type[serializers.Serializer]:
@@ -96,6 +99,7 @@ class ErrorsAutoSchema(AutoSchema):
             statuses.append(404)
         if self.method in ("POST", "PUT", "PATCH"):
             statuses.append(413)
+        statuses.append(503)
         return sorted(statuses)
 
     def _get_request_body(self, direction: str = "request") -> dict[str, Any] | None:

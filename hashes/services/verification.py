@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any, Iterable
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from consortium.db import update_rows
@@ -256,22 +256,32 @@ def verify_one(statement: Statement, parsed: jws.ParsedJWS, ctx: Context) -> Ver
     return Verified(key=key, issued_at=issued_at, fields=checked["fields"], labels=checked["labels"])
 
 
+UNAVAILABLE = (OperationalError, InterfaceError)
+
+
 def statements_verify(*, ids: Iterable[str]) -> int:
     """Verify the received statements among `ids`; returns how many it settled (verified or
     rejected).
 
     If writing a batch's results fails, the statements are verified one by one, so one statement
     the database cannot take never holds up the others; a statement that fails even alone is
-    rejected as `statement_unprocessable` instead of being retried for ever."""
+    rejected as `statement_unprocessable` instead of being retried for ever. A database that is
+    unavailable (OperationalError: restarting, connection lost; InterfaceError: connection closed)
+    is no statement's fault: that error goes up, the statements stay `received`, and the sweep
+    queues them again."""
     ids = list(ids)
     try:
         return verify_batch(ids)
+    except UNAVAILABLE:
+        raise
     except DatabaseError:
         logger.exception("Verification of a batch of %d failed; verifying one at a time.", len(ids))
     settled = 0
     for statement_id in ids:
         try:
             settled += verify_batch([statement_id])
+        except UNAVAILABLE:
+            raise
         except DatabaseError:
             logger.exception("Statement %s cannot be stored as verified; rejecting it.", statement_id)
             settled += Statement.objects.filter(id=statement_id, state=Statement.State.RECEIVED).update(

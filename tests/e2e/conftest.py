@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import os
+from typing import Iterator
+
 import pytest
 
-from .stack import Stack
+from . import pgcluster
+from .pgcluster import PrivateCluster
+from .stack import Stack, free_port
 
 
 @pytest.fixture
@@ -20,3 +25,21 @@ def stack(tmp_path, transactional_db, django_db_serialized_rollback):
             log = live.logs(name)
             if log:
                 print(f"----- {name} log (tail) -----\n{log}")
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PrivateCluster]:
+    """A PostgreSQL cluster of this run's own, which fault tests may restart; dropped when the run
+    ends, however it ends. Where none can be made the tests skip, except in CI (CI=true, or
+    CONSORTIUM_REQUIRE_PG_FAULTS=1, which .ci/run sets), where that is a failure."""
+    reason = pgcluster.unavailable()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true" or os.environ.get("CONSORTIUM_REQUIRE_PG_FAULTS") == "1":
+            pytest.fail(f"{reason}, and CI (CI=true or CONSORTIUM_REQUIRE_PG_FAULTS=1) requires the fault tests",
+                        pytrace=False)
+        pytest.skip(f"no private PostgreSQL cluster for the fault tests: {reason}")
+    cluster = PrivateCluster.create(port=free_port())
+    try:
+        yield cluster
+    finally:
+        cluster.drop()

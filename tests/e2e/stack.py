@@ -129,6 +129,14 @@ class Stack:
                 argv, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
 
+    def manage(self, *args: str) -> str:
+        """Run a manage.py command as an operator would, with the processes' environment; its output."""
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(), capture_output=True,
+                              text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"manage.py {args[0]} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        return done.stdout
+
     def kill(self, name: str) -> None:
         """SIGKILL the whole process group: the worker's parent and its pool children at once."""
         process = self.processes.pop(name)
