@@ -29,7 +29,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 from django.conf import settings
@@ -50,6 +50,15 @@ BUILD_SLICE = 50_000
 PARALLEL_FROM = 16
 # A snapshot that could not be written is tried again no sooner than this.
 ROTATE_RETRY_SECONDS = 60.0
+
+
+class Ready(NamedTuple):
+    """Indexes current to the feed's `seq`, and the snapshot file they map (None: private memory)."""
+
+    pdq: PdqIndex
+    frames: PdqIndex
+    seq: int
+    identity: tuple[int, int] | None
 
 
 class MatchIndexes:
@@ -96,27 +105,24 @@ class MatchIndexes:
         return self
 
     def _start(self) -> None:
-        built = found = None
+        mapped = built = None
         if settings.INDEX_SHARED:
-            found = self._usable_snapshot()
-            if found is None:
+            mapped = self._mapped_snapshot()
+            if mapped is None:
                 with snapshot_lock(blocking=True):
                     # Another process may have written one while this one waited for the lock.
-                    found = self._usable_snapshot()
-                    if found is None:
+                    mapped = self._mapped_snapshot()
+                    if mapped is None:
                         built = self._build()
-                        found = self._write_snapshot(built[0].freeze(), built[1].freeze(), built[2])
-        if found is not None:
-            built = self._from_snapshot(found)  # the private build, if any, is released here
-        elif built is None:
-            built = self._build()
-        pdq, frames, seq = built
-        self.applied_seq = self._catch_up(pdq, frames, seq)
+                        mapped = self._write_snapshot(built.pdq.freeze(), built.frames.freeze(), built.seq)
+        # A private build, if any, is released here when the snapshot written from it is mapped.
+        ready = mapped or built or self._build()
+        self.applied_seq = self._catch_up(ready.pdq, ready.frames, ready.seq)
         self.refreshed_at = time.monotonic()
-        self.pdq, self.frames = pdq, frames
-        self.snapshot_identity = found.identity if found is not None else None
+        self.pdq, self.frames = ready.pdq, ready.frames
+        self.snapshot_identity = ready.identity
 
-    def _build(self) -> tuple[PdqIndex, PdqIndex, int]:
+    def _build(self) -> Ready:
         """Private indexes read from the database, and the feed seq they are current from."""
         from .signals.index import PdqIndex  # numba compiles on import; only processes that match pay
 
@@ -140,17 +146,12 @@ class MatchIndexes:
             np.concatenate(frame_ids) if frame_ids else np.empty(0, np.int64),
             np.concatenate(frame_rows) if frame_rows else np.empty((0, 4), np.uint64),
         )
-        return pdq, frames_index, seq
+        return Ready(pdq, frames_index, seq, None)
 
-    def _from_snapshot(self, found: snapshot.Snapshot) -> tuple[PdqIndex, PdqIndex, int]:
+    def _mapped_snapshot(self) -> Ready | None:
+        """The host's snapshot, mapped, if it is whole and was written from this database as it is now."""
         from .signals.index import PdqIndex
 
-        # No merging in the background: folding the delta in is a new snapshot's job, done once a host.
-        pdq, frames = (PdqIndex.from_arrays(*found.indexes[name], auto_merge=False) for name in ("pdq", "frames"))
-        return pdq, frames, int(found.meta["seq"])
-
-    def _usable_snapshot(self) -> snapshot.Snapshot | None:
-        """The snapshot file mapped, if it is whole and was written from this database as it is now."""
         path = snapshot_path()
         if snapshot.file_identity(path) is None:
             return None
@@ -158,16 +159,14 @@ class MatchIndexes:
             found = snapshot.open_snapshot(path)
             problem = self._stale_because(found.meta)
             if problem is None:
-                from .signals.index import PdqIndex
-
-                for name in ("pdq", "frames"):
-                    PdqIndex.from_arrays(*found.indexes[name])
+                # No merging in the background: folding the delta in is a new snapshot's job, once a host.
+                pdq, frames = (PdqIndex.from_arrays(*found.indexes[name], auto_merge=False)
+                               for name in ("pdq", "frames"))
+                return Ready(pdq, frames, int(found.meta["seq"]), found.identity)
         except (snapshot.SnapshotError, KeyError, ValueError) as error:
             problem = str(error) or type(error).__name__
-        if problem is not None:
-            logger.warning("match index snapshot %s is not used (%s); it will be rebuilt", path, problem)
-            return None
-        return found
+        logger.warning("match index snapshot %s is not used (%s); it will be rebuilt", path, problem)
+        return None
 
     def _stale_because(self, meta: dict[str, Any]) -> str | None:
         if meta.get("database") != database_fingerprint():
@@ -184,7 +183,7 @@ class MatchIndexes:
             return "its newest hash is not this database's"
         return None
 
-    def _write_snapshot(self, pdq: FrozenIndex, frames: FrozenIndex, seq: int) -> snapshot.Snapshot | None:
+    def _write_snapshot(self, pdq: FrozenIndex, frames: FrozenIndex, seq: int) -> Ready | None:
         """Write these indexes as the host's snapshot and map it; None when it cannot be written."""
         path = snapshot_path()
         event = Event.objects.filter(seq=seq).values_list("event_id", flat=True).first() if seq else None
@@ -199,46 +198,54 @@ class MatchIndexes:
         except OSError as error:
             logger.warning("match index snapshot %s could not be written (%s); this process keeps its own", path, error)
             return None
-        return self._usable_snapshot()
+        return self._mapped_snapshot()
 
     def _maybe_follow_snapshot(self) -> None:
-        """Start mapping a newer snapshot, or writing one when the delta has grown past its bound."""
-        if not settings.INDEX_SHARED or (self._worker is not None and self._worker.is_alive()):
+        """Start mapping a newer snapshot, or writing one when the delta has grown past its bound or
+        the file has become unusable."""
+        if not settings.INDEX_SHARED or time.monotonic() < self._rotate_after:
+            return
+        if self._worker is not None and self._worker.is_alive():
             return
         changed = snapshot.file_identity(snapshot_path()) != self.snapshot_identity
         grown = self.pdq.delta_size + self.frames.delta_size > settings.INDEX_DELTA_MAX_ROWS
-        if changed or (grown and time.monotonic() >= self._rotate_after):
+        if changed or grown:
             self._worker = threading.Thread(
                 target=self._renew, args=(self._generation,), name="match-index-snapshot", daemon=True
             )
             self._worker.start()
 
     def _renew(self, generation: int) -> None:
+        path = snapshot_path()
         try:
-            found = None
-            with snapshot_lock(blocking=False) as locked:
-                if locked and snapshot.file_identity(snapshot_path()) == self.snapshot_identity:
-                    # Still the file this process maps, so no other process has folded the delta in yet.
-                    with self._lock:
-                        state = (self.pdq.freeze(), self.frames.freeze(), self.applied_seq)
-                    found = self._write_snapshot(*state)
-                    if found is None:
-                        self._rotate_after = time.monotonic() + ROTATE_RETRY_SECONDS
-            if found is None:
-                found = self._usable_snapshot()
-            if found is None or found.identity == self.snapshot_identity:
+            mapped = None
+            if snapshot.file_identity(path) != self.snapshot_identity:
+                mapped = self._mapped_snapshot()  # written by another process
+            if mapped is None:
+                with snapshot_lock(blocking=False) as locked:
+                    if not locked:
+                        return  # another process is writing one; a later refresh maps it
+                    if snapshot.file_identity(path) != self.snapshot_identity:
+                        mapped = self._mapped_snapshot()
+                    if mapped is None:
+                        # The file is still the one this process maps, or unusable: fold this delta in.
+                        with self._lock:
+                            state = (self.pdq.freeze(), self.frames.freeze(), self.applied_seq)
+                        mapped = self._write_snapshot(*state)
+            if mapped is None:
+                self._rotate_after = time.monotonic() + ROTATE_RETRY_SECONDS
                 return
-            pdq, frames, seq = self._from_snapshot(found)
-            seq = self._catch_up(pdq, frames, seq)
+            seq = self._catch_up(mapped.pdq, mapped.frames, mapped.seq)
             with self._lock:
                 if generation != self._generation:
                     return
                 # Whatever this process applied meanwhile is applied to the new pair before the swap.
-                self.applied_seq = self._catch_up(pdq, frames, seq)
-                self.pdq, self.frames = pdq, frames
-                self.snapshot_identity = found.identity
+                self.applied_seq = self._catch_up(mapped.pdq, mapped.frames, seq)
+                self.pdq, self.frames = mapped.pdq, mapped.frames
+                self.snapshot_identity = mapped.identity
         except Exception:
             logger.exception("match index snapshot could not be renewed; searches go on with the current one")
+            self._rotate_after = time.monotonic() + ROTATE_RETRY_SECONDS
         finally:
             connection.close()
 
@@ -366,8 +373,9 @@ def index_ready() -> bool:
 
 
 def warm_in_background() -> None:
-    """Build this process's indexes now, beside its first requests or tasks rather than inside them:
-    a publisher would otherwise build them while holding the feed lock (a minute at 10 M hashes)."""
+    """Make this process's indexes ready now (map the host's snapshot, or build it), beside its first
+    requests or tasks rather than inside them: a publisher would otherwise do it while holding the
+    feed lock (a minute at 10 M hashes when no snapshot exists yet)."""
     if not settings.INDEX_WARM_ON_START:
         return
 

@@ -93,9 +93,10 @@ def test_snapshot_and_delta_answer_exactly_as_a_fresh_build_through_adds_and_ret
     assert all(0 not in after[0][r][0].values() for r in range(len(RADII)))  # p0 (query 0) is retracted
 
 
+# Committed data: the new snapshot is written by a thread, on a database connection of its own.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_delta_past_its_bound_is_folded_into_a_new_snapshot_that_other_processes_map(
-        transactional_db, alice, pipeline, settings_for_sharing):
-    # transactional_db: the new snapshot is written by a thread, on a connection of its own.
+        alice, pipeline, settings_for_sharing):
     settings = settings_for_sharing
     _publish(alice, pipeline, [pdq_value(_pdq(n)) for n in range(30)], [f"p{n}" for n in range(30)])
     indexes.fresh()
@@ -156,3 +157,26 @@ def test_a_damaged_or_foreign_snapshot_is_rebuilt_and_searches_never_fail(
     assert indexes.pdq.shared
     assert answers == _answers(_fresh_private_build(settings))
     assert list(answers[0][0][0].values()) == [0]  # query 0 is p0 itself
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_snapshot_damaged_under_running_processes_is_rewritten_from_their_own_index(
+        alice, pipeline, settings_for_sharing):
+    settings = settings_for_sharing
+    _publish(alice, pipeline, [pdq_value(_pdq(n)) for n in range(20)], [f"p{n}" for n in range(20)])
+    indexes.fresh()
+    mapped = indexes.snapshot_identity
+    alice.submit(alice.retraction("p0"))
+    _publish(alice, pipeline, [pdq_value(_pdq(n)) for n in range(20, 25)], [f"p{n}" for n in range(20, 25)])
+    path = snapshot_path()
+    damaged = path.with_name("damaged")
+    damaged.write_bytes(path.read_bytes()[:-4096])
+    damaged.replace(path)
+
+    answers = _answers(indexes)  # searches its mapping, exactly, and repairs the file in the background
+    indexes._worker.join()
+
+    assert indexes.snapshot_identity not in (None, mapped)
+    assert indexes.snapshot_identity == snapshot.file_identity(path)
+    assert indexes.pdq.delta_size == 0
+    assert answers == _answers(indexes) == _answers(_fresh_private_build(settings))
