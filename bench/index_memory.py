@@ -3,16 +3,19 @@ process maps, plus a small delta each) against one index per process (commit e8d
 --before), with PDQ hashes stored in PostgreSQL, measured in the same run.
 
     .venv/bin/python bench/index_memory.py [--hashes 10000000] [--processes 8] [--before ../sharedindex-base]
+        [--at-once 2] [--reuse-database]
 
-For each checkout it starts one process, then --processes processes, one after the other (so that
+For each checkout it starts one process, then --processes processes, --at-once at a time (so that
 the baseline's builds never hold their transient memory all at once). Each process makes its index
 ready and answers one query (`hashes.matching.indexes`: the first-query latency of a newly started
-process), then times single-query searches. With all of them alive, this script reads Rss and Pss
-from /proc/<pid>/smaps_rollup: PSS charges each shared page to its processes in equal parts, so
-the sum of PSS is what the host really spends. The lone process is then given a delta of
-INDEX_DELTA_MAX_ROWS added rows (the most a process carries before a new snapshot) and times the
-searches again. Prints the figures and after/before ratios, and checks that both checkouts return
-the same matches. Uses (and recreates) the database `consortium_sharedindex_bench`."""
+process). With all of them alive, this script reads Rss and Pss from /proc/<pid>/smaps_rollup:
+PSS charges each shared page to its processes in equal parts, so the sum of PSS is what the host
+really spends. The last process of each checkout then times single-query searches, the two taking
+turns so that the machine's load weighs on both alike; then each is given a delta of
+INDEX_DELTA_MAX_ROWS added rows (the most a process carries before a new snapshot; the baseline
+merges its own) and the searches are timed again. Prints the figures and after/before ratios, and
+checks that both checkouts return the same matches. Uses (and recreates) the database
+`consortium_sharedindex_bench`."""
 
 from __future__ import annotations
 
@@ -41,6 +44,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--before", type=Path, default=ROOT.parent / "sharedindex-base")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/consortium_sharedindex_bench")
+    parser.add_argument("--reuse-database", action="store_true",
+                        help="measure with the hashes an earlier run stored, however many (--hashes is ignored)")
+    parser.add_argument("--at-once", type=int, default=1,
+                        help="start this many processes at a time (a baseline build holds ~3 GB at 10 M)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # the queries file, in a measured process
     return parser.parse_args()
 
@@ -147,21 +154,27 @@ def compile_numba(checkout: Path, database_url: str) -> None:
     run_child(__file__, checkout, ["compile"], {"DATABASE_URL": database_url, "CELERY_BROKER_URL": BROKER_URL})
 
 
-def measure_memory(checkout: Path, var: str, processes: int, queries_file: str, database_url: str) -> dict[int, Any]:
-    """First-query latency and memory of 1, then `processes`, processes started one after the other."""
+def measure_memory(checkout: Path, var: str, processes: int, queries_file: str, database_url: str, at_once: int
+                   ) -> tuple[dict[int, Any], Process]:
+    """First-query latency and memory of 1, then `processes`, processes started `at_once` at a time;
+    the last one is left running, for the latency measurements (each baseline start costs a build)."""
     result: dict[int, Any] = {}
     for count in (1, processes):
         running: list[Process] = []
         try:
             reports = []
-            for _ in range(count):
-                running.append(Process(checkout, var, queries_file, database_url))
-                reports.append(running[-1].report())
+            while len(running) < count:
+                group = [Process(checkout, var, queries_file, database_url)
+                         for _ in range(min(at_once, count - len(running)))]
+                running += group
+                reports += [process.report() for process in group]
             result[count] = {"reports": reports, "memory": [memory_kib(p.popen.pid) for p in running]}
         finally:
+            kept = running.pop() if count == processes and len(running) == count else None
             for process in running:
                 process.stop()
-    return result
+    assert kept is not None
+    return result, kept
 
 
 def measure_latency(processes: dict[str, Process], rounds: int = 5) -> dict[str, dict[str, float]]:
@@ -187,8 +200,9 @@ def main() -> None:
     from match_api import near_queries, stored_corpus  # same folder
 
     rng = np.random.default_rng(7)
-    values, _ = stored_corpus(args.database_url, args.hashes, rng, BROKER_URL)
+    values, _ = stored_corpus(args.database_url, args.hashes, rng, BROKER_URL, reuse=args.reuse_database)
     queries, _ = near_queries(values, args.queries, rng)
+    args.hashes = len(values)
     del values
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(queries, handle)
@@ -197,14 +211,12 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as before_var, tempfile.TemporaryDirectory() as after_var:
             host = {"before": before_var, "after": after_var}  # after's snapshot lives through every phase
-            for label, checkout in checkouts.items():
-                compile_numba(checkout, args.database_url)
-                results[label] = measure_memory(checkout, host[label], args.processes, handle.name, args.database_url)
-            lone = {label: Process(checkout, host[label], handle.name, args.database_url)
-                    for label, checkout in checkouts.items()}
+            lone: dict[str, Process] = {}
             try:
-                for process in lone.values():
-                    process.report()
+                for label, checkout in checkouts.items():
+                    compile_numba(checkout, args.database_url)
+                    results[label], lone[label] = measure_memory(
+                        checkout, host[label], args.processes, handle.name, args.database_url, args.at_once)
                 results["latency"] = measure_latency(lone)
                 for process in lone.values():
                     process.say("delta")

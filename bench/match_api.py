@@ -85,15 +85,24 @@ def load(values: list[str], member_id: int, statement_id: str, slice_rows: int =
         raw.execute("ANALYZE")
 
 
-def stored_corpus(database_url: str, hashes: int, rng: np.random.Generator, broker_url: str) -> tuple[list[str], Any]:
+def stored_corpus(database_url: str, hashes: int, rng: np.random.Generator, broker_url: str,
+                  reuse: bool = False) -> tuple[list[str], Any]:
     """Recreate the database, migrate it, and store `corpus(hashes)` in it; returns the values and
-    the member that submitted them (with its API token), Django set up in this process."""
+    the member that submitted them, Django set up in this process. With `reuse`, the PDQ hashes an
+    earlier run stored, however many (an interrupted load leaves fewer), and no member."""
     from ingest import recreate_database  # same folder
 
-    recreate_database(database_url)
     os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only")
     os.environ.update({"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker_url,
                        "DJANGO_SETTINGS_MODULE": "consortium.settings", **UNTHROTTLED})
+    if reuse:
+        import django
+
+        django.setup()
+        from hashes.models import Hash
+
+        return list(Hash.objects.filter(signal_type="pdq").order_by("pk").values_list("value", flat=True)), None
+    recreate_database(database_url)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     import django
 

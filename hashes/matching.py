@@ -179,7 +179,7 @@ class MatchIndexes:
         if seq and str(Event.objects.filter(seq=seq).values_list("event_id", flat=True).first()) != meta.get("event"):
             return "its last event is not this database's"
         newest = meta.get("newest_hash")
-        if newest is not None and Hash.objects.filter(pk=newest[0]).values_list("value", flat=True).first() != newest[1]:
+        if newest is not None and Hash.objects.filter(pk=newest[0], value=newest[1]).count() != 1:
             return "its newest hash is not this database's"
         return None
 

@@ -176,7 +176,8 @@ def _search_main(
             for j in range(offsets[chunk, key], offsets[chunk, key + 1]):
                 if count == capacity:
                     n = _verify(
-                        query, radius, probe, chunk, candidates, count, rows, ids, base, dead, buried, out_ids, out_dist, n
+                        query, radius, probe, chunk, candidates, count, rows, ids, base, dead, buried, out_ids,
+                        out_dist, n,
                     )
                     count = 0
                 candidates[count] = j if chunk == 0 else np.int64(postings[chunk - 1, j])
@@ -632,7 +633,8 @@ class PdqIndex:
             )
         else:
             n = _scan(
-                row, radius, main.rows, main.ids, len(main.rows), main.base, main.dead, view.buried, out_ids, out_dist, 0
+                row, radius, main.rows, main.ids, len(main.rows), main.base, main.dead, view.buried,
+                out_ids, out_dist, 0,
             )
         for delta in view.frozen:
             n = _scan(row, radius, delta.rows, delta.ids, delta.count, 0, _DEAD64, _NOBODY, out_ids, out_dist, n)
