@@ -59,14 +59,20 @@ def _answers(match_indexes: MatchIndexes):
 
 
 def _fresh_private_build(settings) -> MatchIndexes:
+    """Indexes built afresh from the database in this process's memory, as before snapshots; keep
+    INDEX_SHARED off while searching them, or they would start following the host's snapshot."""
     settings.INDEX_SHARED = False
-    try:
-        private = MatchIndexes()
-        private.fresh()
-    finally:
-        settings.INDEX_SHARED = True
+    private = MatchIndexes()
+    private.fresh()
     assert private.snapshot_identity is None and not private.pdq.shared
     return private
+
+
+def _fresh_build_answers(settings):
+    try:
+        return _answers(_fresh_private_build(settings))
+    finally:
+        settings.INDEX_SHARED = True
 
 
 def test_snapshot_and_delta_answer_exactly_as_a_fresh_build_through_adds_and_retractions(
@@ -77,7 +83,7 @@ def test_snapshot_and_delta_answer_exactly_as_a_fresh_build_through_adds_and_ret
              [f"p{n}" for n in range(40)] + [f"v{n}" for n in range(4)])
     first = _answers(indexes)
     assert index_ready() and indexes.pdq.shared and snapshot_path().exists()
-    assert first == _answers(_fresh_private_build(settings))
+    assert first == _fresh_build_answers(settings)
 
     # Retract some hashes that are in the snapshot, add some, and retract one of the new ones.
     alice.submit(*[alice.retraction(j) for j in ("p0", "p3", "p9", "v1")])
@@ -88,7 +94,7 @@ def test_snapshot_and_delta_answer_exactly_as_a_fresh_build_through_adds_and_ret
 
     after = _answers(indexes)
     assert indexes.pdq.delta_size > 0 and indexes.pdq.shared
-    assert after == _answers(_fresh_private_build(settings))
+    assert after == _fresh_build_answers(settings)
     assert after != first
     assert all(0 not in after[0][r][0].values() for r in range(len(RADII)))  # p0 (query 0) is retracted
 
@@ -115,7 +121,7 @@ def test_a_delta_past_its_bound_is_folded_into_a_new_snapshot_that_other_process
     rotated = snapshot.file_identity(snapshot_path())
     assert rotated != before and indexes.snapshot_identity == rotated
     assert indexes.pdq.delta_size == 0 and indexes.frames.delta_size == 0
-    expected = _answers(_fresh_private_build(settings))
+    expected = _fresh_build_answers(settings)
     assert _answers(indexes) == expected
 
     # The other process still searches its old mapping, exactly, until it maps the new file.
@@ -143,6 +149,7 @@ def test_a_damaged_or_foreign_snapshot_is_rebuilt_and_searches_never_fail(
         path.write_bytes(bytes(data))
     else:
         arrays = _fresh_private_build(settings)
+        settings.INDEX_SHARED = True
         meta = snapshot.open_snapshot(path).meta
         meta = {**meta, "database": "0" * 16} if damage == "foreign" else {**meta, "seq": meta["seq"] + 1}
         # A snapshot that claims this database's name but holds none of its hashes.
@@ -155,7 +162,7 @@ def test_a_damaged_or_foreign_snapshot_is_rebuilt_and_searches_never_fail(
 
     assert snapshot.file_identity(path) != damaged_identity  # rewritten
     assert indexes.pdq.shared
-    assert answers == _answers(_fresh_private_build(settings))
+    assert answers == _fresh_build_answers(settings)
     assert list(answers[0][0][0].values()) == [0]  # query 0 is p0 itself
 
 
@@ -179,4 +186,4 @@ def test_a_snapshot_damaged_under_running_processes_is_rewritten_from_their_own_
     assert indexes.snapshot_identity not in (None, mapped)
     assert indexes.snapshot_identity == snapshot.file_identity(path)
     assert indexes.pdq.delta_size == 0
-    assert answers == _answers(indexes) == _answers(_fresh_private_build(settings))
+    assert answers == _answers(indexes) == _fresh_build_answers(settings)
