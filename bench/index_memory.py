@@ -253,7 +253,7 @@ def print_table(args: argparse.Namespace, results: dict[str, Any]) -> None:
     rows += [
         ("first query, first process of the host", results["before"][1]["reports"][0]["first_query_seconds"],
          results["after"][1]["reports"][0]["first_query_seconds"], lambda s: f"{s:.2f} s"),
-        (f"first query, a process joining ({n} started one by one, mean)", statistics.fmean(first["before"]),
+        (f"first query, a process joining ({n} started, {args.at_once} at a time, mean)", statistics.fmean(first["before"]),
          statistics.fmean(first["after"]), lambda s: f"{s:.2f} s"),
     ]
     for key in ("p50_ms", "mean_ms"):
