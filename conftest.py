@@ -70,10 +70,12 @@ def fresh_rate_counts(settings, request):
 
 
 @pytest.fixture(autouse=True)
-def fresh_match_indexes():
-    """Each test has its own database, so this process's match indexes start from nothing."""
+def fresh_match_indexes(settings, tmp_path):
+    """Each test has its own database, so this process's match indexes start from nothing, and
+    their snapshot file (hashes/matching.py) lives in the test's own directory."""
     from hashes.matching import indexes
 
+    settings.INDEX_SNAPSHOT_DIR = tmp_path / "index"
     indexes.reset()
     yield
     indexes.reset()

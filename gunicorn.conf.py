@@ -24,7 +24,8 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker):
-    # Each web worker builds its match index in the background as it starts (see hashes.matching).
+    # Each web worker maps the host's match index snapshot (or builds it) in the background as it
+    # starts (see hashes.matching).
     from hashes.matching import warm_in_background
 
     warm_in_background()

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,50 +49,70 @@ def corpus(n: int, rng: np.random.Generator) -> list[str]:
     return [f"{a:016x}{b:016x}{c:016x}{d:016x}" for a, b, c, d in rows.tolist()]
 
 
+def near_queries(values: list[str], count: int, rng: np.random.Generator) -> tuple[list[str], list[bool]]:
+    """Stored values with one bit flipped: half near a random hash (one match), half inside a family
+    (about 1,000); and whether each is in a family."""
+    half = len(values) - len(values) // 2
+    picks = np.concatenate([rng.integers(0, half, size=count // 2),
+                            rng.integers(half, len(values), size=count - count // 2)])
+    flipped = [f"{int(values[i], 16) ^ (1 << int(b)):064x}" for i, b in zip(picks, rng.integers(0, 256, size=count))]
+    return flipped, [bool(i >= half) for i in picks]
+
+
 def copy_rows(cursor, table: str, columns: list[str], rows) -> None:
     buffer = io.StringIO("".join("\t".join(map(str, row)) + "\n" for row in rows))
     cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
 
 
-def load(values: list[str], member_id: int, statement_id: str) -> None:
-    """The hashes, one cluster each, all corroborated by one published statement of the member."""
+def load(values: list[str], member_id: int, statement_id: str, slice_rows: int = 1_000_000) -> None:
+    """The hashes, one cluster each, all corroborated by one published statement of the member;
+    copied a slice at a time, so that ten million rows never sit in one buffer."""
     from django.db import connection
 
     now = "2026-01-01 00:00:00+00"
     with connection.cursor() as cursor:
         raw = cursor.connection.cursor()
-        copy_rows(raw, "hashes_cluster", ["id", "created_at"], ((i + 1, now) for i in range(len(values))))
-        copy_rows(raw, "hashes_hash", ["id", "signal_type", "value", "content_type", "cluster_id", "state",
-                                       "created_at", "updated_at"],
-                  ((i + 1, "pdq", v, "photo", i + 1, "active", now, now) for i, v in enumerate(values)))
-        copy_rows(raw, "hashes_corroboration", ["hash_id", "statement_id", "member_id", "distance", "created_at"],
-                  ((i + 1, statement_id, member_id, 0, now) for i in range(len(values))))
+        for start in range(0, len(values), slice_rows):
+            part = range(start, min(len(values), start + slice_rows))
+            copy_rows(raw, "hashes_cluster", ["id", "created_at"], ((i + 1, now) for i in part))
+            copy_rows(raw, "hashes_hash", ["id", "signal_type", "value", "content_type", "cluster_id", "state",
+                                           "created_at", "updated_at"],
+                      ((i + 1, "pdq", values[i], "photo", i + 1, "active", now, now) for i in part))
+            copy_rows(raw, "hashes_corroboration", ["hash_id", "statement_id", "member_id", "distance", "created_at"],
+                      ((i + 1, statement_id, member_id, 0, now) for i in part))
         for table in ("hashes_cluster", "hashes_hash"):
             raw.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {len(values)})")
         raw.execute("ANALYZE")
 
 
-def main() -> None:
-    args = parse_args()
+def stored_corpus(database_url: str, hashes: int, rng: np.random.Generator, broker_url: str,
+                  reuse: bool = False) -> tuple[list[str], Any]:
+    """Recreate the database, migrate it, and store `corpus(hashes)` in it; returns the values and
+    the member that submitted them, Django set up in this process. With `reuse`, the PDQ hashes an
+    earlier run stored, however many (an interrupted load leaves fewer), and no member."""
     from ingest import recreate_database  # same folder
 
-    recreate_database(args.database_url)
-    os.environ.update({"DATABASE_URL": args.database_url, "CELERY_BROKER_URL": "redis://127.0.0.1:6379/11",
+    os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only")
+    os.environ.update({"DATABASE_URL": database_url, "CELERY_BROKER_URL": broker_url,
                        "DJANGO_SETTINGS_MODULE": "consortium.settings", **UNTHROTTLED})
+    if reuse:
+        import django
+
+        django.setup()
+        from hashes.models import Hash
+
+        return list(Hash.objects.filter(signal_type="pdq").order_by("pk").values_list("value", flat=True)), None
+    recreate_database(database_url)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
     import django
 
     django.setup()
     from django.utils import timezone
 
-    from consortium_client.http import ConsortiumClient
     from hashes.models import Statement
-    from hashes.signals.index import PdqIndex
     from tests.actors import make_actor
-    from tests.e2e.stack import Stack
 
-    rng = np.random.default_rng(7)
-    values = corpus(args.hashes, rng)
+    values = corpus(hashes, rng)
     actor = make_actor("bench-matcher")
     statement = Statement.objects.create(
         member=actor.member, jti="bulk", kind="hash", raw=actor.statement([{"type": "md5", "value": "0" * 32}]),
@@ -100,14 +121,19 @@ def main() -> None:
     started = time.perf_counter()
     load(values, actor.member.pk, str(statement.pk))
     print(f"loaded {len(values):,} PDQ hashes into PostgreSQL in {time.perf_counter() - started:.1f} s", flush=True)
+    return values, actor
 
-    # Half the queries near a stored random hash (one match), half inside a family (about 1,000).
-    half = len(values) - len(values) // 2
-    picks = np.concatenate([rng.integers(0, half, size=args.queries // 2),
-                            rng.integers(half, len(values), size=args.queries - args.queries // 2)])
-    queries = [values[i] for i in picks]
-    flipped = [f"{int(q, 16) ^ (1 << int(b)):064x}" for q, b in zip(queries, rng.integers(0, 256, size=len(queries)))]
-    in_family = [bool(i >= half) for i in picks]
+
+def main() -> None:
+    args = parse_args()
+    rng = np.random.default_rng(7)
+    values, actor = stored_corpus(args.database_url, args.hashes, rng, "redis://127.0.0.1:6379/11")
+
+    from consortium_client.http import ConsortiumClient
+    from hashes.signals.index import PdqIndex
+    from tests.e2e.stack import Stack
+
+    flipped, in_family = near_queries(values, args.queries, rng)
 
     started = time.perf_counter()
     local = PdqIndex.build(np.arange(1, len(values) + 1), values)

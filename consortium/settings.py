@@ -346,6 +346,10 @@ VPDQ_MIN_SHARED_FRAMES = env_int("VPDQ_MIN_SHARED_FRAMES", 3)
 VPDQ_MAX_CANDIDATES = env_int("VPDQ_MAX_CANDIDATES", 32)
 INDEX_REFRESH_SECONDS = float(env("INDEX_REFRESH_SECONDS", "1.0"))
 INDEX_WARM_ON_START = env_bool("INDEX_WARM_ON_START", True)  # build each process's index as it starts
+# The bulk of the match index is one snapshot file a host's processes share (hashes/matching.py).
+INDEX_SHARED = env_bool("INDEX_SHARED", True)
+INDEX_SNAPSHOT_DIR = Path(env("INDEX_SNAPSHOT_DIR", str(VAR_DIR / "index")))
+INDEX_DELTA_MAX_ROWS = env_int("INDEX_DELTA_MAX_ROWS", 8192)
 MEDIA_MAX_BYTES = env_int("MEDIA_MAX_BYTES", 256 * 1024 * 1024)
 # An upload stops being read the moment it passes MEDIA_MAX_BYTES (consortium/api/uploads.py).
 FILE_UPLOAD_HANDLERS = [

@@ -31,11 +31,9 @@ allocates nothing, stops at the first word that already exceeds the radius, and 
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 # Before numba loads OpenMP: its threads otherwise spin after every parallel region, and in a web
@@ -62,9 +60,10 @@ DEFAULT_DELTA_CAPACITY = 8192
 # than the look-ahead) into a buffer of this many, so the look-ahead runs across list boundaries.
 _PREFETCH_AHEAD = 16
 _CANDIDATES = 4096
-_FORMAT_VERSION = 1
 _DEAD32 = np.uint32(0xFFFFFFFF)
 _DEAD64 = np.int64(np.iinfo(np.int64).min)
+_NOBODY = np.empty(0, dtype=np.int64)
+MAIN_ARRAYS = ("rows", "ids", "offsets", "postings")
 
 
 class Matches(NamedTuple):
@@ -111,9 +110,17 @@ def _chunk(row0: np.uint64, row1: np.uint64, row2: np.uint64, row3: np.uint64, c
 
 
 @numba.njit(nogil=True, cache=True)
+def _is_buried(buried: np.ndarray, id_: np.int64) -> bool:
+    if buried.shape[0] == 0:
+        return False
+    at = np.searchsorted(buried, id_)
+    return at < buried.shape[0] and buried[at] == id_
+
+
+@numba.njit(nogil=True, cache=True)
 def _verify(
     query: np.ndarray, radius: int, probe: int, chunk: int, candidates: np.ndarray, count: int, rows: np.ndarray,
-    ids: np.ndarray, base: int, dead: int, out_ids: np.ndarray, out_dist: np.ndarray, n: int,
+    ids: np.ndarray, base: int, dead: int, buried: np.ndarray, out_ids: np.ndarray, out_dist: np.ndarray, n: int,
 ) -> int:
     """Append the matches among candidates[:count], found through `chunk`, to out_* from n."""
     q0, q1, q2, q3 = query[0], query[1], query[2], query[3]
@@ -133,7 +140,7 @@ def _verify(
         x2 = rows[pos, 2] ^ q2
         x3 = rows[pos, 3] ^ q3
         d += _popcount(x2) + _popcount(x3)
-        if d > radius or ids[pos] == dead:
+        if d > radius or ids[pos] == dead or _is_buried(buried, np.int64(ids[pos]) + base):
             continue
         # A row close in an earlier chunk was already reported from that chunk's lookup.
         seen = False
@@ -153,7 +160,7 @@ def _verify(
 @numba.njit(nogil=True, cache=True)
 def _search_main(
     query: np.ndarray, radius: int, probe: int, rows: np.ndarray, ids: np.ndarray, base: int, dead: int,
-    offsets: np.ndarray, postings: np.ndarray, out_ids: np.ndarray, out_dist: np.ndarray, n: int,
+    buried: np.ndarray, offsets: np.ndarray, postings: np.ndarray, out_ids: np.ndarray, out_dist: np.ndarray, n: int,
     candidates: np.ndarray,
 ) -> int:
     """Append the main segment's matches to out_* from position n; return the new count.
@@ -169,19 +176,20 @@ def _search_main(
             for j in range(offsets[chunk, key], offsets[chunk, key + 1]):
                 if count == capacity:
                     n = _verify(
-                        query, radius, probe, chunk, candidates, count, rows, ids, base, dead, out_ids, out_dist, n
+                        query, radius, probe, chunk, candidates, count, rows, ids, base, dead, buried, out_ids,
+                        out_dist, n,
                     )
                     count = 0
                 candidates[count] = j if chunk == 0 else np.int64(postings[chunk - 1, j])
                 count += 1
-        n = _verify(query, radius, probe, chunk, candidates, count, rows, ids, base, dead, out_ids, out_dist, n)
+        n = _verify(query, radius, probe, chunk, candidates, count, rows, ids, base, dead, buried, out_ids, out_dist, n)
     return n
 
 
 @numba.njit(nogil=True, cache=True)
 def _scan(
     query: np.ndarray, radius: int, rows: np.ndarray, ids: np.ndarray, count: int, base: int, dead: int,
-    out_ids: np.ndarray, out_dist: np.ndarray, n: int,
+    buried: np.ndarray, out_ids: np.ndarray, out_dist: np.ndarray, n: int,
 ) -> int:
     """Brute force over rows[:count] (the deltas, and any radius the chunks cannot serve)."""
     q0, q1, q2, q3 = query[0], query[1], query[2], query[3]
@@ -191,7 +199,7 @@ def _scan(
         if d > radius:
             continue
         d += _popcount(rows[pos, 1] ^ q1) + _popcount(rows[pos, 2] ^ q2) + _popcount(rows[pos, 3] ^ q3)
-        if d > radius or ids[pos] == dead:
+        if d > radius or ids[pos] == dead or _is_buried(buried, np.int64(ids[pos]) + base):
             continue
         if n < limit:
             out_ids[n] = np.int64(ids[pos]) + base
@@ -203,23 +211,26 @@ def _scan(
 @numba.njit(nogil=True, cache=True, parallel=True)
 def _search_main_batch(
     queries: np.ndarray, radius: int, probe: int, rows: np.ndarray, ids: np.ndarray, base: int, dead: int,
-    offsets: np.ndarray, postings: np.ndarray, out_ids: np.ndarray, out_dist: np.ndarray, counts: np.ndarray,
+    buried: np.ndarray, offsets: np.ndarray, postings: np.ndarray, out_ids: np.ndarray, out_dist: np.ndarray,
+    counts: np.ndarray,
 ) -> None:
     for i in prange(queries.shape[0]):
         candidates = np.empty(_CANDIDATES, dtype=np.int64)
         counts[i] = _search_main(
-            queries[i], radius, probe, rows, ids, base, dead, offsets, postings, out_ids[i], out_dist[i], counts[i],
-            candidates,
+            queries[i], radius, probe, rows, ids, base, dead, buried, offsets, postings, out_ids[i], out_dist[i],
+            counts[i], candidates,
         )
 
 
 @numba.njit(nogil=True, cache=True, parallel=True)
 def _scan_batch(
     queries: np.ndarray, radius: int, rows: np.ndarray, ids: np.ndarray, count: int, base: int, dead: int,
-    out_ids: np.ndarray, out_dist: np.ndarray, counts: np.ndarray,
+    buried: np.ndarray, out_ids: np.ndarray, out_dist: np.ndarray, counts: np.ndarray,
 ) -> None:
     for i in prange(queries.shape[0]):
-        counts[i] = _scan(queries[i], radius, rows, ids, count, base, dead, out_ids[i], out_dist[i], counts[i])
+        counts[i] = _scan(
+            queries[i], radius, rows, ids, count, base, dead, buried, out_ids[i], out_dist[i], counts[i]
+        )
 
 
 @numba.njit(nogil=True, cache=True)
@@ -297,11 +308,21 @@ class _Main:
             return np.empty(0, dtype=np.int64)
         return np.flatnonzero(self.ids == stored)
 
-    def live(self) -> tuple[np.ndarray, np.ndarray]:
+    def live(self, buried: np.ndarray = _NOBODY) -> tuple[np.ndarray, np.ndarray]:
         # One read of the ids, so a removal racing with a merge cannot slip a dead id through.
         ids = self.ids.copy()
         keep = ids != self.dead
-        return ids[keep].astype(np.int64) + self.base, self.rows[keep]
+        ids = ids[keep].astype(np.int64) + self.base
+        rows = self.rows[keep]
+        if len(buried):
+            alive = ~np.isin(ids, buried)
+            ids, rows = ids[alive], rows[alive]
+        return ids, rows
+
+    @property
+    def read_only(self) -> bool:
+        """Mapped from a shared snapshot: removals are recorded beside it (`_View.buried`)."""
+        return not self.ids.flags.writeable
 
     @property
     def nbytes(self) -> int:
@@ -325,6 +346,28 @@ class _View(NamedTuple):
     main: _Main
     frozen: tuple[_Delta, ...]
     active: _Delta
+    # Ids removed from a read-only main segment (sorted), and how many of its rows they cover.
+    buried: np.ndarray = _NOBODY
+    buried_rows: int = 0
+
+
+class FrozenIndex(NamedTuple):
+    """What an index holds at one moment, captured cheaply (the deltas copied, the main shared)."""
+
+    main: _Main
+    buried: np.ndarray
+    delta_ids: tuple[np.ndarray, ...]
+    delta_rows: tuple[np.ndarray, ...]
+
+    def arrays(self) -> tuple[dict[str, np.ndarray], int]:
+        """The arrays and id base of one main segment holding exactly the live rows; the main
+        segment itself when nothing has changed it (no copy)."""
+        if not self.delta_ids and not len(self.buried):
+            main = self.main
+        else:
+            ids, rows = self.main.live(self.buried)
+            main = _Main.build(np.concatenate([ids, *self.delta_ids]), np.concatenate([rows, *self.delta_rows]))
+        return {name: getattr(main, name) for name in MAIN_ARRAYS}, int(main.base)
 
 
 class PdqIndex:
@@ -365,7 +408,7 @@ class PdqIndex:
 
     def __len__(self) -> int:
         view = self._view
-        live = int(np.count_nonzero(view.main.ids != view.main.dead))
+        live = int(np.count_nonzero(view.main.ids != view.main.dead)) - view.buried_rows
         for delta in (*view.frozen, view.active):
             live += int(np.count_nonzero(delta.ids[: delta.count] != _DEAD64))
         return live
@@ -414,8 +457,16 @@ class PdqIndex:
         with self._write_lock:
             view = self._view
             positions = view.main.positions_of(id_)
-            view.main.ids[positions] = view.main.dead
-            removed += len(positions)
+            if not view.main.read_only:
+                view.main.ids[positions] = view.main.dead
+                removed += len(positions)
+            elif len(positions) and not _is_buried(view.buried, np.int64(id_)):
+                # A new view rather than a write, so a search holding the old one stays consistent.
+                self._view = view = view._replace(
+                    buried=np.union1d(view.buried, np.array([id_], dtype=np.int64)),
+                    buried_rows=view.buried_rows + len(positions),
+                )
+                removed += len(positions)
             for delta in (*view.frozen, view.active):
                 hits = np.flatnonzero(delta.ids[: delta.count] == id_)
                 delta.ids[hits] = _DEAD64
@@ -442,15 +493,18 @@ class PdqIndex:
         main = view.main
         if radius <= MAX_INDEXED_RADIUS:
             _search_main_batch(
-                rows, radius, radius // CHUNKS, main.rows, main.ids, main.base, main.dead,
+                rows, radius, radius // CHUNKS, main.rows, main.ids, main.base, main.dead, view.buried,
                 main.offsets, main.postings, out_ids, out_dist, counts,
             )
         else:
             _scan_batch(
-                rows, radius, main.rows, main.ids, len(main.rows), main.base, main.dead, out_ids, out_dist, counts
+                rows, radius, main.rows, main.ids, len(main.rows), main.base, main.dead, view.buried,
+                out_ids, out_dist, counts,
             )
         for delta in (*view.frozen, view.active):
-            _scan_batch(rows, radius, delta.rows, delta.ids, delta.count, 0, _DEAD64, out_ids, out_dist, counts)
+            _scan_batch(
+                rows, radius, delta.rows, delta.ids, delta.count, 0, _DEAD64, _NOBODY, out_ids, out_dist, counts
+            )
         results = []
         for i in range(n):
             found = int(counts[i])
@@ -469,9 +523,9 @@ class PdqIndex:
                 if not view.frozen and view.active.count == 0:
                     return
                 frozen = (*view.frozen, view.active) if view.active.count else view.frozen
-                self._view = _View(view.main, frozen, _Delta(self._delta_capacity))
+                self._view = _View(view.main, frozen, _Delta(self._delta_capacity), view.buried, view.buried_rows)
                 self._removed_during_merge = []
-            ids, rows = view.main.live()
+            ids, rows = view.main.live(view.buried)
             parts_ids, parts_rows = [ids], [rows]
             for delta in frozen:
                 delta_ids = delta.ids[: delta.count].copy()
@@ -488,55 +542,64 @@ class PdqIndex:
                 current = self._view
                 self._view = _View(new_main, current.frozen[len(frozen) :], current.active)
 
+    def freeze(self) -> FrozenIndex:
+        """This index as it is now, for writing elsewhere while it goes on changing."""
+        with self._write_lock:
+            view = self._view
+            deltas = [d for d in (*view.frozen, view.active) if d.count]
+            delta_ids = [d.ids[: d.count].copy() for d in deltas]
+            delta_rows = [d.rows[: d.count].copy() for d in deltas]
+        keep = [ids != _DEAD64 for ids in delta_ids]
+        return FrozenIndex(
+            view.main, view.buried, tuple(ids[k] for ids, k in zip(delta_ids, keep)),
+            tuple(rows[k] for rows, k in zip(delta_rows, keep)),
+        )
+
+    @property
+    def delta_size(self) -> int:
+        """Rows and removals held beside the main segment: what a fresh main segment would fold in."""
+        view = self._view
+        return sum(d.count for d in (*view.frozen, view.active)) + len(view.buried)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the main segment is mapped read-only from a snapshot file."""
+        return self._view.main.read_only
+
     def wait_for_merge(self) -> None:
         merger = self._merger
         if merger is not None:
             merger.join()
 
-    def save(self, directory: str | Path) -> None:
-        """Write the index as .npy files plus a manifest (no pickles); deltas are merged first."""
-        self.merge()
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        main = self._view.main
-        for name in ("rows", "ids", "offsets", "postings"):
-            np.save(path / f"{name}.npy", getattr(main, name), allow_pickle=False)
-        manifest = {"format": _FORMAT_VERSION, "base": int(main.base), "count": len(main.rows)}
-        (path / "manifest.json").write_text(json.dumps(manifest))
-
     @classmethod
-    def load(
+    def from_arrays(
         cls,
-        directory: str | Path,
+        arrays: dict[str, np.ndarray],
+        base: int,
         *,
-        mmap: bool = False,
         delta_capacity: int = DEFAULT_DELTA_CAPACITY,
         auto_merge: bool = True,
     ) -> PdqIndex:
-        """Read what `save` wrote (trusted files); with `mmap`, pages come from the files on demand."""
-        path = Path(directory)
-        manifest = json.loads((path / "manifest.json").read_text())
-        if manifest.get("format") != _FORMAT_VERSION:
-            raise ValueError(f"unknown index format {manifest.get('format')!r}")
-        arrays = {
-            name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
-            for name in ("rows", "ids", "offsets", "postings")
-        }
-        if mmap:
-            # Removals write to ids, so that one array always lives in memory.
-            arrays["ids"] = np.array(arrays["ids"])
-        count = manifest["count"]
+        """An index whose main segment is these arrays (as `FrozenIndex.arrays` gives them), used
+        in place: read-only arrays (a mapped snapshot) stay shared, and removals are kept beside
+        them. Raises ValueError when their shapes disagree."""
+        count = len(arrays["rows"])
         # The compiled search does not check bounds, so shapes that disagree must never reach it.
         if (
             arrays["rows"].shape != (count, ROW_WORDS)
+            or arrays["rows"].dtype != ROW_DTYPE
             or arrays["ids"].shape != (count,)
+            or arrays["ids"].dtype not in (np.uint32, np.int64)
             or arrays["postings"].shape != (CHUNKS - 1, count)
+            or arrays["postings"].dtype != np.uint32
             or arrays["offsets"].shape != (CHUNKS, CHUNK_VALUES + 1)
+            or arrays["offsets"].dtype != np.int64
             or int(arrays["offsets"][:, -1].max(initial=0)) != count
+            or int(arrays["offsets"][:, 0].min(initial=0)) != 0
         ):
-            raise ValueError("index files do not match their manifest")
+            raise ValueError("index arrays do not fit together")
         index = cls(delta_capacity=delta_capacity, auto_merge=auto_merge)
-        main = _Main(arrays["rows"], arrays["ids"], manifest["base"], arrays["offsets"], arrays["postings"])
+        main = _Main(arrays["rows"], arrays["ids"], base, arrays["offsets"], arrays["postings"])
         index._view = _View(main, (), index._view.active)
         return index
 
@@ -565,17 +628,20 @@ class PdqIndex:
         main = view.main
         if radius <= MAX_INDEXED_RADIUS:
             n = _search_main(
-                row, radius, radius // CHUNKS, main.rows, main.ids, main.base, main.dead,
+                row, radius, radius // CHUNKS, main.rows, main.ids, main.base, main.dead, view.buried,
                 main.offsets, main.postings, out_ids, out_dist, 0, self._candidates(),
             )
         else:
-            n = _scan(row, radius, main.rows, main.ids, len(main.rows), main.base, main.dead, out_ids, out_dist, 0)
+            n = _scan(
+                row, radius, main.rows, main.ids, len(main.rows), main.base, main.dead, view.buried,
+                out_ids, out_dist, 0,
+            )
         for delta in view.frozen:
-            n = _scan(row, radius, delta.rows, delta.ids, delta.count, 0, _DEAD64, out_ids, out_dist, n)
+            n = _scan(row, radius, delta.rows, delta.ids, delta.count, 0, _DEAD64, _NOBODY, out_ids, out_dist, n)
         active = view.active
         count = active.count
         if count:
-            n = _scan(row, radius, active.rows, active.ids, count, 0, _DEAD64, out_ids, out_dist, n)
+            n = _scan(row, radius, active.rows, active.ids, count, 0, _DEAD64, _NOBODY, out_ids, out_dist, n)
         return n
 
     def _candidates(self) -> np.ndarray:

@@ -213,23 +213,6 @@ def test_ids_spanning_more_than_32_bits_are_kept_exactly():
     assert index.remove(2**62) == 1
 
 
-def test_save_and_load_round_trip_without_pickles(tmp_path):
-    rng = np.random.default_rng(12)
-    rows = _random_rows(rng, 5_000)
-    index = PdqIndex.build(np.arange(5_000) + 10, rows)
-    index.add(99_999, rows[0])
-    index.remove(11)
-    index.save(tmp_path / "pdq")
-
-    for mmap in (False, True):
-        loaded = PdqIndex.load(tmp_path / "pdq", mmap=mmap)
-        assert sorted(loaded.search(rows[0], 0).ids.tolist()) == [10, 99_999]
-        assert loaded.search(rows[1], 0).ids.tolist() == []
-        assert len(loaded) == 5_000
-        loaded.remove(10)
-        assert loaded.search(rows[0], 0).ids.tolist() == [99_999]
-
-
 def test_memory_stays_within_three_times_the_raw_hashes():
     rng = np.random.default_rng(13)
     n = 100_000
