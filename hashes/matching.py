@@ -388,8 +388,3 @@ def warm_in_background() -> None:
             connection.close()
 
     threading.Thread(target=warm, name="match-index-warm-up", daemon=True).start()
-
-
-def index_ready() -> bool:
-    """Whether this process's match indexes are built (searches then need no build first)."""
-    return indexes.pdq is not None
