@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
-from django.db import connections, models, router
+from django.db import connection, connections, models, router
 
 
 def update_rows(model: type[models.Model], rows: Sequence[models.Model], fields: Iterable[str]) -> None:
@@ -60,3 +60,19 @@ def insert_rows(model: type[models.Model], rows: Sequence[dict[str, object]]) ->
             chunk = rows[start:start + per_statement]
             params = [c.get_db_prep_save(row[c.name], connection) for row in chunk for c in columns]
             cursor.execute(sql_head + ", ".join([one] * len(chunk)), params)
+
+
+def read_by_ids(sql: str, ids: Iterable[Any], *params: Any) -> list[tuple]:
+    """Rows of a plain SQL read whose `{ids}` is filled with one placeholder per id (after `params`),
+    a chunk of ids per query. For reads on every request, where compiling a queryset would cost
+    several times the query itself (about 0.15 ms against 0.03 ms)."""
+    ids = list(ids)
+    # SQLite allows 999 (older) to 32766 parameters per statement; stay well under either.
+    chunk_size = 900 if connection.vendor == "sqlite" else 5000
+    rows: list[tuple] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), chunk_size):
+            chunk = ids[start:start + chunk_size]
+            cursor.execute(sql.format(ids=", ".join(["%s"] * len(chunk))), [*params, *chunk])
+            rows += cursor.fetchall()
+    return rows

@@ -9,6 +9,7 @@ import math
 import time
 
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 
 logger = logging.getLogger(__name__)
 
@@ -19,10 +20,10 @@ def window_hit(name: str, *, period: int, amount: int = 1, now: float | None = N
     """Add `amount` to the count of `name` in the current window of `period` seconds. Returns the
     count including it, and the whole seconds until the window ends (at least 1).
 
-    `add` then `incr` are atomic on Redis; the file cache reads and writes, so there concurrent
-    requests of one client may be under-counted by a few (at most the number of web processes).
-    The window is part of the key, so a count never outlives its window whatever the backend does
-    with timeouts (the file cache's `incr` forgets them); the first hit of a window deletes the
+    On Redis a hit is one atomic INCRBY (redis_hit); the file cache reads and writes, so there
+    concurrent requests of one client may be under-counted by a few (at most the number of web
+    processes). The window is part of the key, so a count never outlives its window whatever the
+    backend does with timeouts (the file cache's `incr` forgets them); there the first hit of a window deletes the
     client's previous count, named by `<name>:last`, so that a file cache keeps about two entries
     per client and kind instead of one per window. If the cache is unreachable the hit is let
     through (and logged): a cache outage must not take the API down with it."""
@@ -32,6 +33,8 @@ def window_hit(name: str, *, period: int, amount: int = 1, now: float | None = N
     store = caches[CACHE_ALIAS]
     key = f"{name}:{window}"
     try:
+        if isinstance(store, RedisCache):
+            return redis_hit(store, key, amount, timeout=period + 1), left
         if not store.add(key, amount, timeout=period + 1):
             try:
                 return store.incr(key, amount), left
@@ -46,3 +49,15 @@ def window_hit(name: str, *, period: int, amount: int = 1, now: float | None = N
     except Exception:
         logger.warning("Rate-limit cache unreachable; letting %s through uncounted.", name, exc_info=True)
         return 0, left
+
+
+def redis_hit(store: RedisCache, key: str, amount: int, *, timeout: int) -> int:
+    """One round trip for a hit, on every request of the API: INCRBY (atomic; the first hit of a
+    window creates the count) and an expiry for a new count, pipelined. Django's Redis cache keeps
+    integers as they are, so the count stays readable through the cache API."""
+    full = store.make_and_validate_key(key)
+    with store._cache.get_client(full, write=True).pipeline(transaction=False) as pipe:
+        pipe.incrby(full, amount)
+        pipe.expire(full, timeout, nx=True)
+        count, _ = pipe.execute()
+    return count
