@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+import functools
+from typing import Any, Iterable, Sequence, TypeVar
 
 from django.db import connection, connections, models, router
+
+M = TypeVar("M", bound=models.Model)
 
 
 def update_rows(model: type[models.Model], rows: Sequence[models.Model], fields: Iterable[str]) -> None:
@@ -76,3 +79,29 @@ def read_by_ids(sql: str, ids: Iterable[Any], *params: Any) -> list[tuple]:
             cursor.execute(sql.format(ids=", ".join(["%s"] * len(chunk))), [*params, *chunk])
             rows += cursor.fetchall()
     return rows
+
+
+def columns(model: type[models.Model], alias: str) -> str:
+    """The model's concrete columns, as `alias`.column, in the order instance_from_row takes them."""
+    return ", ".join(f"{alias}.{field.column}" for field in model._meta.concrete_fields)
+
+
+def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
+    """A model instance from its concrete columns (see `columns`) as a cursor returned them,
+    converted by the same backend and field converters the ORM applies."""
+    converted = []
+    for value, (expression, converters) in zip(values, _converters(model, connection.vendor)):
+        for convert in converters:
+            value = convert(value, expression, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, None, converted)
+
+
+@functools.cache
+def _converters(model: type[models.Model], vendor: str) -> list[tuple[Any, list]]:
+    found = []
+    for field in model._meta.concrete_fields:
+        expression = field.get_col(model._meta.db_table)
+        found.append((expression, connection.ops.get_db_converters(expression)
+                      + expression.get_db_converters(connection)))
+    return found

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
@@ -51,13 +52,22 @@ def window_hit(name: str, *, period: int, amount: int = 1, now: float | None = N
         return 0, left
 
 
+# INCRBY, and an expiry on the count it creates: one atomic round trip.
+HIT_SCRIPT = """local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if count == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return count"""
+
+# Django's Redis cache makes a new client object for every command; the hit on every API request
+# reuses one per connection pool.
+_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def redis_hit(store: RedisCache, key: str, amount: int, *, timeout: int) -> int:
-    """One round trip for a hit, on every request of the API: INCRBY (atomic; the first hit of a
-    window creates the count) and an expiry for a new count, pipelined. Django's Redis cache keeps
-    integers as they are, so the count stays readable through the cache API."""
+    """A hit counted by one script. Django's Redis cache keeps integers as they are, so the count
+    stays readable through the cache API."""
     full = store.make_and_validate_key(key)
-    with store._cache.get_client(full, write=True).pipeline(transaction=False) as pipe:
-        pipe.incrby(full, amount)
-        pipe.expire(full, timeout, nx=True)
-        count, _ = pipe.execute()
-    return count
+    backend = store._cache
+    client = _clients.get(backend)
+    if client is None:
+        client = _clients[backend] = backend.get_client(full, write=True)
+    return int(client.eval(HIT_SCRIPT, 1, full, amount, timeout))

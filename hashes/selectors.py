@@ -124,6 +124,8 @@ def embedded(live: list[StatementFacts]) -> list[StatementFacts]:
 
 def feedback_counts(votes: list[StatementFacts]) -> dict[str, int]:
     """Distinct members per verdict among the live feedback the reader may see."""
+    if not votes:  # most hashes: counted for each of the 1,000 a match may return
+        return {"agree": 0, "disagree": 0, "seen": 0}
     members: dict[str, set[int]] = {"agree": set(), "disagree": set(), "seen": set()}
     for fact in votes:
         members.setdefault(fact.verdict, set()).add(fact.member_id)
@@ -478,8 +480,9 @@ def json_column(value: Any) -> Any:
 
 
 def statement_key(value: Any) -> str:
-    """A statement id as a cursor returns it (a UUID, or 32 hex digits on SQLite) as str(uuid) spells it."""
-    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(value))
+    """A statement id read as text (36 characters on PostgreSQL, 32 hex digits on SQLite) as
+    str(uuid) spells it."""
+    return value if len(value) == 36 else str(uuid.UUID(value))
 
 
 @dataclass
@@ -506,7 +509,7 @@ class MatchedHashes:
         suppression = False
         for (hash_id, statement_id, share_group_id, member_id, signal_type, value, cluster_id, labels_override,
              governed, linked, benign) in read_by_ids(
-            "SELECT c.hash_id, c.statement_id, s.share_group_id, s.member_id, h.signal_type, h.value, h.cluster_id, "
+            "SELECT c.hash_id, CAST(c.statement_id AS TEXT), s.share_group_id, s.member_id, h.signal_type, h.value, h.cluster_id, "
             "h.labels_override, "
             "EXISTS (SELECT 1 FROM hashes_feedback f WHERE f.hash_id = h.id AND f.ended_at IS NULL) "
             "OR EXISTS (SELECT 1 FROM hashes_dispute d WHERE d.hash_id = h.id), "
@@ -560,7 +563,7 @@ def match_facts(keys: set[str]) -> dict[str, StatementFacts]:
     rows: dict[str, list] = {}
     for statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, label in (
         read_by_ids(
-            "SELECT s.id, s.jti, s.kind, s.member_id, m.slug, m.kind, s.share_group_id, s.content_type, s.raw, "
+            "SELECT CAST(s.id AS TEXT), s.jti, s.kind, s.member_id, m.slug, m.kind, s.share_group_id, s.content_type, s.raw, "
             "s.verdict, l.slug FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
             "LEFT JOIN hashes_statement_labels sl ON sl.statement_id = s.id "
             "LEFT JOIN hashes_label l ON l.id = sl.label_id WHERE s.id IN ({ids})",
