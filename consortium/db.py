@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import functools
+from typing import Any, Iterable, Sequence, TypeVar
 
-from django.db import connections, models, router
+from django.db import connection, connections, models, router
+
+M = TypeVar("M", bound=models.Model)
 
 
 def update_rows(model: type[models.Model], rows: Sequence[models.Model], fields: Iterable[str]) -> None:
@@ -60,3 +63,45 @@ def insert_rows(model: type[models.Model], rows: Sequence[dict[str, object]]) ->
             chunk = rows[start:start + per_statement]
             params = [c.get_db_prep_save(row[c.name], connection) for row in chunk for c in columns]
             cursor.execute(sql_head + ", ".join([one] * len(chunk)), params)
+
+
+def read_by_ids(sql: str, ids: Iterable[Any], *params: Any) -> list[tuple]:
+    """Rows of a plain SQL read whose `{ids}` is filled with one placeholder per id (after `params`),
+    a chunk of ids per query. For reads on every request, where compiling a queryset would cost
+    several times the query itself (about 0.15 ms against 0.03 ms)."""
+    ids = list(ids)
+    # SQLite allows 999 (older) to 32766 parameters per statement; stay well under either.
+    chunk_size = 900 if connection.vendor == "sqlite" else 5000
+    rows: list[tuple] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), chunk_size):
+            chunk = ids[start:start + chunk_size]
+            cursor.execute(sql.format(ids=", ".join(["%s"] * len(chunk))), [*params, *chunk])
+            rows += cursor.fetchall()
+    return rows
+
+
+def columns(model: type[models.Model], alias: str) -> str:
+    """The model's concrete columns, as `alias`.column, in the order instance_from_row takes them."""
+    return ", ".join(f"{alias}.{field.column}" for field in model._meta.concrete_fields)
+
+
+def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
+    """A model instance from its concrete columns (see `columns`) as a cursor returned them,
+    converted by the same backend and field converters the ORM applies."""
+    converted = []
+    for value, (expression, converters) in zip(values, _converters(model, connection.vendor)):
+        for convert in converters:
+            value = convert(value, expression, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, None, converted)
+
+
+@functools.cache
+def _converters(model: type[models.Model], vendor: str) -> list[tuple[Any, list]]:
+    found = []
+    for field in model._meta.concrete_fields:
+        expression = field.get_col(model._meta.db_table)
+        found.append((expression, connection.ops.get_db_converters(expression)
+                      + expression.get_db_converters(connection)))
+    return found

@@ -11,6 +11,7 @@ from consortium.api.errors import DomainError
 from consortium.api.exceptions import is_multipart
 from consortium.api.pagination import Pagination
 from consortium.api.parsers import BoundedJSONParser
+from consortium.api.renderers import FastJSONRenderer
 from members.throttling import TokenRateThrottle
 from ops.metrics import timed_match
 
@@ -221,6 +222,7 @@ class MatchApi(APIView):
 
     required_scope = "match"
     parser_classes = [BoundedJSONParser, MultiPartParser]
+    renderer_classes = [FastJSONRenderer]
 
     def get_throttles(self):
         # A file sent here is hashed in the request, as by POST hash/: it counts as media too.

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
+import orjson
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 from consortium.api.errors import DomainError, NotFound
+from consortium.db import read_by_ids
 from members.models import Member
 from suppression.selectors import suppressed_hash_ids
 
 from .matching import indexes
 from .services.feedback import load_governance
-from .models import Corroboration, Dispute, Event, Hash, HashLink, Statement
+from .models import Corroboration, Dispute, Event, Hash, HashLink, SignalType, Statement
 from .signals.parse import MatchQuery
 from .signals.vpdq import compare_rows, usable_rows
 from .visibility import Viewer, visible_hashes
@@ -120,6 +124,8 @@ def embedded(live: list[StatementFacts]) -> list[StatementFacts]:
 
 def feedback_counts(votes: list[StatementFacts]) -> dict[str, int]:
     """Distinct members per verdict among the live feedback the reader may see."""
+    if not votes:  # most hashes: counted for each of the 1,000 a match may return
+        return {"agree": 0, "disagree": 0, "seen": 0}
     members: dict[str, set[int]] = {"agree": set(), "disagree": set(), "seen": set()}
     for fact in votes:
         members.setdefault(fact.verdict, set()).add(fact.member_id)
@@ -361,8 +367,8 @@ def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int |
             at.append(position)
         slot.append(first[key])
     frames = {n: bounded_frames(q, at[n]) for n, q in enumerate(unique) if q.signal.type == "vpdq"}
-    found = search_matches(viewer, unique, frames)
-    views = hash_views(viewer, list(Hash.objects.filter(pk__in={h for hits in found for h in hits})))
+    found, matched = search_matches(viewer, unique, frames)
+    views = matched.views(viewer, {h for hits in found for h in hits})
     if exclude_disputed:  # held while contested: a dispute the member can see is open on it
         views = {h: view for h, view in views.items() if not (view["dispute"] and view["dispute"]["state"] == "open")}
     limit = settings.MATCH_MAX_RESULTS
@@ -381,7 +387,7 @@ def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int |
         matches = []
         for h in ranked[:limit]:
             if h not in weights:
-                weights[h] = len(json.dumps(views[h], separators=(",", ":"))) + 64  # the match's own fields
+                weights[h] = len(orjson.dumps(views[h])) + 64  # the match's own fields
             if full or (size and size + weights[h] > max_bytes):
                 full = True
                 break
@@ -415,9 +421,10 @@ def bounded_frames(query: MatchQuery, position: int) -> np.ndarray:
 
 def search_matches(
     viewer: Viewer, queries: list[MatchQuery], videos: dict[int, np.ndarray]
-) -> list[dict[int, dict[str, Any]]]:
-    """For each query, {hash id: match fields} of the visible, active hashes that match it; `videos`
-    holds the usable frames of each vPDQ query, by position."""
+) -> tuple[list[dict[int, dict[str, Any]]], MatchedHashes]:
+    """For each query, {hash id: match fields} of the visible, active hashes that match it, and what
+    was read of those hashes to render them; `videos` holds the usable frames of each vPDQ query, by
+    position."""
     index = indexes.fresh()
     found: list[dict[int, dict[str, Any]]] = [{} for _ in queries]
     by_radius: dict[int, list[int]] = {}
@@ -441,21 +448,139 @@ def search_matches(
             found[n] = {pk: {"distance": 0} for pk in stored.get((signal.type, signal.value), ())}
     sharing = {n: index.videos_sharing_rows(rows) for n, rows in videos.items()}
     candidates = {h for hits in found for h in hits} | {h for ids in sharing.values() for h in ids}
-    candidates -= suppressed_hash_ids(candidates)  # the suppression list: never returned, to anyone
-    visible = set(visible_hashes(viewer, live_only=True).filter(pk__in=candidates).values_list("pk", flat=True))
-    stored_rows = {
-        pk: usable_rows(frames, quality=settings.VPDQ_FRAME_QUALITY)
-        for pk, frames in Hash.objects.filter(pk__in={h for ids in sharing.values() for h in ids} & visible)
-        .values_list("pk", "frames")
-    }
+    matched = MatchedHashes.read(viewer, candidates)
+    visible = set(matched.rows)
     for n, rows in videos.items():
         threshold = queries[n].min_match_percent or settings.VPDQ_CLUSTER_PERCENT
         for hash_id in sharing[n] & visible:
-            query_percent, stored_percent = compare_rows(rows, stored_rows[hash_id],
-                                                         distance=settings.VPDQ_FRAME_DISTANCE)
+            stored_rows = usable_rows(matched.rows[hash_id].frames, quality=settings.VPDQ_FRAME_QUALITY)
+            query_percent, stored_percent = compare_rows(rows, stored_rows, distance=settings.VPDQ_FRAME_DISTANCE)
             if max(query_percent, stored_percent) >= threshold:
                 found[n][hash_id] = {"query_match_percent": query_percent, "stored_match_percent": stored_percent}
-    return [{h: hit for h, hit in hits.items() if h in visible} for hits in found]
+    return [{h: hit for h, hit in hits.items() if h in visible} for hits in found], matched
+
+
+@dataclass
+class HashRow:
+    """What a match answer shows of a hash, and whether it has feedback or disputes, or links, to read."""
+
+    pk: int
+    signal_type: str
+    value: str
+    cluster_id: int
+    labels_override: list[str] | None
+    governed: bool
+    linked: bool
+    frames: list[dict[str, Any]] | None = None  # vPDQ only
+
+
+def json_column(value: Any) -> Any:
+    """A JSON column as a cursor returns it: text on SQLite and (as Django sets psycopg up) on PostgreSQL."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def statement_key(value: Any) -> str:
+    """A statement id read as text (36 characters on PostgreSQL, 32 hex digits on SQLite) as
+    str(uuid) spells it."""
+    return value if len(value) == 36 else str(uuid.UUID(value))
+
+
+@dataclass
+class MatchedHashes:
+    """The candidates of one match request that the viewer may see, in as few round trips as it
+    takes: matching is the hot path (a request per second per live stream, of up to 1,000 frames),
+    so these reads are plain SQL, one query for the hashes and one for the statements whatever
+    their number, and feedback, disputes and links are read only for the hashes that have some.
+    Visibility is decided by Viewer.sees, the one rule, on every live statement of every candidate,
+    before anything else of a statement is read.
+
+    `rows` holds the visible, live hashes that no suppression list entry covers; `live` their live
+    statements the viewer may see, in the order they came."""
+
+    rows: dict[int, HashRow]
+    live: dict[int, list[str]]
+
+    @classmethod
+    def read(cls, viewer: Viewer, candidates: set[int]) -> MatchedHashes:
+        if not candidates:
+            return cls({}, {})
+        rows: dict[int, HashRow] = {}
+        live: dict[int, list[str]] = {}
+        suppression = False
+        for (hash_id, statement_id, share_group_id, member_id, signal_type, value, cluster_id, labels_override,
+             governed, linked, benign) in read_by_ids(
+            "SELECT c.hash_id, CAST(c.statement_id AS TEXT), s.share_group_id, s.member_id, h.signal_type, h.value, h.cluster_id, "
+            "h.labels_override, "
+            "EXISTS (SELECT 1 FROM hashes_feedback f WHERE f.hash_id = h.id AND f.ended_at IS NULL) "
+            "OR EXISTS (SELECT 1 FROM hashes_dispute d WHERE d.hash_id = h.id), "
+            "EXISTS (SELECT 1 FROM hashes_hashlink l WHERE l.hash_id = h.id), "
+            "EXISTS (SELECT 1 FROM suppression_benignentry b WHERE b.active) "
+            "FROM hashes_corroboration c JOIN hashes_statement s ON s.id = c.statement_id "
+            "JOIN hashes_hash h ON h.id = c.hash_id "
+            "WHERE c.retracted_at IS NULL AND c.hash_id IN ({ids}) ORDER BY c.id", candidates,
+        ):
+            if not viewer.sees(share_group_id=share_group_id, member_id=member_id):
+                continue
+            live.setdefault(hash_id, []).append(statement_key(statement_id))
+            if hash_id not in rows:
+                rows[hash_id] = HashRow(hash_id, signal_type, value, cluster_id, json_column(labels_override),
+                                        bool(governed), bool(linked))
+            suppression = suppression or bool(benign)
+        if suppression:  # the suppression list: never returned, to anyone
+            for pk in suppressed_hash_ids(rows):
+                del rows[pk], live[pk]
+        videos = [pk for pk, row in rows.items() if row.signal_type == SignalType.VPDQ]
+        for pk, frames in read_by_ids("SELECT id, frames FROM hashes_hash WHERE id IN ({ids})", videos):
+            rows[pk].frames = json_column(frames)
+        return cls(rows, live)
+
+    def views(self, viewer: Viewer, hash_ids: set[int]) -> dict[int, dict[str, Any]]:
+        """These hashes (among `rows`) as the viewer sees them: what hash_views says of them."""
+        facts = match_facts({sid for pk in hash_ids for sid in self.live[pk]})
+        governed = [pk for pk in hash_ids if self.rows[pk].governed]
+        governance = load_governance(governed)
+        snapshots = {pk: state.snapshots() for pk, state in governance.items()}
+        extra = ({sid for state in governance.values() for sid in state.votes()}
+                 | {d["opened_by"] for ds in snapshots.values() for d in ds if d["opened_by"]}) - set(facts)
+        if extra:
+            facts.update(statement_facts(extra, viewer))
+        linked = [pk for pk in hash_ids if self.rows[pk].linked]
+        links = visible_links(viewer, linked) if linked else {}
+        views = {}
+        for pk in hash_ids:
+            row = self.rows[pk]
+            live = visible_facts(viewer, self.live[pk], facts)
+            views[pk] = hash_view(
+                row, live, cluster_id=row.cluster_id, seen=live, links=links.get(pk), state=Hash.State.ACTIVE,
+                votes=visible_facts(viewer, governance[pk].votes(), facts) if pk in governance else [],
+                dispute=dispute_view(viewer, snapshots[pk], facts) if pk in governance else None,
+                labels_override=row.labels_override)
+        return views
+
+
+def match_facts(keys: set[str]) -> dict[str, StatementFacts]:
+    """statement_facts for statements already known to be visible (MatchedHashes.read), in one query."""
+    rows: dict[str, list] = {}
+    for statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, label in (
+        read_by_ids(
+            "SELECT CAST(s.id AS TEXT), s.jti, s.kind, s.member_id, m.slug, m.kind, s.share_group_id, s.content_type, s.raw, "
+            "s.verdict, l.slug FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
+            "LEFT JOIN hashes_statement_labels sl ON sl.statement_id = s.id "
+            "LEFT JOIN hashes_label l ON l.id = sl.label_id WHERE s.id IN ({ids})",
+            [Statement._meta.pk.get_db_prep_value(key, connection) for key in keys])
+    ):
+        key = statement_key(statement_id)
+        if key not in rows:
+            rows[key] = [jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, []]
+        if label is not None:
+            rows[key][-1].append(label)
+    return {
+        key: StatementFacts(id=key, jti=jti, kind=kind, member_id=member_id, member_slug=slug,
+                            member_kind=member_kind, share_group_id=share_group_id, content_type=content_type,
+                            raw=raw, labels=tuple(sorted(labels)), verdict=verdict)
+        for key, (jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, labels)
+        in rows.items()
+    }
 
 
 def dispute_list(*, viewer: Viewer, after: int, limit: int, state: str | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Iterable
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from consortium.db import read_by_ids
 from members.models import Member
 
 from .models import Corroboration, Hash
@@ -37,7 +38,7 @@ class Viewer:
 
     @classmethod
     def for_member(cls, member: Member) -> Viewer:
-        return cls(member.pk, frozenset(member.sharing_groups.values_list("pk", flat=True)))
+        return viewers_for_ids([member.pk])[member.pk]
 
     def within(self, share_group_id: int | None) -> Viewer:
         """This viewer narrowed to the statements shared with one audience it belongs to: the whole
@@ -71,12 +72,10 @@ def visible_hashes(viewer: Viewer, *, live_only: bool = False) -> QuerySet[Hash]
 
 
 def viewers_for_ids(member_ids: Iterable[int]) -> dict[int, Viewer]:
-    """Viewer.for_member for many members in one query."""
-    from members.models import SharingGroup
-
+    """Viewer.for_member for many members in one query (one on every API request: plain SQL)."""
     groups: dict[int, set[int]] = {pk: set() for pk in member_ids}
-    if groups:
-        for member_id, group_id in SharingGroup.members.through.objects.filter(
-                member_id__in=list(groups)).values_list("member_id", "sharinggroup_id"):
-            groups[member_id].add(group_id)
+    for member_id, group_id in read_by_ids(
+        "SELECT member_id, sharinggroup_id FROM members_sharinggroup_members WHERE member_id IN ({ids})", groups,
+    ):
+        groups[member_id].add(group_id)
     return {pk: Viewer(pk, frozenset(ids)) for pk, ids in groups.items()}

@@ -185,3 +185,33 @@ def test_the_reference_videos_form_the_families_vpdq_says(alice, bob, pipeline):
     [result] = match(bob, {"type": "vpdq", "frames": reference_frames("chair-22-sd-sepia-bar")})
     assert result["matches"] and {m["hash"]["cluster"] for m in result["matches"]} == chairs
     assert all(max(m["query_match_percent"], m["stored_match_percent"]) >= 80 for m in result["matches"])
+
+
+def test_a_match_shows_each_hash_exactly_as_its_detail_does_to_every_reader(
+        alice, bob, charlie, homeoffice, trusted_group, pipeline):
+    """The match path reads hashes its own way (two queries for any number of hashes, feedback,
+    disputes and links only where there are some): what it shows must be what hashes/{id}/ shows."""
+    variant = flip(BASE_PDQ, range(12))
+    alice.submit(alice.statement([pdq_value(BASE_PDQ)], labels=["glorification"]))
+    pipeline()
+    alice.submit(alice.statement([pdq_value(variant)], labels=["recruitment"]))
+    bob.submit(bob.statement([pdq_value(BASE_PDQ)], share="trusted", labels=["recruitment"]))
+    pipeline()
+    charlie.submit(charlie.feedback(pdq_value(BASE_PDQ), "disagree", reasons=["newsworthy"]))
+    homeoffice.submit(homeoffice.feedback(pdq_value(variant), "seen"))
+    pipeline()
+    assert Hash.objects.count() == 2
+
+    for reader in (alice, bob, charlie, homeoffice):
+        matches = match(reader, {"type": "pdq", "value": BASE_PDQ})[0]["matches"]
+        assert len(matches) == 2
+        for found in matches:
+            detail = reader.api.get(f"/api/v1/hashes/{found['hash']['id']}/").json()
+            for only_in_detail in ("created_at", "updated_at", "corroborations"):
+                detail.pop(only_in_detail)
+            assert found["hash"] == detail
+    shown = {m["hash"]["value"]: m["hash"] for m in match(bob, {"type": "pdq", "value": BASE_PDQ})[0]["matches"]}
+    assert shown[BASE_PDQ]["corroboration_count"] == 2 and shown[BASE_PDQ]["dispute"]["state"] == "open"
+    assert shown[variant]["links"] and shown[variant]["feedback"]["seen"] == 1
+    hidden = {m["hash"]["value"]: m["hash"] for m in match(charlie, {"type": "pdq", "value": BASE_PDQ})[0]["matches"]}
+    assert hidden[BASE_PDQ]["corroboration_count"] == 1 and hidden[BASE_PDQ]["labels"] == ["glorification"]
