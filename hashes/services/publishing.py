@@ -344,6 +344,8 @@ def publish_verified(*, batch_size: int, max_batches: int = 50) -> PublishRun:
         if settled is None:
             return PublishRun(total, finished=True)
         total += settled
-        if settled == 0 and not publishable().exists():
+        # A batch that was not full took all there was when it began: one look tells whether more
+        # was committed meanwhile, by workers that found the lock taken.
+        if settled < batch_size and not publishable().exists():
             return PublishRun(total, finished=True)
     return PublishRun(total, finished=False)

@@ -209,8 +209,8 @@ MUTANTS: list[Mutant] = [
     mutant("verify.retired-window-reversed", VER,
            "statement.received_at >= key.state_changed_at", "statement.received_at < key.state_changed_at", VERIFY),
     mutant("verify.signature-unchecked", VER,
-           "    if not jws.verify_signature(parsed, load_public_jwk(key.jwk())):",
-           "    if False and not jws.verify_signature(parsed, load_public_jwk(key.jwk())):", VERIFY),
+           "    if not jws.verify_signature(parsed, ctx.public_key(key)):",
+           "    if False and not jws.verify_signature(parsed, ctx.public_key(key)):", VERIFY),
     mutant("verify.iss-unchecked", VER,
            '    if payload.get("iss") != statement.member.slug:', "    if False:", VERIFY,
            equivalent="receipt refuses iss_mismatch (submission.check_envelope) and a stored statement's raw "
@@ -498,8 +498,9 @@ MUTANTS: list[Mutant] = [
     mutant("receipt.quota-off-by-one", SUBM,
            "    if new <= 0 or used + new <= quota:", "    if new <= 0 or used + new <= quota + 1:", RECEIPT),
     mutant("receipt.unsigned-envelope-gets-priority", SUBM,
-           "                    digest=envelope.digest,\n                )",
-           "                    digest=envelope.digest, priority=envelope.incident is not None,\n                )",
+           '"raw": envelope.raw, "digest": envelope.digest, "received_at": received_at,',
+           '"raw": envelope.raw, "digest": envelope.digest, "received_at": received_at,'
+           ' "priority": envelope.incident is not None,',
            RECEIPT + ("tests/hashes/test_publishing.py",)),
 
     # --- governance: keys and administrators -------------------------------------------------------
