@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 import orjson
+from django.core.exceptions import EmptyResultSet
 from django.db import connections, models, router
+from django.db.models import Lookup
 
 
 def _unencodable(value: Any) -> Any:
@@ -104,3 +106,24 @@ def insert_rows(model: type[models.Model], rows: Sequence[dict[str, object]], *,
         converters = [f.from_db_value if hasattr(f, "from_db_value") else None for f in back]
         found = [tuple(conv(v, None, connection) if conv else v for conv, v in zip(converters, row)) for row in found]
     return found
+
+
+class AnyOf(Lookup):
+    """`column = ANY(array)`, as a filter: `Statement.objects.filter(AnyOf(F("id"), ids))`. One
+    parameter however many values, where `__in` spells and prepares one per value (about 20 µs each
+    in Django's lookup machinery, most of a publishing batch's reads). Elsewhere than PostgreSQL it
+    is the same IN list as `__in`."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        field = self.lhs.output_field
+        if connection.vendor == "postgresql":
+            return f"{lhs} = ANY(%s::{field.cast_db_type(connection)}[])", [*lhs_params, list(self.rhs)]
+        values = list(dict.fromkeys(v for v in self.rhs if v is not None))
+        if not values:
+            raise EmptyResultSet
+        return (f"{lhs} IN ({', '.join(['%s'] * len(values))})",
+                [*lhs_params, *(field.get_db_prep_value(v, connection) for v in values)])

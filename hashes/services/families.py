@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 
-from consortium.db import insert_rows
+from consortium.db import AnyOf, insert_rows
 
 from ..matching import frames_shared, indexes
 from ..models import Cluster, Corroboration, Hash, HashLink, Statement
@@ -287,7 +287,7 @@ class FamilyPlanner:
 def live_statements(hash_ids: list[int]) -> dict[int, list[str]]:
     live: dict[int, list[str]] = {pk: [] for pk in hash_ids}
     for hash_id, statement_id in (
-        Corroboration.objects.filter(hash_id__in=hash_ids, retracted_at__isnull=True)
+        Corroboration.objects.filter(AnyOf(F("hash_id"), hash_ids), retracted_at__isnull=True)
         .order_by("id").values_list("hash_id", "statement_id")
     ):
         live[hash_id].append(str(statement_id))

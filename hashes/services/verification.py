@@ -11,12 +11,13 @@ from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from consortium.db import insert_rows, update_rows
+from consortium.db import AnyOf, insert_rows, update_rows
 from consortium_client import jws
 from consortium_client.keys import load_public_jwk
 from members.models import SigningKey
@@ -322,7 +323,7 @@ def verify_batch(ids: list[str]) -> int:
     with transaction.atomic():
         statements = list(
             Statement.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(id__in=list(ids), state=Statement.State.RECEIVED)
+            .filter(AnyOf(F("id"), list(ids)), state=Statement.State.RECEIVED)
             .select_related("member").only(*READ_COLUMNS)
         )
         if not statements:
