@@ -1,6 +1,7 @@
 """gunicorn settings for production and for `make run`, read by a plain `gunicorn consortium.wsgi` run
 from this folder (gunicorn loads ./gunicorn.conf.py); each can be overridden by environment."""
 
+import gc
 import multiprocessing
 import os
 
@@ -29,6 +30,9 @@ def post_worker_init(worker):
     from hashes.matching import warm_in_background
 
     warm_in_background()
+    # What startup loaded lives as long as the worker: kept out of the garbage collector's full
+    # passes (see consortium/celery_app.py).
+    gc.freeze()
 
 
 # Metrics of several workers read as one (prometheus-client's multiprocess mode, see ops/multiprocess.py):

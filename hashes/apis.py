@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from functools import partial
+
 from django.conf import settings
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
@@ -15,6 +18,7 @@ from consortium.api.renderers import FastJSONRenderer
 from members.throttling import TokenRateThrottle
 from ops.metrics import timed_match
 
+from . import tasks
 from .models import Dispute, Statement
 from .schemas import (
     DisputeSerializer, FeedEventSerializer, HashDetailSerializer, HashStatementSerializer, MatchResultSerializer,
@@ -114,6 +118,7 @@ class StatementsApi(APIView):
             raise DomainError("too_many_statements", f"Send at most {limit} statements per request.",
                               {"max": limit, "received": len(statements)}, status=413)
         result = statements_submit(member=request.user.member, statements=statements)
+        transaction.on_commit(partial(tasks.enqueue_verification, result.to_verify, fast=result.fast))
         return Response({"accepted": result.accepted, "rejected": result.rejected}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(

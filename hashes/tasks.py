@@ -1,12 +1,18 @@
 """Thin Celery wrappers. The database is the source of truth: a lost message delays work, the
-sweep finds it again, and every service is safe to run twice."""
+sweep finds it again, and every service is safe to run twice. Services say what to queue next;
+this module queues it."""
 
 from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
 
 from celery import shared_task
 from django.conf import settings
 
 from .services import pipeline, publishing, verification
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
@@ -32,4 +38,28 @@ def publish() -> None:
 # Runs on its own queue, taken first, so that recovery still happens under a backlog.
 @shared_task(ignore_result=True)
 def sweep_pipeline() -> None:
-    pipeline.sweep(stale_after_seconds=settings.SWEEP_STALE_AFTER_SECONDS)
+    sweep(stale_after_seconds=settings.SWEEP_STALE_AFTER_SECONDS)
+
+
+def sweep(*, stale_after_seconds: int) -> dict[str, int]:
+    found = pipeline.sweep(stale_after_seconds=stale_after_seconds)
+    enqueue_verification(found.stale)
+    if found.publishable:
+        publish_verified.apply_async(queue="publish")
+    return {"requeued": len(found.stale), "publish": int(found.publishable)}
+
+
+def enqueue_verification(ids: Iterable[Any], *, fast: set[Any] = frozenset()) -> None:
+    """Best effort: the statements are stored, so if the broker is unreachable the periodic sweep
+    finds them in the database and queues them later (on the ordinary queue). The client's 202
+    stands either way. Those in `fast` go on the `priority` queue, which workers take first."""
+    ids = list(ids)
+    try:
+        for lane in (True, False):
+            chosen = [str(i) for i in ids if (i in fast) is lane]
+            size = settings.VERIFY_CHUNK_SIZE
+            for start in range(0, len(chosen), size):
+                options = {"queue": "priority"} if lane else {}
+                verify_statements.apply_async(args=[chosen[start:start + size]], **options)
+    except Exception:
+        logger.exception("Could not queue verification of %d statements; the sweep will retry.", len(ids))

@@ -25,7 +25,9 @@ from typing import Any, Callable
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
+
+from consortium.db import AnyOf, insert_rows
 
 from ..matching import frames_shared, indexes
 from ..models import Cluster, Corroboration, Hash, HashLink, Statement
@@ -255,12 +257,17 @@ class FamilyPlanner:
             return []
         roots = {self.clusters.find(self.cluster_key[id(p.hash)]) for p in self.pending.values()}
         fresh_roots = sorted((r for r in roots if r < 0), reverse=True)  # -1 first: ids in creation order
-        made = Cluster.objects.bulk_create([Cluster(created_at=self.now) for _ in fresh_roots])
-        real = dict(zip(fresh_roots, (c.pk for c in made)))
+        made = insert_rows(Cluster, [{"created_at": self.now} for _ in fresh_roots], returning=["id"])
+        real = dict(zip(fresh_roots, (pk for (pk,) in made)))
         for pending in self.pending.values():
             root = self.clusters.find(self.cluster_key[id(pending.hash)])
             pending.hash.cluster_id = real.get(root, root)
-        created = Hash.objects.bulk_create([p.hash for p in self.pending.values()])
+        # Inserted as plain rows (the ORM's bulk_create costs more than the rest of placing them).
+        created = [p.hash for p in self.pending.values()]
+        columns = [f for f in Hash._meta.concrete_fields if not f.primary_key]
+        ids = insert_rows(Hash, [{f.name: getattr(h, f.attname) for f in columns} for h in created], returning=["id"])
+        for hash_, (pk,) in zip(created, ids):
+            hash_.pk, hash_._state.adding, hash_._state.db = pk, False, Hash.objects.db
         HashLink.objects.bulk_create([
             HashLink(hash=p.hash, linked_to=link.to, distance=link.distance, created_at=self.now,
                      query_match_percent=link.query_match_percent, stored_match_percent=link.stored_match_percent)
@@ -280,7 +287,7 @@ class FamilyPlanner:
 def live_statements(hash_ids: list[int]) -> dict[int, list[str]]:
     live: dict[int, list[str]] = {pk: [] for pk in hash_ids}
     for hash_id, statement_id in (
-        Corroboration.objects.filter(hash_id__in=hash_ids, retracted_at__isnull=True)
+        Corroboration.objects.filter(AnyOf(F("hash_id"), hash_ids), retracted_at__isnull=True)
         .order_by("id").values_list("hash_id", "statement_id")
     ):
         live[hash_id].append(str(statement_id))

@@ -8,11 +8,11 @@ from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from django.utils import timezone
 
-from consortium.db import insert_rows, update_rows
+from consortium.db import AnyOf, insert_rows, update_rows
 
 from ..models import Corroboration, Dispute, Event, Feedback, Hash, Statement
 from ..signals.parse import vpdq_digest
@@ -95,7 +95,7 @@ def load_hashes(batch: Batch, keys: set[SignalKey], extra_hash_ids: set[int]) ->
     for signal_type, value in keys:
         by_type.setdefault(signal_type, set()).add(value)
     for signal_type, values in by_type.items():
-        for hash_ in Hash.objects.filter(signal_type=signal_type, value__in=values):
+        for hash_ in Hash.objects.filter(AnyOf(F("value"), values), signal_type=signal_type):
             batch.hashes[hash_key(hash_)] = hash_
     missing = extra_hash_ids - {h.pk for h in batch.hashes.values()}
     for hash_ in Hash.objects.filter(pk__in=missing):
@@ -103,7 +103,7 @@ def load_hashes(batch: Batch, keys: set[SignalKey], extra_hash_ids: set[int]) ->
     ids = [h.pk for h in batch.hashes.values()]
     batch.live = {pk: [] for pk in ids}
     for hash_id, statement_id in (
-        Corroboration.objects.filter(hash_id__in=ids, retracted_at__isnull=True)
+        Corroboration.objects.filter(AnyOf(F("hash_id"), ids), retracted_at__isnull=True)
         .order_by("id").values_list("hash_id", "statement_id")
     ):
         batch.live[hash_id].append(str(statement_id))
@@ -279,8 +279,8 @@ def publish_batch(*, limit: int) -> int | None:
         for state in Hash.State.values:
             ids = [h.pk for h in batch.changed_hashes.values() if h.state == state]
             if ids:
-                Hash.objects.filter(pk__in=ids).update(state=state, updated_at=batch.now)
-        Statement.objects.filter(id__in=[s.id for s in batch.published]).update(
+                Hash.objects.filter(AnyOf(F("pk"), ids)).update(state=state, updated_at=batch.now)
+        Statement.objects.filter(AnyOf(F("id"), [s.id for s in batch.published])).update(
             state=Statement.State.PUBLISHED, published_at=batch.now)
         update_rows(Statement, batch.rejected, ["state", "rejection_code", "rejection_message"])
         update_rows(Statement, retractions, ["share_group"])
@@ -344,6 +344,8 @@ def publish_verified(*, batch_size: int, max_batches: int = 50) -> PublishRun:
         if settled is None:
             return PublishRun(total, finished=True)
         total += settled
-        if settled == 0 and not publishable().exists():
+        # A batch that was not full took all there was when it began: one look tells whether more
+        # was committed meanwhile, by workers that found the lock taken.
+        if settled < batch_size and not publishable().exists():
             return PublishRun(total, finished=True)
     return PublishRun(total, finished=False)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from consortium.api.errors import TooManyRequests
+from consortium.db import insert_rows
 from consortium.ratelimit import window_hit
 from consortium_client import jws
 from members.models import Member
@@ -32,6 +33,10 @@ QUOTA_WINDOW = timedelta(hours=24)
 class SubmitResult:
     accepted: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    # What the caller queues for verification once the transaction has committed: the statements
+    # this call stored, and those of them that go on the `priority` queue.
+    to_verify: list[uuid.UUID] = field(default_factory=list)
+    fast: set[uuid.UUID] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ def rejection(index: int, code: str, message: str) -> dict[str, Any]:
 
 
 def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
-    """Store every statement whose envelope is sound and queue it for verification.
+    """Store every statement whose envelope is sound; the result says what to queue for verification.
 
     A jti the member used before answers with the existing submission when the bytes are the same
     (a client retrying) and is rejected when they differ (a replay with other content)."""
@@ -110,29 +115,38 @@ def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
     active_incidents = set(
         Incident.objects.filter(slug__in={e.incident for e in envelopes if e.incident}, state=Incident.State.ACTIVE)
         .values_list("slug", flat=True)
-    )
+    ) if any(e.incident for e in envelopes) else set()
     with transaction.atomic():
-        new_rows: dict[str, Statement] = {}
+        new_rows: dict[str, dict[str, Any]] = {}
+        defaults = {field.name: field.get_default() for field in Statement._meta.concrete_fields}
         for envelope in envelopes:
             if envelope.jti not in new_rows:
                 # Never `priority` here: the envelope is unverified. Verification sets it once the
-                # signature and the incident check out, and publishing goes by it.
-                new_rows[envelope.jti] = Statement(
-                    id=uuid.uuid4(), member=member, jti=envelope.jti, kind=envelope.kind, raw=envelope.raw,
-                    digest=envelope.digest,
-                )
+                # signature and the incident check out, and publishing goes by it. Received one after
+                # the other: publishing keeps a request's order.
+                received_at = timezone.now()
+                new_rows[envelope.jti] = {
+                    **defaults, "id": uuid.uuid4(), "member": member.pk, "jti": envelope.jti, "kind": envelope.kind,
+                    "raw": envelope.raw, "digest": envelope.digest, "received_at": received_at,
+                    "queued_at": received_at,
+                }
         check_daily_quota(member, jtis=list(new_rows))
         # Concurrent submissions of one jti race here; the unique constraint settles it, and the
         # read below tells each caller which row won.
         # Inserted in jti order, so that two requests carrying the same jtis lock them in one order
         # and cannot deadlock.
-        Statement.objects.bulk_create(sorted(new_rows.values(), key=lambda s: s.jti), ignore_conflicts=True)
-        stored = {
-            jti: (statement_id, digest, state)
-            for statement_id, jti, digest, state in Statement.objects.filter(member=member, jti__in=list(new_rows))
-            .values_list("id", "jti", "digest", "state")
-        }
-        created = [new_rows[jti] for jti, (statement_id, _, _) in stored.items() if statement_id == new_rows[jti].id]
+        inserted = insert_rows(Statement, [new_rows[jti] for jti in sorted(new_rows)], ignore_conflicts=True,
+                               returning=["jti"])
+        created_jtis = {jti for (jti,) in inserted}
+        stored = {jti: (row["id"], row["digest"], Statement.State.RECEIVED.value)
+                  for jti, row in new_rows.items() if jti in created_jtis}
+        if len(stored) < len(new_rows):  # resubmissions and conflicts: what is on record for them
+            stored.update({
+                jti: (statement_id, digest, state)
+                for statement_id, jti, digest, state in Statement.objects.filter(
+                    member=member, jti__in=[j for j in new_rows if j not in created_jtis])
+                .values_list("id", "jti", "digest", "state")
+            })
         for envelope in envelopes:
             statement_id, digest, state = stored[envelope.jti]
             if digest != envelope.digest:
@@ -140,23 +154,23 @@ def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
                     envelope.index, "jti_conflict", "This jti was used before for a different statement."))
             else:
                 result.accepted.append({"index": envelope.index, "id": str(statement_id), "jti": envelope.jti, "state": state})
+        created = [row["id"] for jti, row in new_rows.items() if jti in created_jtis]
         if created:
             audit_record(
                 actor=member, action="statements.submit", object_type="hashes.statement",
-                object_id=str(created[0].id), after={"count": len(created), "ids": [str(s.id) for s in created]},
+                object_id=str(created[0]), after={"count": len(created), "ids": [str(s) for s in created]},
             )
-            created_jtis = {s.jti for s in created}
             incident_jtis = dict.fromkeys(
                 e.jti for e in envelopes if e.incident in active_incidents and e.jti in created_jtis
             )
-            fast = incident_fast_lane(member, [new_rows[jti] for jti in incident_jtis])  # in the request's order
-            transaction.on_commit(lambda: enqueue_verification(created, fast=fast))
+            result.to_verify = created
+            result.fast = incident_fast_lane(member, [new_rows[jti]["id"] for jti in incident_jtis])  # in the request's order
     result.accepted.sort(key=lambda a: a["index"])
     result.rejected.sort(key=lambda r: r["index"])
     return result
 
 
-def incident_fast_lane(member: Member, candidates: list[Statement]) -> set[Any]:
+def incident_fast_lane(member: Member, candidates: list[uuid.UUID]) -> set[uuid.UUID]:
     """The ids among `candidates` (new statements whose envelope names an active incident) that are
     verified on the `priority` queue, ahead of any backlog: at most INCIDENT_FAST_LANE_PER_MINUTE a
     member. The envelope is unverified, so this is all it buys; a member sending unsigned junk that
@@ -166,7 +180,7 @@ def incident_fast_lane(member: Member, candidates: list[Statement]) -> set[Any]:
         return set()
     count, _ = window_hit(f"incident-lane:{member.pk}", period=60, amount=len(candidates))
     room = max(0, limit - (count - len(candidates)))
-    return {s.id for s in candidates[:room]}
+    return set(candidates[:room])
 
 
 def check_daily_quota(member: Member, *, jtis: list[str]) -> None:
@@ -200,20 +214,3 @@ def check_daily_quota(member: Member, *, jtis: list[str]) -> None:
         retry_after,
         {"quota": quota, "used": used, "requested": new, "window_seconds": int(QUOTA_WINDOW.total_seconds())},
     )
-
-
-def enqueue_verification(statements: list[Statement], *, fast: set[Any] = frozenset()) -> None:
-    """Best effort: the statements are stored, so if the broker is unreachable the periodic sweep
-    finds them in the database and queues them later (on the ordinary queue). The client's 202
-    stands either way. Those in `fast` go on the `priority` queue, which workers take first."""
-    from ..tasks import verify_statements
-
-    try:
-        for lane in (True, False):
-            ids = [str(s.id) for s in statements if (s.id in fast) is lane]
-            size = settings.VERIFY_CHUNK_SIZE
-            for start in range(0, len(ids), size):
-                options = {"queue": "priority"} if lane else {}
-                verify_statements.apply_async(args=[ids[start:start + size]], **options)
-    except Exception:
-        logger.exception("Could not queue verification of %d statements; the sweep will retry.", len(statements))

@@ -272,7 +272,7 @@ def test_the_sweep_requeues_a_statement_whose_message_was_lost_once_per_window(a
 
     from django.utils import timezone
 
-    from hashes.services.pipeline import sweep
+    from hashes.tasks import sweep
 
     body = alice.submit(alice.statement([md5(1)]))  # its queue message never fires in this test
     statement = Statement.objects.get(id=body["accepted"][0]["id"])

@@ -16,7 +16,7 @@ from django.utils import timezone
 from consortium import celery_app
 from hashes import tasks
 from hashes.models import Event, Statement
-from hashes.services import pipeline, publishing, verification
+from hashes.services import publishing, verification
 from tests.factories import md5
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def test_a_verification_stopped_by_its_time_limit_is_done_again_by_the_sweep(ali
     assert set(Statement.objects.values_list("state", flat=True)) == {"received"}  # nothing half-written
     monkeypatch.undo()
     age_queue_marks()
-    pipeline.sweep(stale_after_seconds=30)  # tasks run eagerly here: verification, then publishing
+    tasks.sweep(stale_after_seconds=30)  # tasks run eagerly here: verification, then publishing
 
     assert set(Statement.objects.values_list("state", flat=True)) == {"published"}
     assert len(bob.feed()["events"]) == 5
@@ -70,7 +70,7 @@ def test_a_publication_stopped_by_its_time_limit_is_done_again_by_the_sweep(alic
     assert set(Statement.objects.values_list("state", flat=True)) == {"verified"}
     assert Event.objects.count() == 0
     monkeypatch.undo()
-    pipeline.sweep(stale_after_seconds=30)
+    tasks.sweep(stale_after_seconds=30)
 
     assert set(Statement.objects.values_list("state", flat=True)) == {"published"}
     assert [e["seq"] for e in bob.feed()["events"]] == [1, 2, 3, 4, 5]

@@ -199,7 +199,8 @@ MUTANTS: list[Mutant] = [
            'select_for_update(skip_locked=True, of=("self",))', 'select_for_update(of=("self",))',
            CONCURRENT_VERIFY, postgresql=True),
     mutant("verify.done-statements-again", VER,
-           ".filter(id__in=list(ids), state=Statement.State.RECEIVED)", ".filter(id__in=list(ids))", VERIFY),
+           '.filter(AnyOf(F("id"), list(ids)), state=Statement.State.RECEIVED)', '.filter(AnyOf(F("id"), list(ids)))',
+           VERIFY),
     mutant("verify.key-of-another-member", VER,
            "if key.member_id != statement.member_id:", "if key.member_id is None:", VERIFY),
     mutant("verify.pending-key-signs", VER,
@@ -209,8 +210,8 @@ MUTANTS: list[Mutant] = [
     mutant("verify.retired-window-reversed", VER,
            "statement.received_at >= key.state_changed_at", "statement.received_at < key.state_changed_at", VERIFY),
     mutant("verify.signature-unchecked", VER,
-           "    if not jws.verify_signature(parsed, load_public_jwk(key.jwk())):",
-           "    if False and not jws.verify_signature(parsed, load_public_jwk(key.jwk())):", VERIFY),
+           "    if not jws.verify_signature(parsed, ctx.public_key(key)):",
+           "    if False and not jws.verify_signature(parsed, ctx.public_key(key)):", VERIFY),
     mutant("verify.iss-unchecked", VER,
            '    if payload.get("iss") != statement.member.slug:', "    if False:", VERIFY,
            equivalent="receipt refuses iss_mismatch (submission.check_envelope) and a stored statement's raw "
@@ -498,8 +499,9 @@ MUTANTS: list[Mutant] = [
     mutant("receipt.quota-off-by-one", SUBM,
            "    if new <= 0 or used + new <= quota:", "    if new <= 0 or used + new <= quota + 1:", RECEIPT),
     mutant("receipt.unsigned-envelope-gets-priority", SUBM,
-           "                    digest=envelope.digest,\n                )",
-           "                    digest=envelope.digest, priority=envelope.incident is not None,\n                )",
+           '"raw": envelope.raw, "digest": envelope.digest, "received_at": received_at,',
+           '"raw": envelope.raw, "digest": envelope.digest, "received_at": received_at,'
+           ' "priority": envelope.incident is not None,',
            RECEIPT + ("tests/hashes/test_publishing.py",)),
 
     # --- governance: keys and administrators -------------------------------------------------------
