@@ -2,12 +2,10 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consortium.api.openapi import ERRORS
-from consortium.server_keys import server_jwks
 
 from .models import ApiToken, Member, SigningKey
 from .selectors import published_keys
@@ -93,12 +91,3 @@ class KeysApi(APIView):
         body = {"kid": key.kid, "state": key.state, "jwk": key.jwk()}
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
-
-class ServerJWKSApi(APIView):
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-
-    @extend_schema(responses=JWKSetSerializer, summary="The server's own public keys (webhook v1a signatures)",
-                   operation_id="server_keys_read", tags=["keys"])
-    def get(self, request):
-        return Response(server_jwks())
