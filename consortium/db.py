@@ -2,43 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from django.db import connections, models, router
 
 
-def update_rows(model: type[models.Model], rows: Sequence[models.Model], fields: Iterable[str]) -> None:
-    """Write `fields` of each of `rows` to the database.
+def update_rows(model: type[models.Model], rows: Sequence[models.Model], fields: Iterable[str], *,
+                match: Iterable[str] = (), where: Mapping[str, object] | None = None) -> set[object]:
+    """Write `fields` of each of `rows` to the database; the primary keys of the rows written.
+
+    A row is written only where its stored `match` fields equal the row's own values and the stored
+    `where` fields equal the values given (a claim's fence: `attempt_count` still the one sent,
+    `state` still pending).
 
     Django's bulk_update builds one CASE WHEN per field per row, which costs ~0.2 ms of Python per
     field and row (most of a verification batch). On PostgreSQL this is one
     UPDATE ... FROM (VALUES ...) instead; elsewhere (SQLite, one writer at a time) a plain UPDATE per
     row is as fast as it gets."""
     if not rows:
-        return
+        return set()
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
+    fences = [meta.get_field(name) for name in match]
+    where = dict(where or {})
     connection = connections[router.db_for_write(model)]
     if connection.vendor != "postgresql":
+        written = set()
         for row in rows:
-            model._base_manager.filter(pk=row.pk).update(**{c.attname: getattr(row, c.attname) for c in columns})
-        return
+            narrowed = model._base_manager.filter(pk=row.pk, **{f.attname: getattr(row, f.attname) for f in fences},
+                                                  **where)
+            if narrowed.update(**{c.attname: getattr(row, c.attname) for c in columns}):
+                written.add(row.pk)
+        return written
     pk = meta.pk
     quote = connection.ops.quote_name
-    placeholders = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in [pk, *columns]) + ")"
+    carried = [pk, *columns, *fences]
+    placeholders = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in carried) + ")"
     params: list[object] = []
     for row in rows:
         params.append(pk.get_db_prep_save(row.pk, connection))
-        params += [c.get_db_prep_save(getattr(row, c.attname), connection) for c in columns]
+        params += [f.get_db_prep_save(getattr(row, f.attname), connection) for f in (*columns, *fences)]
     names = [f"c{n}" for n in range(len(columns))]
+    fence_names = [f"f{n}" for n in range(len(fences))]
+    conditions = [f"t.{quote(pk.column)} = v.pk"]
+    conditions += [f"t.{quote(f.column)} = v.{name}" for f, name in zip(fences, fence_names)]
+    for name, value in where.items():
+        field = meta.get_field(name)
+        conditions.append(f"t.{quote(field.column)} = %s")
     sql = (
         f"UPDATE {quote(meta.db_table)} AS t SET "
         + ", ".join(f"{quote(c.column)} = v.{name}" for c, name in zip(columns, names))
-        + f" FROM (VALUES {', '.join([placeholders] * len(rows))}) AS v(pk, {', '.join(names)})"
-        + f" WHERE t.{quote(pk.column)} = v.pk"
+        + f" FROM (VALUES {', '.join([placeholders] * len(rows))}) AS v(pk, {', '.join([*names, *fence_names])})"
+        + f" WHERE {' AND '.join(conditions)} RETURNING t.{quote(pk.column)}"
     )
+    params += [meta.get_field(name).get_db_prep_save(value, connection) for name, value in where.items()]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 def insert_rows(model: type[models.Model], rows: Sequence[dict[str, object]]) -> None:
