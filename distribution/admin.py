@@ -13,10 +13,10 @@ from django.utils.html import format_html, format_html_join
 
 from consortium.admin_tools import ReadOnlyAdmin
 from consortium.api.errors import DomainError
+from hashes.services.feed import feed_head
 
 from . import tasks
 from .models import Delivery, DeliveryAttempt, Subscription
-from .services.heads import feed_head
 from .services.subscriptions import (
     subscription_delete, subscription_replay, subscription_set_state, url_for_display,
 )

@@ -18,11 +18,11 @@ from rest_framework.views import APIView
 from consortium.api.errors import DomainError
 from consortium.api.openapi import ERRORS
 from hashes.models import SignalType
+from hashes.services.feed import feed_head
 
 from . import tasks
 from .models import Delivery, Subscription
 from .selectors import delivery_page, in_flight, subscription_get, subscription_list
-from .services.heads import feed_head
 from .services.subscriptions import (
     subscription_create, subscription_delete, subscription_replay, subscription_test, subscription_update,
 )

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 from django.conf import settings
 
-from .models import Event, FeedHead, Hash, SignalType
-from .services.feed import FEED_HEAD_ID
+from .models import Event, Hash, SignalType
+from .services.feed import feed_head
 from .signals.vpdq import usable_rows
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class MatchIndexes:
 
         # Read the feed head first: a hash added after this point is applied again from the feed,
         # which is harmless (searches report each id once), while one added before is in the read.
-        self.applied_seq = FeedHead.objects.filter(pk=FEED_HEAD_ID).values_list("last_seq", flat=True).first() or 0
+        self.applied_seq = feed_head()
         active = Hash.objects.filter(state=Hash.State.ACTIVE).order_by("pk")
         ids: list[int] = []
         values: list[str] = []
@@ -81,7 +81,7 @@ class MatchIndexes:
         self._catch_up()
 
     def _catch_up(self) -> None:
-        head = FeedHead.objects.filter(pk=FEED_HEAD_ID).values_list("last_seq", flat=True).first() or 0
+        head = feed_head()
         if head > self.applied_seq:
             changes = (
                 Event.objects.filter(

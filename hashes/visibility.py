@@ -17,6 +17,7 @@ from typing import Iterable
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from members.models import Member
+from members.selectors import sharing_groups_of
 
 from .models import Corroboration, Hash
 
@@ -37,7 +38,7 @@ class Viewer:
 
     @classmethod
     def for_member(cls, member: Member) -> Viewer:
-        return cls(member.pk, frozenset(member.sharing_groups.values_list("pk", flat=True)))
+        return viewers_for_ids([member.pk])[member.pk]
 
     def within(self, share_group_id: int | None) -> Viewer:
         """This viewer narrowed to the statements shared with one audience it belongs to: the whole
@@ -72,11 +73,4 @@ def visible_hashes(viewer: Viewer, *, live_only: bool = False) -> QuerySet[Hash]
 
 def viewers_for_ids(member_ids: Iterable[int]) -> dict[int, Viewer]:
     """Viewer.for_member for many members in one query."""
-    from members.models import SharingGroup
-
-    groups: dict[int, set[int]] = {pk: set() for pk in member_ids}
-    if groups:
-        for member_id, group_id in SharingGroup.members.through.objects.filter(
-                member_id__in=list(groups)).values_list("member_id", "sharinggroup_id"):
-            groups[member_id].add(group_id)
-    return {pk: Viewer(pk, frozenset(ids)) for pk, ids in groups.items()}
+    return {pk: Viewer(pk, frozenset(groups.values())) for pk, groups in sharing_groups_of(member_ids).items()}

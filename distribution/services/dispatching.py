@@ -15,12 +15,13 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from hashes.models import Event
+from hashes.services.feed import feed_head
 from members.models import Member
 
 from ..models import Delivery, DispatchMark, Subscription
 from ..rendering import Filters, load_seqs, render_all, viewers_for
 from . import delivering
-from .heads import announce, feed_head
+from .heads import announce
 
 logger = logging.getLogger(__name__)
 

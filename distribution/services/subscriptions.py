@@ -19,12 +19,12 @@ from django.utils import timezone
 from audit.services import audit_record
 from consortium.api.errors import Conflict, DomainError, NotFound
 from hashes.models import Label, SignalType
+from hashes.services.feed import feed_head
 from members.models import Member
 
 from ..delivery import signing, transport
 from ..models import Delivery, Subscription
 from ..secretbox import is_newest, reseal, seal, unseal
-from .heads import feed_head
 
 MAX_OVERLAP_SECONDS = 7 * 86400
 MAX_MIN_CORROBORATION = 1000

@@ -28,6 +28,12 @@ FEED_HEAD_ID = 1
 events_published = Signal()
 
 
+def feed_head() -> int:
+    """The last committed seq. FeedHead is written in the transaction that appends the events, so
+    every event up to this value is committed and visible."""
+    return FeedHead.objects.filter(pk=FEED_HEAD_ID).values_list("last_seq", flat=True).first() or 0
+
+
 def feed_lock(*, wait: bool = True) -> FeedHead | None:
     """Take the feed lock for the rest of the current transaction; with wait=False, answer None at
     once if another transaction holds it."""

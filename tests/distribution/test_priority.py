@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from distribution.models import Delivery
 from distribution.services import delivering, dispatching
-from distribution.services.heads import announce, feed_head
+from distribution.services.heads import announce
+from hashes.services.feed import feed_head
 from hashes.models import Incident
 from tests.factories import md5, pdq
 
