@@ -26,7 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from consortium.db import update_rows
+from consortium.db import commit_without_waiting_for_the_disk, update_rows
 from consortium.server_keys import delivery_signing_keys
 
 from ..delivery import signing, transport
@@ -294,6 +294,9 @@ def _acknowledge(done: list[Outcome]) -> set[int]:
     if not done:
         return set()
     with transaction.atomic():
+        # Lost in a database crash, an acknowledgement leaves its delivery claimed and the cursor
+        # where it was: the batch goes again, under the same webhook-id, once the claim runs out.
+        commit_without_waiting_for_the_disk()
         cursors = dict(Subscription.objects.select_for_update(no_key=True).filter(
             pk__in={job.subscription_id for job, _, _ in done if job.lane != Delivery.Lane.TEST})
             .order_by("pk").values_list("pk", "cursor"))
@@ -448,8 +451,11 @@ def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: fl
 
 
 def _clear_wake_marks(ids: list[Any]) -> None:
-    """Rows are locked in key order, as every writer of several subscriptions does (no deadlocks)."""
+    """Rows are locked in key order, as every writer of several subscriptions does (no deadlocks).
+    A mark lost in a database crash only keeps the dispatcher from waking these subscriptions until
+    it goes stale (WEBHOOK_WAKE_STALE_SECONDS)."""
     with transaction.atomic():
+        commit_without_waiting_for_the_disk()
         locked = list(Subscription.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
                       .values_list("pk", flat=True))
         Subscription.objects.filter(pk__in=locked).update(wake_requested_at=None)

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
+from consortium.db import commit_without_waiting_for_the_disk
 from hashes.models import Event
 from hashes.services.feed import feed_head
 from members.models import Member
@@ -81,7 +82,11 @@ def dispatch(*, now: datetime) -> Dispatched:
     result = Dispatched()
     started = time.monotonic()
     with transaction.atomic():
-        _commit_without_waiting_for_the_disk()
+        # Should the database crash in the fraction of a second before the flush, the dispatch is
+        # lost as a whole and the next one pushes the same events again (new webhook-ids; receivers
+        # drop repeated event ids), while the main lane, whose claims always wait, delivers them in
+        # order regardless. The pushes go out right after this commit: a busy disk must not hold them.
+        commit_without_waiting_for_the_disk()
         DispatchMark.objects.get_or_create(pk=1)
         # Dispatchers take turns, so each incident event is pushed once.
         mark = DispatchMark.objects.select_for_update().get(pk=1)
@@ -103,18 +108,6 @@ def dispatch(*, now: datetime) -> Dispatched:
     # others are woken.
     result.woken = wake(list(behind(head, now).values_list("pk", flat=True)), now=now, head=head)
     return result
-
-
-def _commit_without_waiting_for_the_disk() -> None:
-    """On PostgreSQL, let this transaction's commit return before its WAL reaches the disk: the
-    incident pushes go out right after it, and a busy disk must not hold them up. Should the
-    database crash in the fraction of a second before the flush, the dispatch is lost as a whole
-    and the next one pushes the same events again (new webhook-ids; receivers drop repeated event
-    ids), while the main lane, whose commits always wait, delivers them in order regardless."""
-    connection = transaction.get_connection()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def priority_pushes(seqs: list[int], *, now: datetime) -> list[int]:
