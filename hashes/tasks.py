@@ -26,7 +26,7 @@ def publish_verified() -> None:
 def publish() -> None:
     run = publishing.publish_verified(batch_size=settings.PUBLISH_BATCH_SIZE)
     if not run.finished:
-        publish_verified.apply_async(queue="publish")
+        publish_verified.delay()
 
 
 # Runs on its own queue, taken first, so that recovery still happens under a backlog.

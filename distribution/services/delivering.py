@@ -18,6 +18,7 @@ import random
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
 
@@ -96,7 +97,9 @@ def _secrets(subscription: Subscription, now: datetime) -> tuple[str, ...] | Non
     return tuple(secrets)
 
 
+@lru_cache(maxsize=16)
 def digest(body: bytes | None) -> str:
+    """Subscriptions in step share one body object (rendering's body cache), so it is hashed once."""
     return "" if body is None else hashlib.sha256(body).hexdigest()
 
 

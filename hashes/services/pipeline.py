@@ -31,7 +31,7 @@ def sweep(*, stale_after_seconds: int) -> dict[str, int]:
         enqueue_verification(stale)
     waiting = publishable().exists()
     if waiting:
-        publish_verified.apply_async(queue="publish")
+        publish_verified.delay()
     return {"requeued": len(stale), "publish": int(waiting)}
 
 
