@@ -142,7 +142,7 @@ class Swept:
 
 
 def sweep(*, now: datetime) -> Swept:
-    """Beat's periodic pass: dispatch (catching anything no trigger announced), queue again the
+    """Beat's periodic pass: dispatch (catching anything a lost hand-off missed), queue again the
     single deliveries that are due and not queued (retries, lost messages, deliveries a killed
     worker held), retire priority pushes the main lane has overtaken, prune old history. The
     caller queues what the dispatch made and the deliveries due again (`resent`)."""
