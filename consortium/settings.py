@@ -473,18 +473,6 @@ WEBHOOK_PUMP_SECONDS = float(env("WEBHOOK_PUMP_SECONDS", "2"))
 # together); more subscriptions make more pumps, run on the deliver worker's threads.
 WEBHOOK_PUMP_GROUP_SIZE = env_int("WEBHOOK_PUMP_GROUP_SIZE", 50)
 WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 14)
-DISTRIBUTION_CELERY_ROUTES = {
-    "distribution.tasks.dispatch": {"queue": "deliver_priority"},
-    "distribution.tasks.send_delivery": {"queue": "deliver_priority"},
-    "distribution.tasks.push": {"queue": "deliver_priority"},
-    "distribution.tasks.sweep": {"queue": "deliver_priority"},
-    "distribution.tasks.pump": {"queue": "deliver"},
-}
-DISTRIBUTION_BEAT_SCHEDULE = {
-    # Expires: sweeps that queue up while the webhook workers are down are dropped, not run back to back.
-    "sweep-distribution": {"task": "distribution.tasks.sweep", "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
-                           "options": {"expires": max(10.0, 5 * WEBHOOK_SWEEP_INTERVAL_SECONDS)}},
-}
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
@@ -534,25 +522,29 @@ CELERY_TASK_QUEUES = [
     Queue(name, Exchange(name), routing_key=name)
     for name in ("sweep", "priority", "verify", "publish", "default", "deliver_priority", "deliver", "media")
 ]
+# The one table of which task goes to which queue; callers never name a queue, except verification's
+# fast lane (`priority`), chosen per statement.
 CELERY_TASK_ROUTES = {
     "hashes.tasks.sweep_pipeline": {"queue": "sweep"},
     "hashes.tasks.verify_statements": {"queue": "verify"},
     "hashes.tasks.publish_verified": {"queue": "publish"},
     "media.tasks.run_media_job": {"queue": "media"},
     "media.tasks.sweep_media_jobs": {"queue": "sweep"},
+    "distribution.tasks.dispatch": {"queue": "deliver_priority"},
+    "distribution.tasks.push": {"queue": "deliver_priority"},
+    "distribution.tasks.sweep": {"queue": "deliver_priority"},
+    "distribution.tasks.pump": {"queue": "deliver"},
 }
+# Expires: sweeps that queue up while workers are down or busy are dropped, not run back to back.
 CELERY_BEAT_SCHEDULE = {
-    # Expires: sweeps that queue up while workers are down or busy are dropped, not run back to back.
     "sweep-pipeline": {"task": "hashes.tasks.sweep_pipeline", "schedule": float(SWEEP_INTERVAL_SECONDS),
                        "options": {"expires": float(SWEEP_INTERVAL_SECONDS)}},
     "sweep-media-jobs": {"task": "media.tasks.sweep_media_jobs", "schedule": float(MEDIA_JOB_SWEEP_SECONDS),
                          "options": {"expires": float(MEDIA_JOB_SWEEP_SECONDS)}},
+    "sweep-distribution": {"task": "distribution.tasks.sweep", "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
+                           "options": {"expires": max(10.0, 5 * WEBHOOK_SWEEP_INTERVAL_SECONDS)}},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-
-# distribution routes
-CELERY_TASK_ROUTES.update(DISTRIBUTION_CELERY_ROUTES)
-CELERY_BEAT_SCHEDULE.update(DISTRIBUTION_BEAT_SCHEDULE)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis, with a kombu defect worked around so that a Redis restart cannot stop a worker
     # (consortium/broker.py).

@@ -2,9 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from members.apis import ServerJWKSApi
-
 from .api.views import not_found
+from .apis import ServerJWKSApi
 
 api_v1 = [
     path("", include("members.urls")),

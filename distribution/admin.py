@@ -13,9 +13,10 @@ from django.utils.html import format_html, format_html_join
 
 from consortium.admin_tools import ReadOnlyAdmin
 from consortium.api.errors import DomainError
+from hashes.services.feed import feed_head
 
+from . import tasks
 from .models import Delivery, DeliveryAttempt, Subscription
-from .services.heads import feed_head
 from .services.subscriptions import (
     subscription_delete, subscription_replay, subscription_set_state, url_for_display,
 )
@@ -96,7 +97,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def _each(self, request, queryset, change) -> None:
         for subscription in queryset:
             try:
-                change(subscription)
+                tasks.dispatch_if_active(change(subscription))
             except DomainError as exc:
                 self.message_user(request, f"{subscription}: {exc.message}", level=messages.ERROR)
 

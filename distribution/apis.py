@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -17,10 +18,11 @@ from rest_framework.views import APIView
 from consortium.api.errors import DomainError
 from consortium.api.openapi import ERRORS
 from hashes.models import SignalType
+from hashes.services.feed import feed_head
 
+from . import tasks
 from .models import Delivery, Subscription
 from .selectors import delivery_page, in_flight, subscription_get, subscription_list
-from .services.heads import feed_head
 from .services.subscriptions import (
     subscription_create, subscription_delete, subscription_replay, subscription_test, subscription_update,
 )
@@ -171,6 +173,7 @@ class SubscriptionsApi(APIView):
             member=request.user.member, url=data["url"], description=data.get("description", ""),
             filters=data.get("filters", {}), after=data.get("after"), actor=request.user.member,
         )
+        tasks.dispatch_if_active(created.subscription)
         return Response(subscription_body(created.subscription, created.secret), status=status.HTTP_201_CREATED)
 
 
@@ -209,6 +212,8 @@ class SubscriptionDetailApi(APIView):
         params.is_valid(raise_exception=True)
         updated = subscription_update(subscription=subscription, changes=dict(params.validated_data),
                                       actor=request.user.member)
+        if updated.changed:
+            tasks.dispatch_if_active(updated.subscription)
         return Response(subscription_body(updated.subscription, updated.secret))
 
     @extend_schema(responses={204: None}, summary="Delete a subscription", operation_id="subscriptions_delete",
@@ -294,6 +299,7 @@ class SubscriptionTestApi(APIView):
     def post(self, request, subscription_id):
         subscription = subscription_get(member=request.user.member, subscription_id=subscription_id)
         delivery = subscription_test(subscription=subscription, actor=request.user.member)
+        transaction.on_commit(lambda: tasks.enqueue_push([delivery.pk]))
         delivery = Delivery.objects.prefetch_related("attempts").get(pk=delivery.pk)
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
@@ -316,4 +322,5 @@ class SubscriptionReplayApi(APIView):
         params.is_valid(raise_exception=True)
         replayed = subscription_replay(subscription=subscription, from_seq=params.validated_data["from_seq"],
                                        actor=request.user.member)
+        tasks.dispatch_if_active(replayed)
         return Response(subscription_body(replayed), status=status.HTTP_202_ACCEPTED)

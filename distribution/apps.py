@@ -6,8 +6,8 @@ class DistributionConfig(AppConfig):
     verbose_name = "Distribution (webhook subscriptions)"
 
     def ready(self) -> None:
-        from celery.signals import task_postrun
+        from hashes.services.feed import events_published
 
-        from .triggers import after_task
+        from .tasks import events_published_received
 
-        task_postrun.connect(after_task, weak=False, dispatch_uid="distribution.after_pipeline_task")
+        events_published.connect(events_published_received, weak=False, dispatch_uid="distribution.events_published")

@@ -20,10 +20,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from hashes.models import Event, Statement
-from hashes.selectors import (
-    StatementFacts, corroborating_members, render_event, statement_facts, visible_facts, visible_links,
-)
+from hashes.models import Event
+from hashes.selectors import StatementFacts, corroborating_members, event_view, statement_facts, visible_links
 from hashes.visibility import Viewer, viewers_for_ids
 from members.models import Member
 
@@ -49,14 +47,6 @@ class Filters:
 class LoadedEvent:
     event: Event
     refs: tuple[str, ...]  # every statement the event mentions (before, after, cause), in a fixed order
-
-
-@dataclass(frozen=True)
-class Known:
-    """A statement some subscriber may see, as statement_facts read it for that subscriber."""
-
-    facts: StatementFacts
-    names_incident: bool
 
 
 @dataclass(frozen=True)
@@ -132,6 +122,7 @@ _windows = _Bounded(64, 48 * MiB)
 _alike = _Bounded(5_000)
 _selections = _Bounded(256, 64 * MiB)
 _bodies = _Bounded(32, 32 * MiB)
+_last_rows = _Bounded(4096)
 
 
 def viewers_for(members: Sequence[Member]) -> dict[int, Viewer]:
@@ -140,7 +131,7 @@ def viewers_for(members: Sequence[Member]) -> dict[int, Viewer]:
 
 
 def clear_caches() -> None:
-    for cache in (_events, _statements, _rendered, _windows, _alike, _selections, _bodies):
+    for cache in (_events, _statements, _rendered, _windows, _alike, _selections, _bodies, _last_rows):
         cache.clear()
 
 
@@ -166,13 +157,13 @@ def loaded_events(rows: Sequence[tuple[int, UUID]]) -> list[LoadedEvent]:
     return [found[event_id] for _, event_id in rows]
 
 
-def _learn(ids: set[str], viewer: Viewer) -> dict[str, Known]:
+def _learn(ids: set[str], viewer: Viewer) -> dict[str, StatementFacts]:
     """The statements among `ids`, as known to the process: from the cache, or read (for this viewer,
     through statement_facts) when missing. Visibility is decided from this answer, never from the
     cache alone: the cache is bounded and shared by threads, so an entry can go at any time.
     Statements this viewer may not see are never read, so they are absent unless another viewer read
     them; the caller still checks each with `Viewer.sees`."""
-    known: dict[str, Known] = {}
+    known: dict[str, StatementFacts] = {}
     missing = set()
     for statement_id in ids:
         cached = _statements.get(statement_id)
@@ -182,12 +173,9 @@ def _learn(ids: set[str], viewer: Viewer) -> dict[str, Known]:
             known[statement_id] = cached
     if not missing:
         return known
-    facts = statement_facts(missing, viewer)
-    incident = {str(i) for i in Statement.objects.filter(viewer.statement_q(), id__in=list(facts),
-                                                         incident__isnull=False).values_list("id", flat=True)}
-    for statement_id, fact in facts.items():
-        known[statement_id] = Known(fact, statement_id in incident)
-        _statements.put(statement_id, known[statement_id], 512 + len(fact.raw))
+    for statement_id, fact in statement_facts(missing, viewer).items():
+        known[statement_id] = fact
+        _statements.put(statement_id, fact, 512 + len(fact.raw))
     return known
 
 
@@ -197,7 +185,7 @@ def render_all(events: Sequence[LoadedEvent], viewer: Viewer) -> list[Rendered |
 
 
 def _render_known(events: Sequence[LoadedEvent], viewer: Viewer,
-                  known: dict[str, Known]) -> list[Rendered | None]:
+                  known: dict[str, StatementFacts]) -> list[Rendered | None]:
     # Only perceptual hashes are linked into families (by distance or match percentage).
     linkable = {loaded.event.hash_id for loaded in events if loaded.event.hash.signal_type in PERCEPTUAL}
     links = visible_links(viewer, linkable) if linkable else {}
@@ -205,13 +193,13 @@ def _render_known(events: Sequence[LoadedEvent], viewer: Viewer,
 
 
 def _render_cached(loaded: LoadedEvent, viewer: Viewer, links: list[dict[str, Any]],
-                   known: dict[str, Known]) -> Rendered | None:
-    visible: dict[str, Known] = {}
+                   known: dict[str, StatementFacts]) -> Rendered | None:
+    visible: dict[str, StatementFacts] = {}
     mask = 0
     for bit, ref in enumerate(loaded.refs):
         statement = known.get(ref)
-        if statement is not None and viewer.sees(share_group_id=statement.facts.share_group_id,
-                                                 member_id=statement.facts.member_id):
+        if statement is not None and viewer.sees(share_group_id=statement.share_group_id,
+                                                 member_id=statement.member_id):
             visible[ref] = statement
             mask |= 1 << bit
     key = (loaded.event.event_id, mask, json.dumps(links, sort_keys=True) if links else "")
@@ -223,13 +211,12 @@ def _render_cached(loaded: LoadedEvent, viewer: Viewer, links: list[dict[str, An
     return result
 
 
-def _render(event: Event, viewer: Viewer, visible: dict[str, Known], links: list[dict[str, Any]]) -> Rendered | None:
-    facts = {ref: known.facts for ref, known in visible.items()}
-    body = render_event(event, viewer, facts, {event.hash_id: links})
-    if body is None:
+def _render(event: Event, viewer: Viewer, visible: dict[str, StatementFacts],
+            links: list[dict[str, Any]]) -> Rendered | None:
+    view = event_view(event, viewer, visible, {event.hash_id: links})
+    if view is None:
         return None
-    before = visible_facts(viewer, event.statements_before, facts)
-    after = visible_facts(viewer, event.statements_after, facts)
+    body, before, after = view.body, view.before, view.after
     return Rendered(
         seq=event.seq,
         occurred_at=body["occurred_at"],
@@ -237,7 +224,7 @@ def _render(event: Event, viewer: Viewer, visible: dict[str, Known], links: list
         type=body["type"],
         signal_type=body["hash"]["signal_type"],
         labels=frozenset(label for f in (*before, *after) for label in f.labels),
-        incident=any(known.names_incident for known in visible.values()),
+        incident=any(fact.incident_id is not None for fact in visible.values()),
         corroboration=max(corroborating_members(before), corroborating_members(after)),
         held=is_held(event, body["type"], body["hash"]["dispute"]),
     )
@@ -252,7 +239,7 @@ def is_held(event: Event, kind: str, dispute: dict[str, Any] | None) -> bool:
     return not (event.change == "dispute" and event.dispute_id == dispute["id"])
 
 
-def _seen_alike_by_everyone(events: Sequence[LoadedEvent], known: dict[str, Known]) -> bool:
+def _seen_alike_by_everyone(events: Sequence[LoadedEvent], known: dict[str, StatementFacts]) -> bool:
     """Whether every viewer sees these events the same way: each statement they mention is shared
     with the whole consortium, and no hash is perceptual (links depend on what else a viewer sees).
     A statement this viewer may not see was never learnt, so it counts as not shared."""
@@ -261,13 +248,22 @@ def _seen_alike_by_everyone(events: Sequence[LoadedEvent], known: dict[str, Know
             return False
         for ref in loaded.refs:
             statement = known.get(ref)
-            if statement is None or statement.facts.share_group_id is not None:
+            if statement is None or statement.share_group_id is not None:
                 return False
     return True
 
 
-def _last_row(after: int, through: int) -> tuple[int, UUID] | None:
-    return Event.objects.filter(seq__gt=after, seq__lte=through).order_by("-seq").values_list("seq", "event_id").first()
+def _last_row(after: int, through: int, *, committed: bool) -> tuple[int, UUID] | None:
+    """The last event in (after, through]. Up to a committed head (`committed`) the answer is final
+    (seqs become visible in order and are never removed), so subscriptions in step, which all ask
+    the same, share it."""
+    found = _last_rows.get((after, through), _MISSING) if committed else _MISSING
+    if found is _MISSING:
+        found = (Event.objects.filter(seq__gt=after, seq__lte=through).order_by("-seq")
+                 .values_list("seq", "event_id").first())
+        if committed:
+            _last_rows.put((after, through), found)
+    return found
 
 
 def _select(window: tuple[int, int, UUID], viewer: Viewer, filters: Filters) -> tuple[tuple, tuple[Rendered, ...]]:
@@ -322,7 +318,7 @@ def next_batch(viewer: Viewer, filters: Filters, *, after: int, size: int, windo
             end = min(end, through)
             if end <= cursor:
                 break
-        last = _last_row(cursor, end)
+        last = _last_row(cursor, end, committed=through is not None)
         if last is None:
             break
         key, events = _select((cursor, *last), viewer, filters)
@@ -346,7 +342,7 @@ def _cut(batch: Batch, max_bytes: int) -> Batch:
 
 def range_batch(viewer: Viewer, filters: Filters, *, after: int, through: int) -> Batch:
     """The events in (after, through] this viewer receives now: a retried batch, rendered again."""
-    last = _last_row(after, through)
+    last = _last_row(after, through, committed=True)
     if last is None:
         return Batch((), through)
     key, events = _select((after, *last), viewer, filters)

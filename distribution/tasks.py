@@ -1,5 +1,6 @@
-"""Thin Celery wrappers. Each task re-reads its rows and is safe to run twice or late; the sweep
-finds anything a lost message left behind. Queues (deploy/Procfile): `deliver_priority` (dispatch,
+"""Thin Celery wrappers: each task calls a service and queues what the service says is to do next.
+Each task re-reads its rows and is safe to run twice or late; the sweep finds anything a lost
+message left behind. Queues (consortium/settings.py, deploy/Procfile): `deliver_priority` (dispatch,
 incident pushes, pings, the sweep) is served by the `dispatch` worker, `deliver` (main-lane pumps)
 by the `deliver` worker, so an incident never waits behind a backlog.
 
@@ -14,8 +15,10 @@ from typing import Any, Iterable
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from .models import Subscription
 from .services import delivering, dispatching
 
 logger = logging.getLogger(__name__)
@@ -23,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True, acks_late=False)
 def dispatch() -> None:
-    enqueue_push(dispatching.dispatch(now=timezone.now()).priority)
+    enqueue_dispatched(dispatching.dispatch(now=timezone.now()))
 
 
 @shared_task(ignore_result=True, acks_late=False)
@@ -32,24 +35,22 @@ def push(delivery_ids: list[int]) -> None:
 
 
 @shared_task(ignore_result=True, acks_late=False)
-def pump(subscription_ids: list[str] | str) -> None:
-    def wake(more: list) -> None:
-        dispatching.wake(more, now=timezone.now())
-
-    more = delivering.pump_group([subscription_ids] if isinstance(subscription_ids, str) else subscription_ids,
-                                 hand_off=wake)
-    if more:
-        wake(more)
-
-
-@shared_task(ignore_result=True, acks_late=False)
-def send_delivery(delivery_id: int) -> None:
-    delivering.send_single(delivery_id)
+def pump(subscription_ids: list[str]) -> None:
+    for more in delivering.pump(subscription_ids):
+        enqueue_pumps(dispatching.wake(more, now=timezone.now()))
 
 
 @shared_task(ignore_result=True, acks_late=False)
 def sweep() -> None:
-    enqueue_push(dispatching.sweep(now=timezone.now()).dispatched.priority)
+    swept = dispatching.sweep(now=timezone.now())
+    enqueue_dispatched(swept.dispatched)
+    enqueue_push(swept.resent)
+
+
+def events_published_received(sender: Any = None, **kwargs: Any) -> None:
+    """hashes' `events_published`: new events are committed, so the dispatcher has work. Events
+    published while no webhook worker runs, or whose message is lost, are found by the sweep."""
+    enqueue_dispatch()
 
 
 # Best effort, like the pipeline's enqueueing: the rows are written, so if the broker is unreachable
@@ -67,14 +68,28 @@ def enqueue_dispatch() -> None:
         logger.exception("Could not queue a distribution dispatch; the sweep will do it.")
 
 
+def dispatch_if_active(subscription: Subscription) -> None:
+    """After a subscription was created, changed, resumed or replayed: once that commits, have the
+    dispatcher wake every subscription that is behind, so that subscriptions resumed together (after
+    an outage, say) share pumps, and with them their rendered batches and bulk writes."""
+    if subscription.state == Subscription.State.ACTIVE:
+        transaction.on_commit(enqueue_dispatch)
+
+
+def enqueue_dispatched(dispatched: dispatching.Dispatched) -> None:
+    enqueue_push(dispatched.priority)
+    enqueue_pumps(dispatched.woken)
+
+
 def enqueue_push(delivery_ids: list[int]) -> None:
-    """Incident pushes go out together in one task, on a thread of their own."""
-    if not delivery_ids:
-        return
+    """Priority pushes and pings go out side by side, PUSH_THREADS to a task (the incident pushes of
+    one dispatch in as few tasks as that allows)."""
+    size = delivering.PUSH_THREADS
     try:
-        push.apply_async(args=[delivery_ids], expires=_expires())
+        for start in range(0, len(delivery_ids), size):
+            push.apply_async(args=[delivery_ids[start:start + size]], expires=_expires())
     except Exception:
-        logger.exception("Could not queue incident pushes; the sweep will send them.")
+        logger.exception("Could not queue incident pushes or pings; the sweep will send them.")
 
 
 def enqueue_pumps(subscription_ids: Iterable[Any]) -> None:
@@ -87,11 +102,3 @@ def enqueue_pumps(subscription_ids: Iterable[Any]) -> None:
             pump.apply_async(args=[ids[start:start + size]], expires=_expires())
     except Exception:
         logger.exception("Could not queue webhook pumps; the sweep will retry.")
-
-
-def enqueue_sends(delivery_ids: Iterable[int]) -> None:
-    try:
-        for delivery_id in delivery_ids:
-            send_delivery.apply_async(args=[delivery_id], expires=_expires())
-    except Exception:
-        logger.exception("Could not queue webhook deliveries; the sweep will retry.")

@@ -27,7 +27,7 @@ from .schemas import (
 from .selectors import dispute_list, feed_page, hash_detail, hash_statements, match_signals, statement_get, statement_list
 from .services.media import upload_signals
 from .services.submission import statements_submit
-from .signals.parse import SignalError, parse_match_queries
+from .signals.parse import parse_match_queries
 from .visibility import Viewer
 
 
@@ -257,11 +257,8 @@ class MatchApi(APIView):
             exclude = request.data.get("exclude_disputed", False) if isinstance(request.data, dict) else False
         if not isinstance(exclude, bool):
             raise DomainError("exclude_disputed_invalid", "exclude_disputed is true or false.")
-        try:
-            queries = parse_match_queries(raw, max_queries=settings.MATCH_MAX_QUERIES,
-                                          max_distance=settings.MATCH_MAX_DISTANCE, max_frames=settings.VPDQ_MAX_FRAMES)
-        except SignalError as exc:
-            raise DomainError(exc.code, exc.message, exc.details) from None
+        queries = parse_match_queries(raw, max_queries=settings.MATCH_MAX_QUERIES,
+                                      max_distance=settings.MATCH_MAX_DISTANCE, max_frames=settings.VPDQ_MAX_FRAMES)
         return Response(match_signals(viewer=Viewer.for_member(request.user.member), queries=queries,
                                       exclude_disputed=exclude))
 

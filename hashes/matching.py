@@ -35,8 +35,8 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 
-from .models import Event, FeedHead, Hash, SignalType
-from .services.feed import FEED_HEAD_ID
+from .models import Event, Hash, SignalType
+from .services.feed import feed_head
 from .signals import snapshot
 from .signals.vpdq import usable_rows
 
@@ -330,10 +330,6 @@ def sliced(rows: Any) -> Iterable[Any]:
             return
         yield from chunk
         last = chunk[-1][0]
-
-
-def feed_head() -> int:
-    return FeedHead.objects.filter(pk=FEED_HEAD_ID).values_list("last_seq", flat=True).first() or 0
 
 
 def database_fingerprint() -> str:

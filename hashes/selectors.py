@@ -44,6 +44,7 @@ class StatementFacts:
     raw: str
     labels: tuple[str, ...]
     verdict: str = ""  # feedback statements: agree, disagree or seen
+    incident_id: int | None = None
 
 
 def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFacts]:
@@ -57,14 +58,15 @@ def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFa
     ):
         labels.setdefault(str(statement_id), []).append(slug)
     rows = visible.values_list("id", "jti", "kind", "member_id", "member__slug", "member__kind", "share_group_id",
-                               "content_type", "raw", "verdict")
+                               "content_type", "raw", "verdict", "incident_id")
     facts = {}
-    for statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict in rows:
+    for (statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict,
+         incident_id) in rows:
         key = str(statement_id)
         facts[key] = StatementFacts(
             id=key, jti=jti, kind=kind, member_id=member_id, member_slug=slug, member_kind=member_kind,
             share_group_id=share_group_id, content_type=content_type, raw=raw,
-            labels=tuple(sorted(labels.get(key, ()))), verdict=verdict,
+            labels=tuple(sorted(labels.get(key, ()))), verdict=verdict, incident_id=incident_id,
         )
     return facts
 
@@ -186,11 +188,22 @@ def hash_view(
     return body
 
 
-def render_event(
+@dataclass(frozen=True)
+class EventView:
+    """An event as one viewer sees it: its body, and the visible statements the body was built from
+    (what a subscription's filters look at)."""
+
+    body: dict[str, Any]
+    before: list[StatementFacts]
+    after: list[StatementFacts]
+
+
+def event_view(
     event: Event, viewer: Viewer, facts: dict[str, StatementFacts],
     links: dict[int, list[dict[str, Any]]] | None = None,
-) -> dict[str, Any] | None:
-    """The event as this viewer sees it, or None if nothing it may see changed.
+) -> EventView | None:
+    """The event as this viewer sees it, or None if nothing it may see changed: the one builder of a
+    feed event, for the feed, TAXII and webhooks alike.
 
     The type is the viewer's: a hash that becomes visible to it is `hash.added` for it, one whose
     last visible statement goes is `hash.retracted`, whatever happened in parts it cannot see."""
@@ -219,7 +232,16 @@ def render_event(
         body["hash"]["previous_cluster"] = event.cluster_before
     if cause is not None:
         body["cause"] = cause_view(cause, embedded(after))
-    return body
+    return EventView(body, before, after)
+
+
+def render_event(
+    event: Event, viewer: Viewer, facts: dict[str, StatementFacts],
+    links: dict[int, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any] | None:
+    """`event_view`'s body."""
+    view = event_view(event, viewer, facts, links)
+    return None if view is None else view.body
 
 
 def changed_for(viewer: Viewer, event: Event, facts: dict[str, StatementFacts], before: list[StatementFacts], after: list[StatementFacts],

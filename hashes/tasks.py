@@ -32,7 +32,7 @@ def publish_verified() -> None:
 def publish() -> None:
     run = publishing.publish_verified(batch_size=settings.PUBLISH_BATCH_SIZE)
     if not run.finished:
-        publish_verified.apply_async(queue="publish")
+        publish_verified.delay()
 
 
 # Runs on its own queue, taken first, so that recovery still happens under a backlog.
@@ -45,7 +45,7 @@ def sweep(*, stale_after_seconds: int) -> dict[str, int]:
     found = pipeline.sweep(stale_after_seconds=stale_after_seconds)
     enqueue_verification(found.stale)
     if found.publishable:
-        publish_verified.apply_async(queue="publish")
+        publish_verified.delay()
     return {"requeued": len(found.stale), "publish": int(found.publishable)}
 
 

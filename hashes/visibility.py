@@ -16,8 +16,8 @@ from typing import Iterable
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from consortium.db import read_by_ids
 from members.models import Member
+from members.selectors import sharing_groups_of
 
 from .models import Corroboration, Hash
 
@@ -72,10 +72,5 @@ def visible_hashes(viewer: Viewer, *, live_only: bool = False) -> QuerySet[Hash]
 
 
 def viewers_for_ids(member_ids: Iterable[int]) -> dict[int, Viewer]:
-    """Viewer.for_member for many members in one query (one on every API request: plain SQL)."""
-    groups: dict[int, set[int]] = {pk: set() for pk in member_ids}
-    for member_id, group_id in read_by_ids(
-        "SELECT member_id, sharinggroup_id FROM members_sharinggroup_members WHERE member_id IN ({ids})", groups,
-    ):
-        groups[member_id].add(group_id)
-    return {pk: Viewer(pk, frozenset(ids)) for pk, ids in groups.items()}
+    """Viewer.for_member for many members in one query."""
+    return {pk: Viewer(pk, frozenset(groups.values())) for pk, groups in sharing_groups_of(member_ids).items()}

@@ -2,15 +2,13 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consortium.api.openapi import ERRORS
-from consortium.server_keys import server_jwks
 
 from .models import ApiToken, Member, SigningKey
-from .selectors import published_keys
+from .selectors import published_keys, sharing_groups_of
 from .services import key_register
 
 
@@ -32,7 +30,7 @@ class MeApi(APIView):
         return Response(self.OutputSerializer({
             "slug": member.slug, "name": member.name, "kind": member.kind, "status": member.status,
             "scopes": request.user.token.scopes,
-            "sharing_groups": list(member.sharing_groups.values_list("slug", flat=True)),
+            "sharing_groups": list(sharing_groups_of([member.pk])[member.pk]),
         }).data)
 
 
@@ -93,12 +91,3 @@ class KeysApi(APIView):
         body = {"kid": key.kid, "state": key.state, "jwk": key.jwk()}
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
-
-class ServerJWKSApi(APIView):
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-
-    @extend_schema(responses=JWKSetSerializer, summary="The server's own public keys (webhook v1a signatures)",
-                   operation_id="server_keys_read", tags=["keys"])
-    def get(self, request):
-        return Response(server_jwks())

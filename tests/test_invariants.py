@@ -75,7 +75,7 @@ def pump_in_order(clock: Clock, *subscriptions: dict[str, Any]) -> None:
     """Announce the feed head and pump these subscriptions one after the other, in this order."""
     dispatching.dispatch(now=clock())
     for subscription in subscriptions:
-        delivering.pump(subscription["id"], clock=clock, budget=float("inf"))
+        list(delivering.pump([subscription["id"]], clock=clock, budget=float("inf")))
 
 
 # --- the author's own clause -----------------------------------------------------------------------

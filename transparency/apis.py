@@ -11,10 +11,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from consortium.api.errors import DomainError, NotFound
+from consortium.api.errors import NotFound
 from consortium.api.openapi import ERRORS
 
-from .months import DEFAULT_MONTHS, MAX_MONTHS, MonthRange, RangeError, parse_range
+from .months import DEFAULT_MONTHS, MAX_MONTHS, MonthRange, parse_range
 from .public import public_json
 from .selectors import CACHE_SECONDS, stats_cached
 
@@ -125,10 +125,7 @@ StatsOutputSerializer = inline_serializer("Stats", {
 
 
 def request_range(params: QueryDict, now: datetime) -> MonthRange:
-    try:
-        return parse_range(first=params.get("from"), last=params.get("to"), period=params.get("period"), now=now)
-    except RangeError as exc:
-        raise DomainError(exc.code, exc.message, exc.details) from None
+    return parse_range(first=params.get("from"), last=params.get("to"), period=params.get("period"), now=now)
 
 
 class StatsApi(APIView):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+
+from consortium.api.errors import DomainError
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 PERIODS = ("month",)
@@ -35,12 +36,8 @@ class Month:
         return datetime(self.year, self.month, 1, tzinfo=timezone.utc)
 
 
-class RangeError(ValueError):
-    """A request's range the statistics refuse, with the API's stable code."""
-
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.details = code, message, details
+class RangeError(DomainError):
+    """A request's range the statistics refuse, with the API's stable code (400)."""
 
 
 @dataclass(frozen=True)

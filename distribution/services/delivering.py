@@ -18,20 +18,20 @@ import random
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from consortium.db import update_rows
-from hashes.visibility import Viewer
+from consortium.db import commit_without_waiting_for_the_disk, update_rows
+from consortium.server_keys import delivery_signing_keys
 from ops.metrics import webhook_attempt_recorded
 
 from ..delivery import signing, transport
-from ..keys import delivery_signing_keys
 from ..models import Delivery, DeliveryAttempt, Subscription
 from ..rendering import (Batch, Filters, Rendered, events_body, load_seqs, next_batch, ping_body, range_batch,
                          render_all, viewers_for)
@@ -81,12 +81,6 @@ class Job:
     secrets: tuple[str, ...] | None = field(repr=False)  # None: they cannot be decrypted (see send)
 
 
-@dataclass(frozen=True)
-class Claim:
-    job: Job | None
-    advanced: bool = False  # the cursor moved past events this subscription does not receive
-
-
 def _secrets(subscription: Subscription, now: datetime) -> tuple[str, ...] | None:
     """The secrets that sign for this subscription now, or None if one cannot be decrypted (the
     encryption keys changed): that subscription's deliveries then fail with `secret_unavailable`,
@@ -104,97 +98,116 @@ def _secrets(subscription: Subscription, now: datetime) -> tuple[str, ...] | Non
     return tuple(secrets)
 
 
+@lru_cache(maxsize=16)
 def digest(body: bytes | None) -> str:
+    """Subscriptions in step share one body object (rendering's body cache), so it is hashed once."""
     return "" if body is None else hashlib.sha256(body).hexdigest()
 
 
-def _take(delivery: Delivery, now: datetime) -> int | None:
-    attempt = delivery.attempt_count + 1
-    taken = Delivery.objects.filter(
-        pk=delivery.pk, state=Delivery.State.PENDING, attempt_count=delivery.attempt_count,
-    ).update(attempt_count=attempt, next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_CLAIM_SECONDS),
-             enqueued_at=None, last_attempt_at=now)
-    return attempt if taken else None
+def _take(deliveries: list[Delivery], now: datetime) -> None:
+    """Claim these pending deliveries, whose rows the caller holds locked: one more attempt each, due
+    again only once the attempt can no longer be running (WEBHOOK_CLAIM_SECONDS)."""
+    for delivery in deliveries:
+        delivery.attempt_count += 1
+        delivery.next_attempt_at = now + timedelta(seconds=settings.WEBHOOK_CLAIM_SECONDS)
+        delivery.enqueued_at, delivery.last_attempt_at = None, now
+    update_rows(Delivery, deliveries, ["attempt_count", "next_attempt_at", "enqueued_at", "last_attempt_at"])
 
 
-def _job(subscription: Subscription, delivery: Delivery, attempt: int, body: bytes | None, now: datetime) -> Job:
-    return Job(delivery.pk, attempt, delivery.lane, subscription.pk, delivery.webhook_id, now, delivery.after_seq,
-               delivery.through_seq, subscription.url, body, _secrets(subscription, now))
+def _supersede(delivery_ids: list[int], now: datetime) -> None:
+    if delivery_ids:
+        Delivery.objects.filter(pk__in=delivery_ids, state=Delivery.State.PENDING).update(
+            state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
+
+
+def _job(subscription: Subscription, delivery: Delivery, body: bytes | None, now: datetime) -> Job:
+    return Job(delivery.pk, delivery.attempt_count, delivery.lane, subscription.pk, delivery.webhook_id, now,
+               delivery.after_seq, delivery.through_seq, subscription.url, body, _secrets(subscription, now))
 
 
 def _body(batch: Batch, lane: str) -> bytes | None:
     return events_body(lane=lane, events=batch.events, key=batch.key) if batch.events else None
 
 
-def claim_main(subscription_id: Any, *, now: datetime, through: int | None = None) -> Claim:
-    """Take the subscription's batch in flight if it is due, or make the next one from its cursor
-    (up to `through`, if given): `claim_many` for one subscription."""
-    jobs, advanced, _ = claim_many([subscription_id], now=now, through=through)
-    return Claim(jobs[0] if jobs else None, advanced=bool(advanced))
+@dataclass
+class Claimed:
+    jobs: list[Job] = field(default_factory=list)
+    advanced: list[Any] = field(default_factory=list)  # the cursor only moved past events not received: claim again
+    idle: list[Any] = field(default_factory=list)  # caught up with `through`, not due, or not active
 
 
-def _claim_locked(subscription: Subscription, *, now: datetime, viewer: Viewer, through: int | None,
-                  pending: Delivery | None) -> Claim:
-    """The claim, with the subscription's row locked by the caller; `pending` is its main-lane batch
-    in flight, if any."""
-    if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
-        return Claim(None)
-    filters = Filters.of(subscription)
-    if pending is not None:
-        if pending.next_attempt_at is None or pending.next_attempt_at > now:
-            return Claim(None)
-        batch = range_batch(viewer, filters, after=pending.after_seq, through=pending.through_seq)
-        body = _body(batch, pending.lane)
-        if body is not None and pending.body_digest and digest(body) != pending.body_digest:
-            return Claim(_resend_as_new(subscription, pending, batch, body, now))
-        attempt = _take(pending, now)
-        if attempt is None:
-            return Claim(None)
-        return Claim(_job(subscription, pending, attempt, body, now))
-
-    batch = next_batch(viewer, filters, after=subscription.cursor, size=settings.WEBHOOK_BATCH_SIZE,
-                       windows=SCAN_WINDOWS, max_bytes=settings.WEBHOOK_MAX_BATCH_BYTES, through=through)
-    if not batch.events:
-        if batch.scanned_to > subscription.cursor:
-            Subscription.objects.filter(pk=subscription.pk).update(cursor=batch.scanned_to)
-            return Claim(None, advanced=True)
-        return Claim(None)
-    return Claim(_new_main(subscription, batch, _body(batch, Delivery.Lane.MAIN), after=subscription.cursor,
-                           through=batch.scanned_to, now=now))
+def claim(subscription_ids: list[Any], *, now: datetime, through: int | None = None) -> Claimed:
+    """Take each subscription's main-lane batch in flight if it is due, or make its next one from its
+    cursor (up to `through`, if given), all in one transaction, with the subscriptions' rows locked
+    in key order. A batch in flight that renders differently now (the member's filters or sharing
+    groups, or a family's links, changed since it was first sent) is superseded and the same range
+    of seqs goes out as a new delivery: receivers drop a `webhook-id` they have seen, so a changed
+    body must not go out under the old one."""
+    claimed = Claimed()
+    with transaction.atomic():
+        subscriptions = list(Subscription.objects.select_for_update(of=("self",), no_key=True)
+                             .select_related("member").filter(pk__in=subscription_ids).order_by("pk"))
+        viewers = viewers_for([subscription.member for subscription in subscriptions])
+        pending = {delivery.subscription_id: delivery for delivery in Delivery.objects.select_for_update().filter(
+            subscription__in=subscriptions, lane=Delivery.Lane.MAIN, state=Delivery.State.PENDING).order_by("pk")}
+        retried: list[tuple[Subscription, Delivery, bytes | None]] = []
+        new: list[tuple[Subscription, Delivery, bytes]] = []
+        superseded: list[int] = []
+        advanced: list[Subscription] = []
+        for subscription in subscriptions:
+            if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
+                claimed.idle.append(subscription.pk)
+                continue
+            viewer, filters = viewers[subscription.member_id], Filters.of(subscription)
+            in_flight = pending.get(subscription.pk)
+            if in_flight is not None:
+                if in_flight.next_attempt_at is None or in_flight.next_attempt_at > now:
+                    claimed.idle.append(subscription.pk)
+                    continue
+                batch = range_batch(viewer, filters, after=in_flight.after_seq, through=in_flight.through_seq)
+                body = _body(batch, in_flight.lane)
+                if body is not None and in_flight.body_digest and digest(body) != in_flight.body_digest:
+                    superseded.append(in_flight.pk)
+                    new.append((subscription, _new_main(subscription, batch, body, after=in_flight.after_seq,
+                                                        through=in_flight.through_seq, now=now), body))
+                else:
+                    retried.append((subscription, in_flight, body))
+                continue
+            batch = next_batch(viewer, filters, after=subscription.cursor, size=settings.WEBHOOK_BATCH_SIZE,
+                               windows=SCAN_WINDOWS, max_bytes=settings.WEBHOOK_MAX_BATCH_BYTES, through=through)
+            if batch.events:
+                body = _body(batch, Delivery.Lane.MAIN)
+                new.append((subscription, _new_main(subscription, batch, body, after=subscription.cursor,
+                                                    through=batch.scanned_to, now=now), body))
+            elif batch.scanned_to > subscription.cursor:
+                subscription.cursor = batch.scanned_to
+                advanced.append(subscription)
+                claimed.advanced.append(subscription.pk)
+            else:
+                claimed.idle.append(subscription.pk)
+        _supersede(superseded, now)
+        update_rows(Subscription, advanced, ["cursor"])
+        Delivery.objects.bulk_create([delivery for _, delivery, _ in new])
+        _take([delivery for _, delivery, _ in retried], now)
+        claimed.jobs += [_job(subscription, delivery, body, now) for subscription, delivery, body in (*retried, *new)]
+    return claimed
 
 
 def _new_main(subscription: Subscription, batch: Batch, body: bytes, *, after: int, through: int,
-              now: datetime) -> Job:
-    """A new main-lane batch for (after, through], created already claimed by the caller."""
-    delivery = Delivery.objects.create(
+              now: datetime) -> Delivery:
+    """A new main-lane batch for (after, through], already claimed (to be created by the caller)."""
+    return Delivery(
         subscription=subscription, lane=Delivery.Lane.MAIN, webhook_id=signing.new_message_id(),
         after_seq=after, through_seq=through, first_seq=batch.events[0].seq, last_seq=batch.events[-1].seq,
         event_count=len(batch.events), body_digest=digest(body), created_at=now, attempt_count=1,
         next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_CLAIM_SECONDS), last_attempt_at=now,
     )
-    return _job(subscription, delivery, 1, body, now)
 
 
-def _resend_as_new(subscription: Subscription, pending: Delivery, batch: Batch, body: bytes, now: datetime) -> Job:
-    """The batch in flight renders differently now (the member's filters or sharing groups, or a
-    family's links, changed since it was first sent). Receivers drop a `webhook-id` they have seen,
-    so a changed body must not go out under the old one: the old delivery is superseded and the
-    same range of seqs goes out as a new delivery."""
-    Delivery.objects.filter(pk=pending.pk, state=Delivery.State.PENDING).update(
-        state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
-    return _new_main(subscription, batch, body, after=pending.after_seq, through=pending.through_seq, now=now)
-
-
-def claim_single(delivery_id: int, *, now: datetime) -> Job | None:
-    jobs = claim_singles([delivery_id], now=now)
-    return jobs[0] if jobs else None
-
-
-def claim_singles(delivery_ids: list[int], *, now: datetime) -> list[Job]:
+def claim_pushes(delivery_ids: list[int], *, now: datetime) -> list[Job]:
     """Take these priority pushes and test pings where due, in one transaction (the incident pushes
     of one dispatch are claimed together). A priority push the main lane has caught up with, or
     whose events the subscription no longer receives, is superseded instead of sent."""
-    jobs = []
     with transaction.atomic():
         deliveries = [delivery for delivery in (
             Delivery.objects.select_for_update().filter(pk__in=delivery_ids, state=Delivery.State.PENDING)
@@ -205,27 +218,29 @@ def claim_singles(delivery_ids: list[int], *, now: datetime) -> list[Job]:
         viewers = viewers_for([subscription.member for subscription in subscriptions.values()])
         loaded = {loaded.event.seq: loaded for loaded in load_seqs(sorted(
             {seq for delivery in deliveries if delivery.lane == Delivery.Lane.PRIORITY for seq in delivery.seqs}))}
+        ready: list[tuple[Subscription, Delivery, bytes]] = []
+        superseded: list[int] = []
         for delivery in deliveries:
             subscription = subscriptions[delivery.subscription_id]
             if delivery.lane == Delivery.Lane.TEST:
-                body: bytes | None = ping_body(subscription_id=str(subscription.pk), timestamp=delivery.created_at)
+                ready.append((subscription, delivery, ping_body(subscription_id=str(subscription.pk),
+                                                                timestamp=delivery.created_at)))
+                continue
+            if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
+                continue
+            events = [loaded[seq] for seq in delivery.seqs if seq > subscription.cursor and seq in loaded]
+            passing = [r for r in render_all(events, viewers[subscription.member_id])
+                       if r is not None and r.passes(Filters.of(subscription))]
+            body = events_body(lane=delivery.lane, events=passing) if passing else None
+            # Nothing left to push, or not what was pushed before (a receiver would drop the
+            # changed body as a repeat of its webhook-id): the main lane brings these events.
+            if body is None or (delivery.body_digest and digest(body) != delivery.body_digest):
+                superseded.append(delivery.pk)
             else:
-                if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
-                    continue
-                events = [loaded[seq] for seq in delivery.seqs if seq > subscription.cursor and seq in loaded]
-                passing = [r for r in render_all(events, viewers[subscription.member_id])
-                           if r is not None and r.passes(Filters.of(subscription))]
-                body = events_body(lane=delivery.lane, events=passing) if passing else None
-                # Nothing left to push, or not what was pushed before (a receiver would drop the
-                # changed body as a repeat of its webhook-id): the main lane brings these events.
-                if body is None or (delivery.body_digest and digest(body) != delivery.body_digest):
-                    Delivery.objects.filter(pk=delivery.pk).update(
-                        state=Delivery.State.SUPERSEDED, next_attempt_at=None, finished_at=now)
-                    continue
-            attempt = _take(delivery, now)
-            if attempt is not None:
-                jobs.append(_job(subscription, delivery, attempt, body, now))
-    return jobs
+                ready.append((subscription, delivery, body))
+        _supersede(superseded, now)
+        _take([delivery for _, delivery, _ in ready], now)
+    return [_job(subscription, delivery, body, now) for subscription, delivery, body in ready]
 
 
 def send(job: Job, *, now: datetime) -> transport.DeliveryResult:
@@ -262,44 +277,52 @@ def _attempt(job: Job, result: transport.DeliveryResult) -> DeliveryAttempt:
     )
 
 
-def complete(job: Job, result: transport.DeliveryResult, *, now: datetime,
-             rng: random.Random | None = None) -> str:
-    """Record an attempt's outcome: `delivered`, `retry`, `disabled`, `failed` (a push or ping given
-    up), or `stale` (the delivery was taken over, superseded or deleted meanwhile: nothing written).
-    Rows are always locked subscription first, then delivery, as every other writer does."""
-    if result.ok:
-        return _acknowledged(job, result, now)
-    return _failed(job, result, now, rng)
+# What one POST achieved, and when it ended.
+Outcome = tuple[Job, transport.DeliveryResult, datetime]
 
 
-def _mark_delivered(job: Job, result: transport.DeliveryResult, now: datetime) -> bool:
-    """Mark the delivery done and record the attempt, if this worker still owns the delivery."""
-    owned = Delivery.objects.filter(
-        pk=job.delivery_id, state=Delivery.State.PENDING, attempt_count=job.attempt,
-    ).update(state=Delivery.State.DELIVERED, next_attempt_at=None, finished_at=now, last_status=result.status,
-             last_error="")
-    if owned:
-        _attempt(job, result).save()
-    return bool(owned)
+def complete(done: list[Outcome], *, rng: random.Random | None = None) -> list[str]:
+    """Record attempts' outcomes, each as of the time its POST ended; for each, in order: `delivered`,
+    `retry`, `disabled`, `failed` (a push or ping given up), or `stale` (the delivery was taken
+    over, superseded or deleted meanwhile: nothing written). Acknowledgements are written together,
+    failures one by one. Rows are always locked subscription first, then delivery, as every other
+    writer does."""
+    acknowledged = _acknowledge([outcome for outcome in done if outcome[1].ok])
+    return [("delivered" if job.delivery_id in acknowledged else "stale") if result.ok
+            else _failed(job, result, ended, rng) for job, result, ended in done]
 
 
-def _acknowledged(job: Job, result: transport.DeliveryResult, now: datetime) -> str:
-    """A 2xx: move the cursor (main lane) from where the batch began, and mark the delivery done if
-    this worker still owns it."""
+def _acknowledge(done: list[Outcome]) -> set[int]:
+    """2xx answers: each delivery is marked done if its worker still owns it (the attempt is still
+    the one sent), and a main-lane batch moves its subscription's cursor only from where the batch
+    began; the ids of the deliveries acknowledged."""
+    if not done:
+        return set()
     with transaction.atomic():
-        if job.lane != Delivery.Lane.TEST:
-            subscription = Subscription.objects.filter(pk=job.subscription_id)
-            if job.lane == Delivery.Lane.MAIN:
-                moved = subscription.filter(cursor=job.after_seq).update(cursor=job.through_seq, last_success_at=now)
-            else:
-                moved = subscription.update(last_success_at=now)
-            if not moved:
-                transaction.set_rollback(True)
-                return "stale"
-        if not _mark_delivered(job, result, now):
-            transaction.set_rollback(True)
-            return "stale"
-    return "delivered"
+        # Lost in a database crash, an acknowledgement leaves its delivery claimed and the cursor
+        # where it was: the batch goes again, under the same webhook-id, once the claim runs out.
+        commit_without_waiting_for_the_disk()
+        cursors = dict(Subscription.objects.select_for_update(no_key=True).filter(
+            pk__in={job.subscription_id for job, _, _ in done if job.lane != Delivery.Lane.TEST})
+            .order_by("pk").values_list("pk", "cursor"))
+        fenced = [(job, result, ended) for job, result, ended in done if job.lane == Delivery.Lane.TEST or (
+            job.subscription_id in cursors
+            and (job.lane != Delivery.Lane.MAIN or cursors[job.subscription_id] == job.after_seq))]
+        owned = update_rows(Delivery, [
+            Delivery(pk=job.delivery_id, attempt_count=job.attempt, state=Delivery.State.DELIVERED,
+                     next_attempt_at=None, finished_at=ended, last_status=result.status, last_error="")
+            for job, result, ended in fenced
+        ], ["state", "next_attempt_at", "finished_at", "last_status", "last_error"],
+            match=["attempt_count"], where={"state": Delivery.State.PENDING})
+        acknowledged = [(job, result, ended) for job, result, ended in fenced if job.delivery_id in owned]
+        DeliveryAttempt.objects.bulk_create([_attempt(job, result) for job, result, _ in acknowledged])
+        update_rows(Subscription, [Subscription(pk=job.subscription_id, cursor=job.through_seq, last_success_at=ended)
+                                   for job, _, ended in acknowledged if job.lane == Delivery.Lane.MAIN],
+                    ["cursor", "last_success_at"])
+        update_rows(Subscription, [Subscription(pk=job.subscription_id, last_success_at=ended)
+                                   for job, _, ended in acknowledged if job.lane == Delivery.Lane.PRIORITY],
+                    ["last_success_at"])
+    return {job.delivery_id for job, _, _ in acknowledged}
 
 
 def _failed(job: Job, result: transport.DeliveryResult, now: datetime, rng: random.Random | None) -> str:
@@ -345,74 +368,7 @@ def _failed(job: Job, result: transport.DeliveryResult, now: datetime, rng: rand
     return outcome
 
 
-def deliver(job: Job, *, clock: Clock, rng: random.Random | None = None) -> str:
-    return complete(job, send(job, now=clock()), now=clock(), rng=rng)
-
-
-def claim_many(subscription_ids: list[Any], *, now: datetime,
-               through: int | None) -> tuple[list[Job], list[Any], list[Any]]:
-    """`claim_main` for several subscriptions in one transaction: the claimed jobs, the subscriptions
-    whose cursor only moved past events they do not receive (to claim again), and the others (caught
-    up with `through`, not due, or not active)."""
-    jobs, advanced, idle = [], [], []
-    with transaction.atomic():
-        subscriptions = list(Subscription.objects.select_for_update(of=("self",), no_key=True)
-                             .select_related("member").filter(pk__in=subscription_ids).order_by("pk"))
-        viewers = viewers_for([subscription.member for subscription in subscriptions])
-        pending = {delivery.subscription_id: delivery for delivery in Delivery.objects.filter(
-            subscription__in=subscriptions, lane=Delivery.Lane.MAIN, state=Delivery.State.PENDING).order_by()}
-        for subscription in subscriptions:
-            claim = _claim_locked(subscription, now=now, viewer=viewers[subscription.member_id], through=through,
-                                  pending=pending.get(subscription.pk))
-            if claim.job is not None:
-                jobs.append(claim.job)
-            else:
-                (advanced if claim.advanced else idle).append(subscription.pk)
-    return jobs, advanced, idle
-
-
-def acknowledge_many(done: list[tuple[Job, transport.DeliveryResult]], *, now: datetime) -> list[Any]:
-    """Main-lane batches acknowledged (2xx), recorded together: each moves its subscription's cursor
-    if its worker still owns it and the cursor is still where the batch began (the same fences as
-    `complete`); the subscriptions whose cursor moved."""
-    if not done:
-        return []
-    with transaction.atomic():
-        cursors = dict(Subscription.objects.select_for_update(no_key=True).filter(
-            pk__in=[job.subscription_id for job, _ in done]).order_by("pk").values_list("pk", "cursor"))
-        candidates = [(job, result) for job, result in done if cursors.get(job.subscription_id) == job.after_seq]
-        owned = _mark_many_delivered(candidates, now)
-        acknowledged = [(job, result) for job, result in candidates if job.delivery_id in owned]
-        DeliveryAttempt.objects.bulk_create([_attempt(job, result) for job, result in acknowledged])
-        update_rows(Subscription, [Subscription(pk=job.subscription_id, cursor=job.through_seq, last_success_at=now)
-                                   for job, _ in acknowledged], ["cursor", "last_success_at"])
-    return [job.subscription_id for job, _ in acknowledged]
-
-
-def _mark_many_delivered(done: list[tuple[Job, transport.DeliveryResult]], now: datetime) -> set[int]:
-    """Mark these deliveries delivered where the attempt is still the one that was sent; their ids."""
-    if not done:
-        return set()
-    if connection.vendor != "postgresql":
-        return {job.delivery_id for job, result in done if Delivery.objects.filter(
-            pk=job.delivery_id, state=Delivery.State.PENDING, attempt_count=job.attempt,
-        ).update(state=Delivery.State.DELIVERED, next_attempt_at=None, finished_at=now, last_status=result.status,
-                 last_error="")}
-    table = Delivery._meta.db_table
-    values = ", ".join(["(%s::bigint, %s::integer, %s::smallint)"] * len(done))
-    params: list[Any] = [Delivery.State.DELIVERED, now]
-    for job, result in done:
-        params += [job.delivery_id, job.attempt, result.status]
-    params.append(Delivery.State.PENDING)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS d SET state = %s, next_attempt_at = NULL, finished_at = %s, last_status = v.status, "
-            f"last_error = '' FROM (VALUES {values}) AS v(id, attempt, status) "
-            "WHERE d.id = v.id AND d.attempt_count = v.attempt AND d.state = %s RETURNING d.id", params)
-        return {row[0] for row in cursor.fetchall()}
-
-
-def _timed_send(job: Job, clock: Clock) -> tuple[transport.DeliveryResult, datetime]:
+def _timed_send(job: Job, clock: Clock) -> Outcome:
     """`send`, which never raises for a receiver's faults; should it raise all the same, the attempt
     fails like any other (and is retried), instead of taking down every subscription of the pump."""
     try:
@@ -420,26 +376,29 @@ def _timed_send(job: Job, clock: Clock) -> tuple[transport.DeliveryResult, datet
     except Exception:
         logger.exception("Webhook delivery %s could not be sent.", job.webhook_id)
         result = transport.DeliveryResult(error="send_failed", elapsed=0.0, detail=SEND_FAILED)
-    return result, clock()
+    return job, result, clock()
 
 
-def _gather(inflight: dict[Future, Job]) -> list[tuple[Job, transport.DeliveryResult, datetime]]:
+def _gather(inflight: dict[Future, Job]) -> list[Outcome]:
     """Wait (at most POLL_SECONDS) for a POST to end, and for a moment for others, so outcomes are
     recorded together. Never longer: the pump meanwhile follows the feed head for the subscriptions
     it has nothing in flight for, and hands them on when its budget is spent."""
     done, rest = wait(inflight, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
     if done and rest:
         done |= wait(rest, timeout=GATHER_SECONDS)[0]
-    return [(inflight.pop(future), *future.result()) for future in done]
+    for future in done:
+        del inflight[future]
+    return [future.result() for future in done]
 
 
-def pump_group(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: float | None = None,
-               rng: random.Random | None = None, hand_off: Callable[[list[Any]], None] | None = None) -> list[Any]:
+def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: float | None = None,
+         rng: random.Random | None = None) -> Iterator[list[Any]]:
     """Send these subscriptions' batches up to the feed head the dispatcher announced, side by side,
     until each is caught up or a batch of its fails, or `budget` seconds (WEBHOOK_PUMP_SECONDS) are
-    spent; the subscriptions with more to do, for the caller to wake again (so other work gets a
-    turn between long backlogs). With `hand_off`, those are handed to it as soon as the budget is
-    spent, rather than when the last POST in flight ends.
+    spent. A generator: nothing is sent until it is iterated. It yields the subscriptions that have
+    more to do, for the caller to wake again (so other work gets a turn between long backlogs): as
+    soon as the budget is spent, without waiting for the POSTs still in flight, and those the
+    dispatcher announced more for as the pump was ending.
 
     Each subscription has one batch in flight at a time and gets its next one as soon as its
     receiver acknowledges, whatever the others do: a slow receiver holds up only itself. Claims and
@@ -456,31 +415,23 @@ def pump_group(subscription_ids: list[Any], *, clock: Clock = timezone.now, budg
     through = announced_head()
     budget = settings.WEBHOOK_PUMP_SECONDS if budget is None else budget
     started = time.monotonic()
-    ready, caught_up, more, handed = ids, [], [], set()
+    ready: list[Any] = ids
+    caught_up: list[Any] = []
+    handed: set[Any] = set()
     inflight: dict[Future, Job] = {}
     look_at_head = started + POLL_SECONDS
 
     def in_time() -> bool:
         return time.monotonic() - started < budget
 
-    def release(subscriptions: list[Any]) -> None:
-        if hand_off is None:
-            more.extend(subscriptions)
-            return
-        _clear_wake_marks(subscriptions)
-        handed.update(subscriptions)
-        hand_off(subscriptions)
-
     with ThreadPoolExecutor(max_workers=len(ids) or 1, thread_name_prefix="pump") as pool:
         while True:
             while ready and in_time():  # a subscription that only skipped events it does not receive goes again
-                jobs, ready, idle = claim_many(ready, now=clock(), through=through)
-                caught_up += idle
-                for job in jobs:
+                claimed = claim(ready, now=clock(), through=through)
+                ready = claimed.advanced
+                caught_up += claimed.idle
+                for job in claimed.jobs:
                     inflight[pool.submit(_timed_send, job, clock)] = job
-            if ready:  # the budget is spent
-                release(ready)
-                ready = []
             if caught_up and time.monotonic() >= look_at_head:
                 look_at_head = time.monotonic() + POLL_SECONDS
                 moved_on = announced_head()  # a dispatcher may have announced more meanwhile
@@ -488,33 +439,31 @@ def pump_group(subscription_ids: list[Any], *, clock: Clock = timezone.now, budg
                     if in_time():
                         through, ready, caught_up = moved_on, caught_up, []
                         continue
-                    release(caught_up)
-                    caught_up = []
+                    ready, caught_up = ready + caught_up, []
+            if ready:  # the budget is spent: hand them on now
+                _clear_wake_marks(ready)
+                handed.update(ready)
+                yield ready
+                ready = []
             if not inflight:
                 break
             finished = _gather(inflight)
-            for job, result, ended in finished:
-                if not result.ok:
-                    complete(job, result, now=ended, rng=rng)  # a failed batch waits for its retry
-            ready = acknowledge_many([(job, result) for job, result, _ in finished if result.ok], now=clock())
+            outcomes = complete(finished, rng=rng)  # a failed batch waits for its retry
+            ready = [job.subscription_id for (job, _, _), outcome in zip(finished, outcomes) if outcome == "delivered"]
     _clear_wake_marks([i for i in ids if i not in handed])
     if caught_up and announced_head() > through:
-        more += caught_up  # announced as the pump was ending
-    return list(dict.fromkeys(more))
+        yield caught_up  # announced as the pump was ending
 
 
 def _clear_wake_marks(ids: list[Any]) -> None:
-    """Rows are locked in key order, as every writer of several subscriptions does (no deadlocks)."""
+    """Rows are locked in key order, as every writer of several subscriptions does (no deadlocks).
+    A mark lost in a database crash only keeps the dispatcher from waking these subscriptions until
+    it goes stale (WEBHOOK_WAKE_STALE_SECONDS)."""
     with transaction.atomic():
+        commit_without_waiting_for_the_disk()
         locked = list(Subscription.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
                       .values_list("pk", flat=True))
         Subscription.objects.filter(pk__in=locked).update(wake_requested_at=None)
-
-
-def pump(subscription_id: Any, *, clock: Clock = timezone.now, budget: float | None = None,
-         rng: random.Random | None = None) -> bool:
-    """`pump_group` for one subscription: True when it has more to do."""
-    return bool(pump_group([subscription_id], clock=clock, budget=budget, rng=rng))
 
 
 def new_pushes(chosen: list[tuple[Subscription, list[Rendered]]], *, now: datetime) -> list[int]:
@@ -532,18 +481,12 @@ def new_pushes(chosen: list[tuple[Subscription, list[Rendered]]], *, now: dateti
 
 def push_deliveries(delivery_ids: list[int], *, clock: Clock = timezone.now,
                     rng: random.Random | None = None) -> list[str]:
-    """Claim these priority pushes (or pings) and send them side by side: only the POSTs run in
+    """Claim these priority pushes and test pings and send them side by side: only the POSTs run in
     threads, each outcome is recorded here with the time its POST ended. A receiver that hangs
     holds up its own POST, never the others', nor the dispatcher, which only queued this."""
-    jobs = claim_singles(delivery_ids, now=clock())
+    jobs = claim_pushes(delivery_ids, now=clock())
     if not jobs:
         return []
-
     with ThreadPoolExecutor(max_workers=min(len(jobs), PUSH_THREADS), thread_name_prefix="push") as pool:
         sent = list(pool.map(lambda job: _timed_send(job, clock), jobs))
-    return [complete(job, result, now=ended, rng=rng) for job, (result, ended) in zip(jobs, sent)]
-
-
-def send_single(delivery_id: int, *, clock: Clock = timezone.now, rng: random.Random | None = None) -> str | None:
-    job = claim_single(delivery_id, now=clock())
-    return None if job is None else deliver(job, clock=clock, rng=rng)
+    return complete(sent, rng=rng)

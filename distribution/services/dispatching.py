@@ -14,13 +14,15 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
+from consortium.db import commit_without_waiting_for_the_disk
 from hashes.models import Event
+from hashes.services.feed import feed_head
 from members.models import Member
 
 from ..models import Delivery, DispatchMark, Subscription
 from ..rendering import Filters, load_seqs, render_all, viewers_for
 from . import delivering
-from .heads import announce, feed_head
+from .heads import announce
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +38,13 @@ def _not_waiting(now: datetime) -> Q:
 
 
 def wake(ids: list[Any], *, now: datetime, head: int | None = None) -> list[Any]:
-    """Queue a pump for each of these subscriptions unless one is queued already (a queued pump
-    that has not started within WEBHOOK_WAKE_STALE_SECONDS is taken for lost and queued again),
-    after announcing the feed head (`head`, or the current one). A subscription whose row a pump
-    holds right now is skipped, not waited for: that pump looks at the announced head again before
-    it stops."""
-    from .. import tasks
-
+    """The subscriptions among these that need a pump queued, marked as queued once this commits:
+    those without one queued already (a queued pump that has not started within
+    WEBHOOK_WAKE_STALE_SECONDS is taken for lost and queued again), after announcing the feed head
+    (`head`, or the current one). A subscription whose row a pump holds right now is skipped, not
+    waited for: that pump looks at the announced head again before it stops. The caller queues the
+    pumps once the marks are committed; should that fail, the marks go stale and the next dispatch
+    queues them again."""
     if head is None:
         announce(feed_head())
     with transaction.atomic():
@@ -50,7 +52,6 @@ def wake(ids: list[Any], *, now: datetime, head: int | None = None) -> list[Any]
                       .filter(_not_waiting(now)).values_list("pk", flat=True))
         if chosen:
             Subscription.objects.filter(pk__in=chosen).update(wake_requested_at=now)
-            transaction.on_commit(lambda: tasks.enqueue_pumps(chosen))
     return chosen
 
 
@@ -68,19 +69,24 @@ def behind(head: int, now: datetime) -> QuerySet[Subscription]:
 
 @dataclass
 class Dispatched:
-    priority: list[int] = field(default_factory=list)  # priority-lane deliveries created
-    woken: list[Any] = field(default_factory=list)  # subscriptions whose pump was queued
+    priority: list[int] = field(default_factory=list)  # priority-lane deliveries created, to send
+    woken: list[Any] = field(default_factory=list)  # subscriptions to queue a pump for
 
 
 def dispatch(*, now: datetime) -> Dispatched:
     """Make the priority-lane pushes of new incident events, then wake every subscription that is
     behind. The pushes are made under the dispatcher's lock, so each incident event is pushed once;
-    they are sent by `push_deliveries`, which the caller queues with their ids (`priority`): the
-    dispatcher never waits on a receiver. A push whose message is lost is queued again by the sweep."""
+    they are sent by `push_deliveries`, which the caller queues with their ids (`priority`), as it
+    queues the pumps of the subscriptions woken (`woken`): the dispatcher never waits on a receiver.
+    A push whose message is lost is queued again by the sweep."""
     result = Dispatched()
     started = time.monotonic()
     with transaction.atomic():
-        _commit_without_waiting_for_the_disk()
+        # Should the database crash in the fraction of a second before the flush, the dispatch is
+        # lost as a whole and the next one pushes the same events again (new webhook-ids; receivers
+        # drop repeated event ids), while the main lane, whose claims always wait, delivers them in
+        # order regardless. The pushes go out right after this commit: a busy disk must not hold them.
+        commit_without_waiting_for_the_disk()
         DispatchMark.objects.get_or_create(pk=1)
         # Dispatchers take turns, so each incident event is pushed once.
         mark = DispatchMark.objects.select_for_update().get(pk=1)
@@ -102,18 +108,6 @@ def dispatch(*, now: datetime) -> Dispatched:
     # others are woken.
     result.woken = wake(list(behind(head, now).values_list("pk", flat=True)), now=now, head=head)
     return result
-
-
-def _commit_without_waiting_for_the_disk() -> None:
-    """On PostgreSQL, let this transaction's commit return before its WAL reaches the disk: the
-    incident pushes go out right after it, and a busy disk must not hold them up. Should the
-    database crash in the fraction of a second before the flush, the dispatch is lost as a whole
-    and the next one pushes the same events again (new webhook-ids; receivers drop repeated event
-    ids), while the main lane, whose commits always wait, delivers them in order regardless."""
-    connection = transaction.get_connection()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def priority_pushes(seqs: list[int], *, now: datetime) -> list[int]:
@@ -142,17 +136,16 @@ def priority_pushes(seqs: list[int], *, now: datetime) -> list[int]:
 @dataclass
 class Swept:
     dispatched: Dispatched
-    resent: int
+    resent: list[int]  # single deliveries due again, to send
     superseded: int
     pruned: int
 
 
 def sweep(*, now: datetime) -> Swept:
-    """Beat's periodic pass: dispatch (catching anything no trigger announced), queue again the
+    """Beat's periodic pass: dispatch (catching anything a lost hand-off missed), queue again the
     single deliveries that are due and not queued (retries, lost messages, deliveries a killed
-    worker held), retire priority pushes the main lane has overtaken, prune old history."""
-    from .. import tasks
-
+    worker held), retire priority pushes the main lane has overtaken, prune old history. The
+    caller queues what the dispatch made and the deliveries due again (`resent`)."""
     dispatched = dispatch(now=now)
     stale = now - timedelta(seconds=settings.WEBHOOK_WAKE_STALE_SECONDS)
     with transaction.atomic():
@@ -165,7 +158,6 @@ def sweep(*, now: datetime) -> Swept:
         )
         if due:
             Delivery.objects.filter(pk__in=due).update(enqueued_at=now)
-            transaction.on_commit(lambda: tasks.enqueue_sends(due))
         overtaken = list(
             Delivery.objects.filter(lane=Delivery.Lane.PRIORITY, state=Delivery.State.PENDING,
                                     last_seq__lte=F("subscription__cursor")).order_by().values_list("pk", flat=True)
@@ -181,4 +173,4 @@ def sweep(*, now: datetime) -> Swept:
     if due or superseded:
         logger.info("Distribution sweep: %d deliveries queued again, %d priority pushes overtaken.",
                     len(due), superseded)
-    return Swept(dispatched, len(due), superseded, pruned)
+    return Swept(dispatched, due, superseded, pruned)

@@ -1,16 +1,8 @@
-"""The two feed heads distribution works with: the real one, and the one the dispatcher announced."""
+"""The feed head the dispatcher announced (the real one is hashes' `feed_head`)."""
 
 from __future__ import annotations
 
-from hashes.models import FeedHead
-
 from ..models import DispatchMark
-
-
-def feed_head() -> int:
-    """The last committed seq. FeedHead is written in the transaction that appends the events, so
-    every event up to this value is committed and visible."""
-    return FeedHead.objects.filter(pk=1).values_list("last_seq", flat=True).first() or 0
 
 
 def announced_head() -> int:

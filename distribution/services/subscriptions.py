@@ -19,12 +19,12 @@ from django.utils import timezone
 from audit.services import audit_record
 from consortium.api.errors import Conflict, DomainError, NotFound
 from hashes.models import Label, SignalType
+from hashes.services.feed import feed_head
 from members.models import Member
 
 from ..delivery import signing, transport
 from ..models import Delivery, Subscription
 from ..secretbox import is_newest, reseal, seal, unseal
-from .heads import feed_head
 
 MAX_OVERLAP_SECONDS = 7 * 86400
 MAX_MIN_CORROBORATION = 1000
@@ -118,16 +118,7 @@ def check_filters(filters: Any, base: dict[str, Any]) -> dict[str, Any]:
 class WithSecret:
     subscription: Subscription
     secret: str | None  # the plaintext, only when this call created it
-
-
-def wake_after_commit(subscription: Subscription) -> None:
-    """Once the change is committed, have the dispatcher wake every subscription that is behind:
-    subscriptions resumed together (after an outage, say) then share pumps, and with them their
-    rendered batches and bulk writes, instead of one pump each."""
-    from .. import tasks
-
-    if subscription.state == Subscription.State.ACTIVE:
-        transaction.on_commit(tasks.enqueue_dispatch)
+    changed: bool = True  # False: the request changed nothing, and nothing was written
 
 
 def _locked(subscription: Subscription) -> Subscription:
@@ -163,7 +154,6 @@ def subscription_create(
         created_at=now, updated_at=now, state_changed_at=now, **chosen,
     )
     audit_record(actor=actor, action="subscription.create", obj=subscription, after=snapshot(subscription))
-    wake_after_commit(subscription)
     return WithSecret(subscription, secret)
 
 
@@ -238,7 +228,7 @@ def subscription_update(
     state = _state_change(subscription, changes)
     overlap = _secret_overlap(changes)
     if not fields and state is None and overlap is None:
-        return WithSecret(subscription, None)
+        return WithSecret(subscription, None, changed=False)
 
     before = snapshot(subscription)
     for name, value in fields.items():
@@ -261,7 +251,6 @@ def subscription_update(
         after["previous_secret_expires_at"] = (
             subscription.previous_secret_expires_at.isoformat() if subscription.previous_secret_expires_at else None)
     audit_record(actor=actor, action="subscription.update", obj=subscription, before=before, after=after)
-    wake_after_commit(subscription)
     return WithSecret(subscription, secret)
 
 
@@ -292,7 +281,6 @@ def subscription_replay(
     subscription.save(update_fields=["cursor", "updated_at"])
     audit_record(actor=actor, action="subscription.replay", obj=subscription, before=before,
                  after={**snapshot(subscription), "from_seq": from_seq})
-    wake_after_commit(subscription)
     return subscription
 
 
@@ -301,9 +289,8 @@ def subscription_test(*, subscription: Subscription, actor: Any = None, now: dat
     """Queue a signed ping (`{"type": "ping", ...}`); its outcome is in the subscription's deliveries.
     A ping goes out whatever the subscription's state, so a receiver can be checked before resuming,
     but never for a suspended member, and one at a time: while a ping waits to be sent, another is
-    refused (409 `test_in_flight`), so pings cannot be piled onto a receiver."""
-    from .. import tasks
-
+    refused (409 `test_in_flight`), so pings cannot be piled onto a receiver. The caller queues the
+    ping for sending (`push_deliveries`) once this commits; the sweep sends it if that is lost."""
     now = now or timezone.now()
     subscription = _locked(subscription)
     if not subscription.member.is_active:
@@ -317,7 +304,6 @@ def subscription_test(*, subscription: Subscription, actor: Any = None, now: dat
         next_attempt_at=now, enqueued_at=now,
     )
     audit_record(actor=actor, action="subscription.test", obj=subscription, after={"webhook_id": delivery.webhook_id})
-    transaction.on_commit(lambda: tasks.enqueue_sends([delivery.pk]))
     return delivery
 
 
@@ -337,7 +323,6 @@ def subscription_set_state(
     subscription.save()
     action = "subscription.reenable" if state == Subscription.State.ACTIVE else "subscription.pause"
     audit_record(actor=actor, action=action, obj=subscription, before=before, after=snapshot(subscription))
-    wake_after_commit(subscription)
     return subscription
 
 

@@ -4,7 +4,10 @@ Why a lock and not a database sequence: sequence values are handed out at insert
 visible at commit time, so under concurrency seq 11 can be visible while seq 10 is not yet; a
 reader that moved its cursor to 11 would never see 10. Appending under a lock on the single
 FeedHead row, held until commit, makes seqs become visible strictly in order. Publishing is
-batched, so the lock is taken a few times a second, not once per statement."""
+batched, so the lock is taken a few times a second, not once per statement.
+
+Other apps learn of new events from `events_published`, sent once the transaction that appended
+them has committed (never for one that rolled back), with the new feed head."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import uuid
 from typing import Any
 
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from consortium.db import insert_rows
@@ -19,6 +23,15 @@ from consortium.db import insert_rows
 from ..models import Event, FeedHead
 
 FEED_HEAD_ID = 1
+
+# Sent with `head` (the last seq committed), after the commit, by whichever process appended.
+events_published = Signal()
+
+
+def feed_head() -> int:
+    """The last committed seq. FeedHead is written in the transaction that appends the events, so
+    every event up to this value is committed and visible."""
+    return FeedHead.objects.filter(pk=FEED_HEAD_ID).values_list("last_seq", flat=True).first() or 0
 
 
 def feed_lock(*, wait: bool = True) -> FeedHead | None:
@@ -45,3 +58,5 @@ def events_append(head: FeedHead, events: list[dict[str, Any]]) -> None:
         event["seq"], event["event_id"] = head.last_seq, uuid.uuid4()
     insert_rows(Event, events)
     FeedHead.objects.filter(pk=head.pk).update(last_seq=head.last_seq)
+    last_seq = head.last_seq
+    transaction.on_commit(lambda: events_published.send(sender=Event, head=last_seq), robust=True)

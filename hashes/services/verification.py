@@ -21,6 +21,7 @@ from consortium.db import AnyOf, insert_rows, update_rows
 from consortium_client import jws
 from consortium_client.keys import load_public_jwk
 from members.models import SigningKey
+from members.selectors import sharing_groups_of
 from suppression.entries import BenignList
 from suppression.selectors import benign_list
 
@@ -61,19 +62,13 @@ class Context:
 
 
 def load_context(statements: list[Statement], parsed: dict[Any, jws.ParsedJWS]) -> Context:
-    from members.models import SharingGroup
-
     kids = {p.kid for p in parsed.values()}
     payloads = {statement_id: p.payload for statement_id, p in parsed.items()}
     member_ids = {s.member_id for s in statements}
     incident_slugs = {p.get("incident") for p in payloads.values() if isinstance(p.get("incident"), str)}
     retract_keys = {(s.member_id, payloads[s.id].get("retracts")) for s in statements
                     if isinstance(payloads[s.id].get("retracts"), str)}
-    groups: dict[int, dict[str, int]] = {m: {} for m in member_ids}
-    for member_id, group_id, slug in SharingGroup.members.through.objects.filter(member_id__in=member_ids).values_list(
-        "member_id", "sharinggroup_id", "sharinggroup__slug"
-    ):
-        groups[member_id][slug] = group_id
+    groups = sharing_groups_of(member_ids)
     own: dict[tuple[int, str], Statement] = {}
     if retract_keys:
         for target in Statement.objects.filter(

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from consortium.api.errors import DomainError
 from consortium_client.statements import vpdq_digest
 
 HEX_LENGTHS = {"pdq": 64, "md5": 32, "sha256": 64}
@@ -13,12 +14,8 @@ SIGNAL_TYPES = ("pdq", "vpdq", "md5", "sha256")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
-class SignalError(ValueError):
-    def __init__(self, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
+class SignalError(DomainError):
+    """A signal or match query that is not well-formed; the API answers it as it is (400)."""
 
 
 @dataclass(frozen=True)

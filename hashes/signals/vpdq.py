@@ -12,15 +12,11 @@ C++ brute-force tool compares with a strict < instead.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from hashes.signals.pdq import hexes_to_rows
-
-if TYPE_CHECKING:
-    # Only a type here: comparing videos should not pay for importing numba.
-    from hashes.signals.index import PdqIndex
 
 DEFAULT_DISTANCE = 31
 DEFAULT_QUALITY = 50
@@ -78,24 +74,3 @@ def compare_rows(query: np.ndarray, stored: np.ndarray, *, distance: int = DEFAU
         100.0 * int(np.count_nonzero(query_matched)) / len(query),
         100.0 * int(np.count_nonzero(stored_matched)) / len(stored),
     )
-
-
-def candidate_ids(
-    index: PdqIndex,
-    query_frames: Iterable[Mapping[str, Any]],
-    *,
-    distance: int = DEFAULT_DISTANCE,
-    quality: int = DEFAULT_QUALITY,
-) -> set[int]:
-    """Ids under which `index` holds at least one frame matching a usable query frame.
-
-    Only these stored videos can have a non-zero match percentage, so only they need `compare`.
-    The index should hold only stored frames at or above the quality bar, as `usable_rows` gives.
-    """
-    rows = usable_rows(query_frames, quality=quality)
-    if len(rows) == 0:
-        return set()
-    found: set[int] = set()
-    for matches in index.search_many(rows, distance):
-        found.update(matches.ids.tolist())
-    return found

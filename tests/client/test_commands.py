@@ -17,7 +17,7 @@ from django.utils import timezone as django_timezone
 from consortium_client.errors import EXIT_CODES
 from consortium_client.media import hash_media
 from distribution.delivery.signing import Signer, generate_secret
-from distribution.keys import delivery_signing_keys
+from consortium.server_keys import delivery_signing_keys
 from hashes.models import Dispute, Statement
 from members.models import SigningKey
 from tests.client.conftest import ROOT

@@ -57,10 +57,9 @@ def drive(clock: Clock, *, rounds: int = 100) -> None:
         before = _progress()
         dispatching.sweep(now=clock())
         for subscription_id in Subscription.objects.values_list("pk", flat=True):
-            delivering.pump(subscription_id, clock=clock, budget=float("inf"))
-        for delivery_id in Delivery.objects.filter(state=Delivery.State.PENDING).exclude(
-                lane=Delivery.Lane.MAIN).values_list("pk", flat=True):
-            delivering.send_single(delivery_id, clock=clock)
+            list(delivering.pump([subscription_id], clock=clock, budget=float("inf")))
+        delivering.push_deliveries(list(Delivery.objects.filter(state=Delivery.State.PENDING).exclude(
+            lane=Delivery.Lane.MAIN).values_list("pk", flat=True)), clock=clock)
         if _progress() == before:
             return
     raise AssertionError("distribution did not settle")

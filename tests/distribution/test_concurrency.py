@@ -27,7 +27,7 @@ def test_pumps_racing_for_one_subscription_send_every_batch_once_in_order(
     alice, bob, receiver, settings, pipeline, monkeypatch,
 ):
     settings.WEBHOOK_BATCH_SIZE = 7
-    for name in ("enqueue_dispatch", "enqueue_pumps", "enqueue_sends"):
+    for name in ("enqueue_dispatch", "enqueue_pumps", "enqueue_push"):
         monkeypatch.setattr(tasks, name, lambda *args: None)  # only the racing pumps below deliver
     making_a_batch = delivering.next_batch
 
@@ -47,7 +47,7 @@ def test_pumps_racing_for_one_subscription_send_every_batch_once_in_order(
         try:
             start.wait()
             for _ in range(5):
-                delivering.pump(subscription["id"], budget=float("inf"))
+                list(delivering.pump([subscription["id"]], budget=float("inf")))
         except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)
         finally:

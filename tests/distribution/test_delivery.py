@@ -138,7 +138,7 @@ def test_a_worker_killed_after_claiming_a_batch_leaves_it_due_again_with_the_sam
     subscription = subscribe(bob, receiver, after=0)
     alice.submit(*[alice.statement([md5(n)]) for n in range(10)])
     pipeline()
-    claim = delivering.claim_main(subscription["id"], now=clock())  # ...and the worker dies here
+    (job,) = delivering.claim([subscription["id"]], now=clock()).jobs  # ...and the worker dies here
 
     drive(clock)
     assert receiver.received == []  # claimed: nobody else sends it meanwhile
@@ -146,7 +146,7 @@ def test_a_worker_killed_after_claiming_a_batch_leaves_it_due_again_with_the_sam
     clock.advance(settings.WEBHOOK_CLAIM_SECONDS)
     drive(clock)
 
-    assert [r.webhook_id for r in receiver.received] == [claim.job.webhook_id]
+    assert [r.webhook_id for r in receiver.received] == [job.webhook_id]
     assert seqs(receiver.events()) == list(range(1, 11))
 
 
@@ -156,7 +156,7 @@ def test_a_worker_killed_after_sending_but_before_recording_causes_a_repeat_neve
     subscription = subscribe(bob, receiver, after=0)
     alice.submit(*[alice.statement([md5(n)]) for n in range(10)])
     pipeline()
-    job = delivering.claim_main(subscription["id"], now=clock()).job
+    (job,) = delivering.claim([subscription["id"]], now=clock()).jobs
     delivering.send(job, now=clock())  # acknowledged by the receiver; the worker dies before recording it
     alice.submit(alice.statement([md5(10)]))
     pipeline()
@@ -174,14 +174,14 @@ def test_a_worker_presumed_dead_that_finishes_late_changes_nothing(alice, bob, r
     subscription = subscribe(bob, receiver, after=0)
     alice.submit(*[alice.statement([md5(n)]) for n in range(3)])
     pipeline()
-    slow = delivering.claim_main(subscription["id"], now=clock()).job
+    (slow,) = delivering.claim([subscription["id"]], now=clock()).jobs
     clock.advance(settings.WEBHOOK_CLAIM_SECONDS)
     drive(clock)  # another worker takes the batch over and delivers it
     receiver.behaviour.status = 500
 
-    outcome = delivering.complete(slow, delivering.send(slow, now=clock()), now=clock())
+    outcomes = delivering.complete([(slow, delivering.send(slow, now=clock()), clock())])
 
-    assert outcome == "stale"
+    assert outcomes == ["stale"]
     delivered = Delivery.objects.get()
     assert (delivered.state, delivered.failures) == ("delivered", 0)
     assert Subscription.objects.get(pk=subscription["id"]).last_error_at is None
@@ -193,10 +193,10 @@ def test_one_batch_at_a_time_is_in_flight_per_subscription(alice, bob, receiver,
     alice.submit(*[alice.statement([md5(n)]) for n in range(6)])
     pipeline()
 
-    first = delivering.claim_main(subscription["id"], now=clock())
-    second = delivering.claim_main(subscription["id"], now=clock())
+    first = delivering.claim([subscription["id"]], now=clock())
+    second = delivering.claim([subscription["id"]], now=clock())
 
-    assert first.job is not None and second.job is None
+    assert len(first.jobs) == 1 and second.jobs == []
     with pytest.raises(IntegrityError), transaction.atomic():
         Delivery.objects.create(subscription_id=subscription["id"], lane="main", webhook_id="msg_second",
                                 after_seq=2, through_seq=4)
@@ -222,10 +222,10 @@ def test_a_replay_supersedes_the_batch_in_flight_so_its_late_acknowledgement_can
     subscription = subscribe(bob, receiver, after=0)
     alice.submit(*[alice.statement([md5(n)]) for n in range(8)])
     pipeline()
-    job = delivering.claim_main(subscription["id"], now=clock()).job
+    (job,) = delivering.claim([subscription["id"]], now=clock()).jobs
     bob.api.post(f"/api/v1/subscriptions/{subscription['id']}/replay/", {"from_seq": 1}, format="json")
 
-    assert delivering.complete(job, delivering.send(job, now=clock()), now=clock()) == "stale"
+    assert delivering.complete([(job, delivering.send(job, now=clock()), clock())]) == ["stale"]
     assert Subscription.objects.get(pk=subscription["id"]).cursor == 0
     drive(clock)
     assert seqs(receiver.batches()[-1].events) == list(range(1, 9))
@@ -320,10 +320,10 @@ def test_a_deleted_subscription_receives_nothing_more(alice, bob, receiver, cloc
     subscription = subscribe(bob, receiver, after=0)
     alice.submit(alice.statement([md5(1)]))
     pipeline()
-    job = delivering.claim_main(subscription["id"], now=clock()).job
+    (job,) = delivering.claim([subscription["id"]], now=clock()).jobs
 
     assert bob.api.delete(f"/api/v1/subscriptions/{subscription['id']}/").status_code == 204
-    assert delivering.complete(job, delivering.send(job, now=clock()), now=clock()) == "stale"
+    assert delivering.complete([(job, delivering.send(job, now=clock()), clock())]) == ["stale"]
     alice.submit(alice.statement([md5(2)]))
     pipeline()
     drive(clock)

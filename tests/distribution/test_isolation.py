@@ -49,15 +49,15 @@ def test_the_dispatcher_only_makes_incident_pushes_and_the_push_task_sends_them(
     assert pushed.body["data"]["lane"] == "priority"
 
 
-def test_the_dispatch_task_queues_the_pushes_it_made(alice, bob, homeoffice, receiver, pipeline):
+def test_the_dispatch_task_queues_the_pushes_it_made_then_the_pumps_it_woke(alice, bob, homeoffice, receiver, pipeline):
     Incident.objects.create(slug="christchurch", name="Christchurch")
     subscribe(bob, receiver, after=0)
     homeoffice.submit(homeoffice.statement([md5(1)], incident="christchurch"))
     pipeline()
 
-    tasks.dispatch.delay()  # Celery runs eagerly in tests: dispatch, then the push task
+    tasks.dispatch.delay()  # Celery runs eagerly in tests: dispatch, then the push task, then the pump
 
-    assert [r.body["data"]["lane"] for r in receiver.received] == ["priority"]
+    assert [r.body["data"]["lane"] for r in receiver.received] == ["priority", "main"]
 
 
 def test_a_secret_that_cannot_be_decrypted_fails_only_its_own_subscription(
@@ -115,15 +115,15 @@ def test_a_member_removed_from_a_group_gets_nothing_more_of_it_from_the_next_bat
     alice.submit(*[alice.statement([md5(n)], share="trusted") for n in range(4)])
     pipeline()
     dispatching.dispatch(now=clock())
-    acknowledge = delivering.acknowledge_many
+    complete = delivering.complete
 
-    def acknowledge_then_leave(*args, **kwargs):
-        moved = acknowledge(*args, **kwargs)
+    def complete_then_leave(*args, **kwargs):
+        outcomes = complete(*args, **kwargs)
         trusted_group.members.remove(bob.member)  # while the pump is between two batches
-        return moved
+        return outcomes
 
-    monkeypatch.setattr(delivering, "acknowledge_many", acknowledge_then_leave)
-    delivering.pump(subscription["id"], clock=clock, budget=float("inf"))
+    monkeypatch.setattr(delivering, "complete", complete_then_leave)
+    assert list(delivering.pump([subscription["id"]], clock=clock, budget=float("inf"))) == []
 
     assert [e["seq"] for e in receiver.events("main")] == [1, 2]
     assert Subscription.objects.get(pk=subscription["id"]).cursor == 4
@@ -136,7 +136,7 @@ def test_in_one_pump_a_receiver_that_hangs_holds_up_only_itself(
     hanging, healthy, stuck, flowing = one_hanging_one_healthy(
         alice, bob, charlie, receiver_factory, clock, pipeline, events=10)
 
-    more = delivering.pump_group([stuck["id"], flowing["id"]], clock=clock, budget=float("inf"))
+    more = list(delivering.pump([stuck["id"], flowing["id"]], clock=clock, budget=float("inf")))
 
     assert more == []
     (hung,) = hanging.received
@@ -166,7 +166,7 @@ def test_a_send_that_raises_fails_only_its_own_subscription(
         return post(url, *args, **kwargs)
 
     monkeypatch.setattr(delivering.transport, "post", post_or_raise)
-    assert delivering.pump_group([broken["id"], good["id"]], clock=clock, budget=float("inf")) == []
+    assert list(delivering.pump([broken["id"], good["id"]], clock=clock, budget=float("inf"))) == []
 
     assert [e["seq"] for e in good_receiver.events("main")] == [1]
     failed = Subscription.objects.get(pk=broken["id"])
@@ -187,8 +187,8 @@ def test_once_its_budget_is_spent_a_pump_hands_on_its_subscriptions_without_wait
         alice, bob, charlie, receiver_factory, clock, pipeline, events=200)
     handed: list[tuple[list, float]] = []
 
-    delivering.pump_group([stuck["id"], flowing["id"]], clock=clock, budget=0.3,
-                          hand_off=lambda ids: handed.append((ids, time.time())))
+    for ids in delivering.pump([stuck["id"], flowing["id"]], clock=clock, budget=0.3):
+        handed.append((ids, time.time()))
 
     (hung,) = hanging.received
     ((ids, at),) = handed

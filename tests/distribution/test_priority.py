@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from distribution.models import Delivery
 from distribution.services import delivering, dispatching
-from distribution.services.heads import announce, feed_head
+from distribution.services.heads import announce
+from hashes.services.feed import feed_head
 from hashes.models import Incident
 from tests.factories import md5, pdq
 
@@ -94,7 +95,7 @@ def test_a_failed_push_the_main_lane_has_since_delivered_is_not_sent_again(
     receiver.behaviour.status = 503
     dispatch(clock)  # the push fails and waits for its retry
     receiver.behaviour.status = 200
-    delivering.pump(subscription["id"], clock=clock, budget=float("inf"))  # the main lane delivers it
+    list(delivering.pump([subscription["id"]], clock=clock, budget=float("inf")))  # the main lane delivers it
 
     clock.advance(60)
     drive(clock)
@@ -123,7 +124,7 @@ def test_an_incident_event_the_main_lane_already_delivered_is_not_pushed(alice, 
     alice.submit(alice.statement([md5(1)], incident="christchurch"))
     pipeline()
     announce(feed_head())
-    delivering.pump(subscription["id"], clock=clock, budget=float("inf"))  # before any dispatcher looked
+    list(delivering.pump([subscription["id"]], clock=clock, budget=float("inf")))  # before any dispatcher looked
     alice.submit(alice.statement([md5(2)], incident="christchurch"))
     pipeline()
 

@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from hashes.matching import frames_shared
 from hashes.signals import vpdq
 from hashes.signals.index import PdqIndex
 from hashes.signals.pdq import rows_to_hexes
@@ -69,16 +70,16 @@ def test_long_videos_are_compared_in_blocks(hashes, monkeypatch):
     assert vpdq.compare(query, stored) == (50.0, 50.0)
 
 
-def test_candidate_ids_finds_the_videos_sharing_a_frame(hashes):
+def test_frames_shared_finds_the_videos_sharing_a_frame(hashes):
     index = PdqIndex()
     index.add(10, hashes[0])
     index.add(10, hashes[1])
     index.add(20, hashes[2])
     index.add(30, _flip(hashes[3], range(20)))
 
-    found = vpdq.candidate_ids(index, _frames([hashes[1], hashes[3], hashes[4]]))
+    found = frames_shared(index, vpdq.usable_rows(_frames([hashes[1], hashes[3], hashes[4]]), quality=50))
 
-    assert found == {10, 30}
+    assert found == {10: 1, 30: 1}
 
 
 def _assert_family(frames_of):
