@@ -122,7 +122,6 @@ _windows = _Bounded(64, 48 * MiB)
 _alike = _Bounded(5_000)
 _selections = _Bounded(256, 64 * MiB)
 _bodies = _Bounded(32, 32 * MiB)
-_last_rows = _Bounded(4096)
 
 
 def viewers_for(members: Sequence[Member]) -> dict[int, Viewer]:
@@ -131,7 +130,7 @@ def viewers_for(members: Sequence[Member]) -> dict[int, Viewer]:
 
 
 def clear_caches() -> None:
-    for cache in (_events, _statements, _rendered, _windows, _alike, _selections, _bodies, _last_rows):
+    for cache in (_events, _statements, _rendered, _windows, _alike, _selections, _bodies):
         cache.clear()
 
 
@@ -253,17 +252,11 @@ def _seen_alike_by_everyone(events: Sequence[LoadedEvent], known: dict[str, Stat
     return True
 
 
-def _last_row(after: int, through: int, *, committed: bool) -> tuple[int, UUID] | None:
-    """The last event in (after, through]. Up to a committed head (`committed`) the answer is final
-    (seqs become visible in order and are never removed), so subscriptions in step, which all ask
-    the same, share it."""
-    found = _last_rows.get((after, through), _MISSING) if committed else _MISSING
-    if found is _MISSING:
-        found = (Event.objects.filter(seq__gt=after, seq__lte=through).order_by("-seq")
-                 .values_list("seq", "event_id").first())
-        if committed:
-            _last_rows.put((after, through), found)
-    return found
+def _last_row(after: int, through: int) -> tuple[int, UUID] | None:
+    """The last event in (after, through]. Not cached by seq: only an event id names a window for
+    good (a database restored to an earlier point reuses seqs)."""
+    return (Event.objects.filter(seq__gt=after, seq__lte=through).order_by("-seq")
+            .values_list("seq", "event_id").first())
 
 
 def _select(window: tuple[int, int, UUID], viewer: Viewer, filters: Filters) -> tuple[tuple, tuple[Rendered, ...]]:
@@ -318,7 +311,7 @@ def next_batch(viewer: Viewer, filters: Filters, *, after: int, size: int, windo
             end = min(end, through)
             if end <= cursor:
                 break
-        last = _last_row(cursor, end, committed=through is not None)
+        last = _last_row(cursor, end)
         if last is None:
             break
         key, events = _select((cursor, *last), viewer, filters)
@@ -342,7 +335,7 @@ def _cut(batch: Batch, max_bytes: int) -> Batch:
 
 def range_batch(viewer: Viewer, filters: Filters, *, after: int, through: int) -> Batch:
     """The events in (after, through] this viewer receives now: a retried batch, rendered again."""
-    last = _last_row(after, through, committed=True)
+    last = _last_row(after, through)
     if last is None:
         return Batch((), through)
     key, events = _select((after, *last), viewer, filters)

@@ -10,7 +10,7 @@ import pytest
 from django.db import transaction
 
 from distribution import tasks
-from hashes.services import submission
+from hashes import tasks as hashes_tasks
 from hashes.services.feed import events_published
 from tests.factories import md5
 
@@ -28,7 +28,7 @@ class RolledBack(Exception):
 @pytest.fixture(autouse=True)
 def pipeline_by_hand(monkeypatch):
     """Submitting queues no verification task here: `pipeline()` alone, outside Celery, publishes."""
-    monkeypatch.setattr(submission, "enqueue_verification", lambda *args, **kwargs: None)
+    monkeypatch.setattr(hashes_tasks, "enqueue_verification", lambda *args, **kwargs: None)
 
 
 @pytest.fixture

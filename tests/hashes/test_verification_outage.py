@@ -8,7 +8,8 @@ import pytest
 from django.db import OperationalError, connection
 
 from hashes.models import Statement
-from hashes.services import submission, verification
+from hashes import tasks as hashes_tasks
+from hashes.services import verification
 from tests.databases import postgresql_only
 from tests.factories import md5
 
@@ -32,7 +33,7 @@ def outage_on_note(transactional_db):
 
 def test_a_connection_lost_during_verification_rejects_no_statement(alice, outage_on_note, monkeypatch):
     # Verification runs below, by hand, not from the submission's queue message.
-    monkeypatch.setattr(submission, "enqueue_verification", lambda *args, **kwargs: None)
+    monkeypatch.setattr(hashes_tasks, "enqueue_verification", lambda *args, **kwargs: None)
     alice.submit(alice.statement([md5(1)]), alice.statement([md5(2)], note="outage"), alice.statement([md5(3)]))
     ids = [str(pk) for pk in Statement.objects.values_list("pk", flat=True)]
 
