@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.apps import apps
 from django.db import DatabaseError, transaction
 from django.db.models import Count, Min
 from django.utils import timezone
@@ -151,13 +150,12 @@ class DatabaseCollector:
         yield gauge("consortium_webhook_deliveries_pending", "Webhook deliveries not yet acknowledged or given up, "
                     "by lane.", {(lane,): pending.get(lane, 0) for lane, _ in Delivery.Lane.choices}, ("lane",))
 
-        if apps.is_installed("media"):
-            # The media app may come later than this code: read through the app registry.
-            MediaJob = apps.get_model("media", "MediaJob")
-            jobs = dict(MediaJob.objects.order_by().values("state").annotate(count=Count("pk"))
-                        .values_list("state", "count"))
-            yield gauge("consortium_media_jobs", "Media hashing jobs, by state.",
-                        {(state,): jobs.get(state, 0) for state in ("queued", "running", "done", "failed")}, ("state",))
+        from media.models import MediaJob
+
+        jobs = dict(MediaJob.objects.order_by().values("state").annotate(count=Count("pk"))
+                    .values_list("state", "count"))
+        yield gauge("consortium_media_jobs", "Media hashing jobs, by state.",
+                    {(state,): jobs.get(state, 0) for state, _ in MediaJob.State.choices}, ("state",))
 
     def _index(self) -> Iterator[Metric]:
         from hashes.matching import index_ready, indexes

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from distribution.models import Subscription
 from hashes.models import Statement
+from media.models import MediaJob
 from ops.access import parse_networks, token_digest
 from tests.distribution.helpers import Clock, drive, subscribe
 from tests.factories import md5
@@ -108,6 +109,7 @@ def test_metrics_report_the_pipeline_feed_subscriptions_and_deliveries(
                              received_at=timezone.now() - timedelta(minutes=3))
     match = alice.api.post("/api/v1/match/", {"signals": [md5(1)]}, format="json")
     assert match.status_code == 200
+    MediaJob.objects.create(owner=alice.member, state=MediaJob.State.FAILED, error_code="media_unreadable")
 
     found = samples(scrape(TOKEN))
 
@@ -128,7 +130,9 @@ def test_metrics_report_the_pipeline_feed_subscriptions_and_deliveries(
     assert (value(found, "consortium_match_seconds_count", input="signals")
             == value(before, "consortium_match_seconds_count", input="signals") + 1)
     assert ("consortium_match_index_entries", (("index", "pdq"),)) in found
-    assert not [name for name, _ in found if name == "consortium_media_jobs"]  # no media app in this build
+    assert value(found, "consortium_media_jobs", state="failed") == 1
+    assert value(found, "consortium_media_jobs", state="queued") == 0
+    assert ("consortium_media_jobs", (("state", "running"),)) in found
 
 
 def test_webhook_lag_counts_the_events_a_subscription_has_not_acknowledged(
