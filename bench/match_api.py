@@ -161,12 +161,21 @@ def stored_corpus(database_url: str, hashes: int, rng: np.random.Generator, brok
     import django
 
     django.setup()
+
+    values = corpus(hashes, rng)
+    actor, seconds = store(values)
+    print(f"loaded {len(values):,} PDQ hashes into PostgreSQL in {seconds:.1f} s", flush=True)
+    return values, actor
+
+
+def store(values: list[str]) -> tuple[Any, float]:
+    """A member, one published statement of it, and `values` corroborated by it (Django set up);
+    the member and the seconds the load took."""
     from django.utils import timezone
 
     from hashes.models import Statement
     from tests.actors import make_actor
 
-    values = corpus(hashes, rng)
     actor = make_actor("bench-matcher")
     statement = Statement.objects.create(
         member=actor.member, jti="bulk", kind="hash", raw=actor.statement([{"type": "md5", "value": "0" * 32}]),
@@ -174,8 +183,7 @@ def stored_corpus(database_url: str, hashes: int, rng: np.random.Generator, brok
     )
     started = time.perf_counter()
     load(values, actor.member.pk, str(statement.pk))
-    print(f"loaded {len(values):,} PDQ hashes into PostgreSQL in {time.perf_counter() - started:.1f} s", flush=True)
-    return values, actor
+    return actor, time.perf_counter() - started
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -189,22 +197,11 @@ def serve(args: argparse.Namespace) -> None:
     import django
 
     django.setup()
-    from django.utils import timezone
-
-    from hashes.models import Statement
     from hashes.signals.index import PdqIndex
-    from tests.actors import make_actor
     from tests.e2e.stack import Stack
 
     values = data["values"]
-    actor = make_actor("bench-matcher")
-    statement = Statement.objects.create(
-        member=actor.member, jti="bulk", kind="hash", raw=actor.statement([{"type": "md5", "value": "0" * 32}]),
-        digest="bulk", state=Statement.State.PUBLISHED, published_at=timezone.now(),
-    )
-    started = time.perf_counter()
-    load(values, actor.member.pk, str(statement.pk))
-    loaded = time.perf_counter() - started
+    actor, loaded = store(values)
     started = time.perf_counter()
     local = PdqIndex.build(np.arange(1, len(values) + 1), values)
     built = time.perf_counter() - started
