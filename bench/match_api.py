@@ -52,7 +52,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=400, help="single-query requests per server")
     parser.add_argument("--batches", type=int, default=40, help="1,000-query requests per server")
     parser.add_argument("--clients", type=int, default=2, help="threads sending the 1,000-query requests")
-    parser.add_argument("--before", type=Path, default=Path("/work/wt/match-base"),
+    parser.add_argument("--before", type=Path, default=ROOT.parent / "match-base",
                         help="the baseline checkout (a git worktree of the commit to compare with)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/consortium_bench_match")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/3", help="Redis for the cache")
