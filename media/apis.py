@@ -15,7 +15,7 @@ from hashes.schemas import SignalSerializer
 
 from .models import MediaJob
 from .selectors import media_job_get
-from .services import FAILURE_CODES, media_job_create
+from .services import FAILURE_CODES, media_job_create, media_jobs_refuse_over_limit
 from .uploads import JobUploadHandler
 
 
@@ -71,6 +71,7 @@ class MediaJobCreateApi(APIView):
     @extend_schema(request={"multipart/form-data": MediaUploadSerializer}, responses={202: MediaJobSerializer},
                    summary="Start hashing an image or a video", operation_id="media_job_create", tags=["matching"])
     def post(self, request):
+        media_jobs_refuse_over_limit(request.user.member)  # before a byte of the upload is stored
         # Straight to disk beside the job files, never to memory; set before the body is read.
         handler = JobUploadHandler(request._request)
         request._request.upload_handlers = [handler]

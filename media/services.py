@@ -49,6 +49,19 @@ def job_file(job_id: uuid.UUID) -> Path:
     return settings.MEDIA_JOB_DIR / f"{job_id}.media"
 
 
+def media_jobs_refuse_over_limit(member: Member) -> None:
+    """TooManyRequests when the member already has MEDIA_JOB_MAX_PER_MEMBER jobs queued or running.
+    The view asks before it reads the upload (so a member at the limit costs no disk), and
+    media_job_create again under the member's lock (so two requests at once cannot both pass)."""
+    limit = settings.MEDIA_JOB_MAX_PER_MEMBER
+    active = MediaJob.objects.filter(owner=member, state__in=MediaJob.ACTIVE).count()
+    if active >= limit:
+        raise TooManyRequests(
+            MEDIA_JOBS_LIMIT, f"You have {active} media jobs queued or running; at most {limit} at once.",
+            retry_after=_LIMIT_RETRY_AFTER_SECONDS, details={"max_jobs": limit},
+        )
+
+
 def media_job_create(*, member: Member, upload: Any) -> MediaJob:
     """A queued job for an upload already on disk (media.uploads.JobUploadHandler), at most
     MEDIA_JOB_MAX_PER_MEMBER queued or running per member. The job keeps the file under its own name;
@@ -57,20 +70,15 @@ def media_job_create(*, member: Member, upload: Any) -> MediaJob:
         raise DomainError("file_missing", 'Send the media as a multipart form field named "file".')
     if upload.size == 0:
         raise DomainError("media_unreadable", "The file is empty.")
-    limit = settings.MEDIA_JOB_MAX_PER_MEMBER
     with transaction.atomic():
         # One member's requests take turns here, so two at once cannot both pass the limit.
         Member.objects.select_for_update().only("pk").get(pk=member.pk)
-        active = MediaJob.objects.filter(owner=member, state__in=MediaJob.ACTIVE).count()
-        if active >= limit:
-            raise TooManyRequests(
-                MEDIA_JOBS_LIMIT, f"You have {active} media jobs queued or running; at most {limit} at once.",
-                retry_after=_LIMIT_RETRY_AFTER_SECONDS, details={"max_jobs": limit},
-            )
+        media_jobs_refuse_over_limit(member)
         job = MediaJob(owner=member, file_size=upload.size)
         path = job_file(job.id)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.link(upload.temporary_file_path(), path)
+        os.utime(path)  # the orphan sweep goes by age: the job's file is new now, not when the upload ended
         job.file_path = str(path)
         try:
             job.save(force_insert=True)

@@ -108,10 +108,12 @@ def test_a_request_id_reaches_the_json_log_lines_of_the_task_it_queued(stack, al
         return [line for line in json_lines((tmp_path / "worker.log").read_text(errors="replace"))
                 if line.get("request_id") == "ops-test-request-42"]
 
-    wait_until(lambda: any(line.get("task_name") == "hashes.tasks.verify_statements" for line in task_lines()),
-               timeout=60, what="the verifying task's log line")
-    lines = [line for line in task_lines() if line.get("task_name") == "hashes.tasks.verify_statements"]
-    line = next(line for line in lines if line["logger"] == "celery.app.trace")
+    def trace_lines() -> list[dict]:  # the task's own line (others, such as the broker's, may come first)
+        return [line for line in task_lines()
+                if line.get("task_name") == "hashes.tasks.verify_statements" and line.get("logger") == "celery.app.trace"]
+
+    wait_until(trace_lines, timeout=60, what="the verifying task's log line")
+    line = trace_lines()[0]
     assert line["task_id"] and line["level"] == "INFO"
     assert line["message"].startswith(f"Task hashes.tasks.verify_statements[{line['task_id']}] succeeded")
     web_lines = json_lines((tmp_path / "web.log").read_text(errors="replace"))
