@@ -23,6 +23,7 @@ from rest_framework.test import APIClient
 from consortium_client.keys import generate_private_key, private_jwk, public_jwk
 from consortium_client.statements import StatementSigner, hash_statement
 from hashes.models import Incident, Label, Statement
+from media.models import MediaJob
 from members.models import ApiToken, Member, SigningKey
 from members.services import key_register, key_set_state
 from suppression.models import BenignEntry
@@ -67,6 +68,7 @@ def everything(alice, bob, trusted_group, pipeline, admin_client):
                                                secret_encrypted=seal(generate_secret()))
     Delivery.objects.create(subscription=subscription, lane="test", webhook_id="msg_everything")
     BenignEntry.objects.create(signal_type="md5", value="0" * 32, reason="empty file", added_by_label="operator")
+    MediaJob.objects.create(owner=alice.member, state=MediaJob.State.FAILED, error_code="media_unreadable")
 
 
 # --- every page opens ------------------------------------------------------------------------------
