@@ -41,6 +41,7 @@ class Batch:
     corroborations: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     changed_hashes: dict[int, Hash] = field(default_factory=dict)
+    created_states: dict[int, str] = field(default_factory=dict)  # hashes this batch inserted: their state then
     published: list[Statement] = field(default_factory=list)
     rejected: list[Statement] = field(default_factory=list)
     # Feedback: who made each live statement and with which audience (statement id: (member,
@@ -116,6 +117,7 @@ def place_signals(batch: Batch, statements: list[Statement]) -> FamilyPlanner:
     planner = FamilyPlanner(batch.now, batch.hashes)
     planner.plan(statements, signal_key)
     for hash_ in planner.create_hashes():
+        batch.created_states[hash_.pk] = hash_.state
         batch.live[hash_.pk] = []
         batch.governance_of[hash_.pk] = HashGovernance({}, [])  # new: no feedback, no disputes
     # Near duplicates found through the index: their live statements are not loaded yet.
@@ -310,7 +312,10 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
             retracted_at=batch.now)
         Statement.objects.filter(id__in=retracted_now).update(retracted_at=batch.now)
     for state in Hash.State.values:
-        ids = [h.pk for h in batch.changed_hashes.values() if h.state == state]
+        # A hash this batch inserted was written with this batch's time already: only a state
+        # changed since then is written again.
+        ids = [h.pk for h in batch.changed_hashes.values()
+               if h.state == state and batch.created_states.get(h.pk) != state]
         if ids:
             Hash.objects.filter(AnyOf(F("pk"), ids)).update(state=state, updated_at=batch.now)
     published = [s.id for s in batch.published if s.id not in unwritten]
