@@ -87,6 +87,7 @@ class StatementsApi(APIView):
     """POST: submit 1 to SUBMIT_MAX_STATEMENTS signed statements. GET: the member's own statements."""
 
     required_scope = {"GET": "read", "POST": "submit"}
+    renderer_classes = [FastJSONRenderer]  # an answer of 500 accepted statements, thousands a second
 
     class InputSerializer(serializers.Serializer):
         statements = serializers.ListField(
@@ -278,6 +279,7 @@ class MediaHashApi(APIView):
 
 class FeedApi(APIView):
     required_scope = "read"
+    renderer_classes = [FastJSONRenderer]  # pages of up to FEED_MAX_LIMIT events, read as they are published
 
     class InputSerializer(serializers.Serializer):
         after = serializers.IntegerField(min_value=0, default=0)
