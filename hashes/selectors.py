@@ -539,7 +539,7 @@ class MatchedHashes:
             "EXISTS (SELECT 1 FROM suppression_benignentry b WHERE b.active) "
             "FROM hashes_corroboration c JOIN hashes_statement s ON s.id = c.statement_id "
             "JOIN hashes_hash h ON h.id = c.hash_id "
-            "WHERE c.retracted_at IS NULL AND c.hash_id IN ({ids}) ORDER BY c.id", candidates,
+            "WHERE c.retracted_at IS NULL AND c.hash_id IN ({ids}) ORDER BY c.id", candidates, prepare="match_hashes",
         ):
             if not viewer.sees(share_group_id=share_group_id, member_id=member_id):
                 continue
@@ -589,7 +589,7 @@ def match_facts(keys: set[str]) -> dict[str, StatementFacts]:
             "s.verdict, l.slug FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
             "LEFT JOIN hashes_statement_labels sl ON sl.statement_id = s.id "
             "LEFT JOIN hashes_label l ON l.id = sl.label_id WHERE s.id IN ({ids})",
-            [Statement._meta.pk.get_db_prep_value(key, connection) for key in keys])
+            [Statement._meta.pk.get_db_prep_value(key, connection) for key in keys], prepare="match_facts")
     ):
         key = statement_key(statement_id)
         if key not in rows:
