@@ -175,6 +175,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a health check that needs no round trip (consortium/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "consortium.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One writer at a time: IMMEDIATE makes writers queue on the lock instead of failing with
     # "database is locked" when a read transaction later wants to write; WAL lets readers go on.
@@ -190,7 +193,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # The reads on every request's hot path (token, match) are prepared once per PostgreSQL connection
 # (consortium/db.read_prepared); off behind a pooler in transaction mode, such as PgBouncer.
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
-if DATABASE_PREPARED_STATEMENTS and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+if DATABASE_PREPARED_STATEMENTS and DATABASES["default"]["ENGINE"] == "consortium.postgresql":
     # Planned once: PostgreSQL would otherwise plan each execution afresh, for a `= ANY($1)` whose
     # array it cannot size, which is the cost preparing saves. Only these reads are prepared.
     options = DATABASES["default"].setdefault("OPTIONS", {})

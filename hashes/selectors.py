@@ -152,36 +152,53 @@ def dispute_view(viewer: Viewer, snapshots: list[dict[str, Any]], facts: dict[st
     return {key: chosen[key] for key in ("id", "state", "opened_at", "resolved_at", "reasons", "resolution")}
 
 
-def hash_view(
-    hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str, seen: list[StatementFacts],
-    links: list[dict[str, Any]] | None = None, votes: list[StatementFacts] = (),
-    dispute: dict[str, Any] | None = None, labels_override: list[str] | None = None,
-) -> dict[str, Any]:
-    """A hash as one member sees it: only what its visible statements say. `live` are the visible
-    statements that assert it now; `seen` every visible statement that ever did (for a retracted
-    hash, what it was); `votes` the visible live feedback, `dispute` the dispute it may see.
-    Nothing comes from the hash row that a hidden statement could have set (`labels_override` is
-    an administrator's decision, the same for everyone)."""
+def asserted_by(live: list[StatementFacts], seen: list[StatementFacts]) -> dict[str, Any]:
+    """What a hash's visible statements say of it (`live` those that assert it now, `seen` every one
+    that ever did): the part of its view that depends on nothing else, so that hashes asserted by
+    the same statements share it (a match of a 1,000-hash family builds it once per statement set).
+    Read-only: its lists may be shared by several views."""
     submitters: dict[str, str] = {}
     for fact in live:
         submitters.setdefault(fact.member_slug, fact.member_kind)
     carried = embedded(live)
+    return {
+        "content_type": (live or seen)[0].content_type if (live or seen) else "",
+        "labels": sorted({label for fact in live for label in fact.labels}),
+        "submitters": [{"member": slug, "kind": kind} for slug, kind in submitters.items()],
+        "corroboration_count": corroborating_members(live),
+        "statements": [fact.raw for fact in carried],
+        "statements_omitted": len(live) - len(carried),
+    }
+
+
+def hash_view(
+    hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str, seen: list[StatementFacts],
+    links: list[dict[str, Any]] | None = None, votes: list[StatementFacts] = (),
+    dispute: dict[str, Any] | None = None, labels_override: list[str] | None = None,
+    asserted: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A hash as one member sees it: only what its visible statements say. `live` are the visible
+    statements that assert it now; `seen` every visible statement that ever did (for a retracted
+    hash, what it was); `votes` the visible live feedback, `dispute` the dispute it may see;
+    `asserted` is asserted_by(live, seen), if the caller has it already.
+    Nothing comes from the hash row that a hidden statement could have set (`labels_override` is
+    an administrator's decision, the same for everyone)."""
+    said = asserted_by(live, seen) if asserted is None else asserted
     body: dict[str, Any] = {"id": hash_.pk, "signal_type": hash_.signal_type}
     # A vPDQ's value is the digest of its frames' hashes: what feedback targets and exchanges key it by.
     body["value"] = hash_.value
     if hash_.signal_type == "vpdq":
         body["frames"] = hash_.frames
     body.update({
-        "content_type": (live or seen)[0].content_type if (live or seen) else "",
+        "content_type": said["content_type"],
         "cluster": cluster_id,
         "links": links or [],
         "state": state,
-        "labels": sorted({label for fact in live for label in fact.labels}) if labels_override is None
-        else list(labels_override),
-        "submitters": [{"member": slug, "kind": kind} for slug, kind in submitters.items()],
-        "corroboration_count": corroborating_members(live),
-        "statements": [fact.raw for fact in carried],
-        "statements_omitted": len(live) - len(carried),
+        "labels": said["labels"] if labels_override is None else list(labels_override),
+        "submitters": said["submitters"],
+        "corroboration_count": said["corroboration_count"],
+        "statements": said["statements"],
+        "statements_omitted": said["statements_omitted"],
         "feedback": feedback_counts(list(votes)),
         "dispute": dispute,
     })
@@ -569,14 +586,20 @@ class MatchedHashes:
         linked = [pk for pk in hash_ids if self.rows[pk].linked]
         links = visible_links(viewer, linked) if linked else {}
         views = {}
+        # Hashes asserted by the same statements (variants submitted together) share that part.
+        shared: dict[tuple[str, ...], tuple[list[StatementFacts], dict[str, Any]]] = {}
         for pk in hash_ids:
             row = self.rows[pk]
-            live = visible_facts(viewer, self.live[pk], facts)
+            key = tuple(self.live[pk])
+            if key not in shared:
+                live = visible_facts(viewer, key, facts)
+                shared[key] = (live, asserted_by(live, live))
+            live, asserted = shared[key]
             views[pk] = hash_view(
                 row, live, cluster_id=row.cluster_id, seen=live, links=links.get(pk), state=Hash.State.ACTIVE,
                 votes=visible_facts(viewer, governance[pk].votes(), facts) if pk in governance else [],
                 dispute=dispute_view(viewer, snapshots[pk], facts) if pk in governance else None,
-                labels_override=row.labels_override)
+                labels_override=row.labels_override, asserted=asserted)
         return views
 
 

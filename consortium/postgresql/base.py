@@ -1,0 +1,31 @@
+"""Django's PostgreSQL backend, with a connection health check that costs no round trip.
+
+With CONN_HEALTH_CHECKS Django asks the server (`SELECT 1`) before the first query of every request
+and every Celery task: on a lone match that was one round trip in five. An idle connection has
+nothing to read from its socket, so a readable socket means the server ended it (a restart, a
+failover, `pg_terminate_backend`, an idle timeout: each sends its reason or closes the socket),
+and a connection psycopg2 closed knows it. Either way the connection is replaced before it is used,
+as Django's check would. A connection lost without a word (a network cut) is not seen by either
+check before the first query: that query fails, the request answers 503 database_unavailable
+(consortium.api.middleware), and Django closes the connection after it."""
+
+from __future__ import annotations
+
+import select
+
+from django.db.backends.postgresql import base
+from psycopg2 import extensions
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def is_usable(self) -> bool:
+        raw = self.connection
+        if raw is None or raw.closed:
+            return False
+        if raw.get_transaction_status() != extensions.TRANSACTION_STATUS_IDLE:
+            return super().is_usable()  # mid-transaction or in an unknown state: ask the server
+        try:
+            readable, _, _ = select.select([raw], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
