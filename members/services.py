@@ -20,7 +20,7 @@ from audit.services import audit_record
 from consortium.api.errors import Conflict, DomainError
 from consortium.db import columns, instance_from_row, read_prepared
 from consortium_client.jws import MAX_KID_LENGTH, is_visible_ascii_id
-from consortium_client.keys import JWKError, load_public_jwk, public_jwk, thumbprint
+from consortium_client.keys import load_public_jwk, public_jwk, thumbprint
 
 from .models import ApiToken, Member, SharingGroup, SigningKey
 
@@ -169,10 +169,7 @@ def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool =
     registered_by = actor if isinstance(actor, AbstractBaseUser) else None
     if approve and registered_by is not None:
         raise DomainError(KEY_SELF_APPROVAL, SELF_APPROVAL_MESSAGE)
-    try:
-        public_key = load_public_jwk(jwk)
-    except JWKError as exc:
-        raise DomainError(exc.code, exc.message) from None
+    public_key = load_public_jwk(jwk)  # a JWKError is a CodedError: the API answers 400 with its code
     # Re-encoded from the key bytes: base64url spellings that differ only in unused bits are one key.
     jwk = {**public_jwk(public_key), "kid": jwk.get("kid")}
     kid = jwk["kid"] or thumbprint(jwk)

@@ -16,6 +16,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .errors import CodedError
+
 STATEMENT_TYP = "hash-statement+jws"
 # RFC 9864 gives Ed25519 its fully specified name; RFC 8037's "EdDSA" is what older libraries emit.
 ALLOWED_ALGS = frozenset({"Ed25519", "EdDSA"})
@@ -31,13 +33,8 @@ def is_visible_ascii_id(value: Any, max_length: int) -> bool:
     return isinstance(value, str) and len(value) <= max_length and _VISIBLE_ASCII.fullmatch(value) is not None
 
 
-class JWSError(ValueError):
+class JWSError(CodedError, ValueError):
     """A statement that is not a well-formed Ed25519 JWS. `code` is stable and documented."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def b64url_encode(data: bytes) -> str:
