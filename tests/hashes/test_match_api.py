@@ -215,3 +215,25 @@ def test_a_match_shows_each_hash_exactly_as_its_detail_does_to_every_reader(
     assert shown[variant]["links"] and shown[variant]["feedback"]["seen"] == 1
     hidden = {m["hash"]["value"]: m["hash"] for m in match(charlie, {"type": "pdq", "value": BASE_PDQ})[0]["matches"]}
     assert hidden[BASE_PDQ]["corroboration_count"] == 1 and hidden[BASE_PDQ]["labels"] == ["glorification"]
+
+
+def test_hashes_asserted_by_one_statement_share_its_part_but_not_their_own(alice, bob, pipeline, settings):
+    """A match builds what a statement says once for all the hashes it asserts (MatchedHashes.views);
+    what is each hash's own (its id, value, cluster, an administrator's labels) stays its own."""
+    settings.DEDUPE_DISTANCE = 0
+    near = flip(BASE_PDQ, range(250, 256))
+    alice.submit(alice.statement([pdq_value(BASE_PDQ), pdq_value(near), md5(7)], labels=["glorification"]))
+    pipeline()
+    relabelled = Hash.objects.get(value=near)
+    Hash.objects.filter(pk=relabelled.pk).update(labels_override=["recruitment"])
+
+    [result, exact] = match(bob, {"type": "pdq", "value": BASE_PDQ}, md5(7))
+
+    first, second = (m["hash"] for m in result["matches"])
+    assert (first["value"], second["value"]) == (BASE_PDQ, near)
+    assert (first["labels"], second["labels"]) == (["glorification"], ["recruitment"])
+    assert first["statements"] == second["statements"] == exact["matches"][0]["hash"]["statements"]
+    for view in (first, second, exact["matches"][0]["hash"]):
+        detail = bob.api.get(f"/api/v1/hashes/{view['id']}/").json()
+        assert {k: view[k] for k in ("labels", "statements", "submitters", "corroboration_count")} == \
+               {k: detail[k] for k in ("labels", "statements", "submitters", "corroboration_count")}
