@@ -171,6 +171,10 @@ def asserted_by(live: list[StatementFacts], seen: list[StatementFacts]) -> dict[
     }
 
 
+# The fields of a hash view that come whole from asserted_by (labels may be an administrator's).
+SHARED_FIELDS = ("content_type", "submitters", "corroboration_count", "statements", "statements_omitted")
+
+
 def hash_view(
     hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str, seen: list[StatementFacts],
     links: list[dict[str, Any]] | None = None, votes: list[StatementFacts] = (),
@@ -407,7 +411,7 @@ def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int |
         slot.append(first[key])
     frames = {n: bounded_frames(q, at[n]) for n, q in enumerate(unique) if q.signal.type == "vpdq"}
     found, matched = search_matches(viewer, unique, frames)
-    views = matched.views(viewer, {h for hits in found for h in hits})
+    views, sizes = matched.views(viewer, {h for hits in found for h in hits})
     if exclude_disputed:  # held while contested: a dispute the member can see is open on it
         views = {h: view for h, view in views.items() if not (view["dispute"] and view["dispute"]["state"] == "open")}
     limit = settings.MATCH_MAX_RESULTS
@@ -419,19 +423,17 @@ def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int |
         )
         for hits in found
     ]
-    weights: dict[int, int] = {}
     results, size, full = [], 0, False
     for query, n in zip(queries, slot):
         hits, ranked = found[n], ranked_per_query[n]
         matches = []
         for h in ranked[:limit]:
-            if h not in weights:
-                weights[h] = len(orjson.dumps(views[h])) + 64  # the match's own fields
-            if full or (size and size + weights[h] > max_bytes):
+            weight = sizes[h] + 64  # the match's own fields
+            if full or (size and size + weight > max_bytes):
                 full = True
                 break
             matches.append({"hash": views[h], **hits[h]})
-            size += weights[h]
+            size += weight
         results.append({"query": query.echo(), "matches": matches, "truncated": len(matches) < len(ranked)})
     return {"results": results, "truncated": full}
 
@@ -573,8 +575,10 @@ class MatchedHashes:
             rows[pk].frames = json_column(frames)
         return cls(rows, live)
 
-    def views(self, viewer: Viewer, hash_ids: set[int]) -> dict[int, dict[str, Any]]:
-        """These hashes (among `rows`) as the viewer sees them: what hash_views says of them."""
+    def views(self, viewer: Viewer, hash_ids: set[int]) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
+        """These hashes (among `rows`) as the viewer sees them: what hash_views says of them; and
+        the length of each view encoded as JSON (what a match answer's byte bound counts), without
+        encoding the statements they share once per hash."""
         facts = match_facts({sid for pk in hash_ids for sid in self.live[pk]})
         governed = [pk for pk in hash_ids if self.rows[pk].governed]
         governance = load_governance(governed)
@@ -585,22 +589,27 @@ class MatchedHashes:
             facts.update(statement_facts(extra, viewer))
         linked = [pk for pk in hash_ids if self.rows[pk].linked]
         links = visible_links(viewer, linked) if linked else {}
-        views = {}
+        views, sizes = {}, {}
         # Hashes asserted by the same statements (variants submitted together) share that part.
-        shared: dict[tuple[str, ...], tuple[list[StatementFacts], dict[str, Any]]] = {}
+        shared: dict[tuple[str, ...], tuple[list[StatementFacts], dict[str, Any], int]] = {}
         for pk in hash_ids:
             row = self.rows[pk]
             key = tuple(self.live[pk])
             if key not in shared:
                 live = visible_facts(viewer, key, facts)
-                shared[key] = (live, asserted_by(live, live))
-            live, asserted = shared[key]
-            views[pk] = hash_view(
+                asserted = asserted_by(live, live)
+                shared[key] = (live, asserted, len(orjson.dumps({k: asserted[k] for k in SHARED_FIELDS})))
+            live, asserted, shared_size = shared[key]
+            view = views[pk] = hash_view(
                 row, live, cluster_id=row.cluster_id, seen=live, links=links.get(pk), state=Hash.State.ACTIVE,
                 votes=visible_facts(viewer, governance[pk].votes(), facts) if pk in governance else [],
                 dispute=dispute_view(viewer, snapshots[pk], facts) if pk in governance else None,
                 labels_override=row.labels_override, asserted=asserted)
-        return views
+            # A JSON object's length is its members', in any order, plus the braces and commas: the
+            # two parts encoded apart, less the one brace pair joining them adds and its comma.
+            own = len(orjson.dumps({k: v for k, v in view.items() if k not in SHARED_FIELDS}))
+            sizes[pk] = own + shared_size - 1
+        return views, sizes
 
 
 def match_facts(keys: set[str]) -> dict[str, StatementFacts]:

@@ -3,10 +3,13 @@ media a member uploads hashed and forgotten, and the reference vectors through t
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from hashes.models import Corroboration, Hash
+from hashes.selectors import MatchedHashes
+from hashes.visibility import Viewer
 from tests.factories import BASE_PDQ, flip, md5, pdq_value, sha256
 from tests.signals.vectors import VECTORS, VIDEOS, csv_rows, reference_frames, requires_vectors, requires_video
 
@@ -237,3 +240,21 @@ def test_hashes_asserted_by_one_statement_share_its_part_but_not_their_own(alice
         detail = bob.api.get(f"/api/v1/hashes/{view['id']}/").json()
         assert {k: view[k] for k in ("labels", "statements", "submitters", "corroboration_count")} == \
                {k: detail[k] for k in ("labels", "statements", "submitters", "corroboration_count")}
+
+
+def test_a_match_counts_each_view_at_exactly_its_encoded_length(alice, bob, pipeline, settings):
+    """The answer's byte bound (MATCH_MAX_RESPONSE_BYTES) counts each hash view without encoding
+    the statements it shares with other hashes again: the count is the view's JSON length exactly."""
+    settings.DEDUPE_DISTANCE = 0
+    alice.submit(alice.statement([pdq_value(BASE_PDQ), pdq_value(flip(BASE_PDQ, range(3))), md5(1)],
+                                 labels=["glorification"]),
+                 alice.statement([pdq_value(flip(BASE_PDQ, range(200, 210)))]))
+    pipeline()
+    Hash.objects.filter(value=BASE_PDQ).update(labels_override=["recruitment", "instruction"])
+    viewer = Viewer.for_member(bob.member)
+    matched = MatchedHashes.read(viewer, set(Hash.objects.values_list("pk", flat=True)))
+
+    views, sizes = matched.views(viewer, set(matched.rows))
+
+    assert len(views) == 4
+    assert sizes == {pk: len(orjson.dumps(view)) for pk, view in views.items()}
