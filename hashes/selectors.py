@@ -607,8 +607,10 @@ class MatchedHashes:
                 labels_override=row.labels_override, asserted=asserted)
             # A JSON object's length is its members', in any order, plus the braces and commas: the
             # two parts encoded apart, less the one brace pair joining them adds and its comma.
-            own = len(orjson.dumps({k: v for k, v in view.items() if k not in SHARED_FIELDS}))
-            sizes[pk] = own + shared_size - 1
+            own = dict(view)
+            for name in SHARED_FIELDS:
+                del own[name]
+            sizes[pk] = len(orjson.dumps(own)) + shared_size - 1
         return views, sizes
 
 
