@@ -15,9 +15,10 @@ import weakref
 from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import orjson
+from psycopg2.extensions import AsIs
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connection, connections, models, router, transaction
+from django.db import DatabaseError, connection, connections, models, router, transaction
 from django.db.models import Lookup
 
 M = TypeVar("M", bound=models.Model)
@@ -181,6 +182,9 @@ def read_by_ids(sql: str, ids: Iterable[Any], *params: Any, prepare: str | None 
 # The statements each PostgreSQL connection has prepared, by its psycopg2 connection (a new
 # connection starts with none; a closed one drops out).
 _prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+# What PostgreSQL says when a prepared statement no longer fits its tables (a migration changed a
+# column it returns) or is gone (DEALLOCATE ALL, DISCARD ALL by a pooler): prepare it again.
+STALE_PREPARED = {"0A000", "26000"}
 
 
 def read_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple]:
@@ -189,21 +193,34 @@ def read_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple]:
     joins these reads make costs PostgreSQL several times executing them (about 0.3 ms against
     0.05 ms for a match's reads). Elsewhere, or with DATABASE_PREPARED_STATEMENTS off (a pooler
     in transaction mode, such as PgBouncer, cannot keep a statement to its connection), a plain
-    execute. `name` is the statement's; its text's digest is added, so that two texts never share
-    a name."""
+    execute. `name` (lower case, digits, `_`) is the statement's; its text's digest is added, so
+    that two texts never share a name. A statement that went stale under the connection is
+    prepared again, once, outside a transaction; inside one the error is the caller's."""
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
             cursor.execute(sql, params)
             return cursor.fetchall()
-        name = f"{name}_{hashlib.blake2s(sql.encode(), digest_size=6).hexdigest()}"
-        raw = connection.connection
-        prepared = _prepared.setdefault(raw, set())
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
+            raise ValueError(f"not a statement name: {name!r}")
+        # psycopg2 fills the placeholders as it would for an execute (so `%%` is `%`), with $1, $2, ...
+        text = cursor.mogrify(sql, [AsIs(f"${n}") for n in range(1, len(params) + 1)]).decode()
+        name = f"{name}_{hashlib.blake2s(text.encode(), digest_size=6).hexdigest()}"
+        execute = f"EXECUTE {name} ({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
+        prepared = _prepared.setdefault(connection.connection, set())
         if name not in prepared:
-            numbered = iter(range(1, len(params) + 1))
-            cursor.execute(f"PREPARE {name} AS " + re.sub(r"%s", lambda _: f"${next(numbered)}", sql))
+            cursor.execute(f"PREPARE {name} AS {text}")
             prepared.add(name)
-        cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}",
-                       params)
+        try:
+            cursor.execute(execute, params)
+        except DatabaseError as exc:
+            prepared.discard(name)
+            if connection.in_atomic_block or getattr(exc.__cause__, "pgcode", None) not in STALE_PREPARED:
+                raise
+            if exc.__cause__.pgcode == "0A000":  # still there, planned for the old columns
+                cursor.execute(f"DEALLOCATE {name}")
+            cursor.execute(f"PREPARE {name} AS {text}")
+            prepared.add(name)
+            cursor.execute(execute, params)
         return cursor.fetchall()
 
 

@@ -193,11 +193,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # The reads on every request's hot path (token, match) are prepared once per PostgreSQL connection
 # (consortium/db.read_prepared); off behind a pooler in transaction mode, such as PgBouncer.
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
-if DATABASE_PREPARED_STATEMENTS and DATABASES["default"]["ENGINE"] == "consortium.postgresql":
-    # Planned once: PostgreSQL would otherwise plan each execution afresh, for a `= ANY($1)` whose
-    # array it cannot size, which is the cost preparing saves. Only these reads are prepared.
-    options = DATABASES["default"].setdefault("OPTIONS", {})
-    options["options"] = f"{options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

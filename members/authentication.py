@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.utils import timezone
 from rest_framework import authentication, exceptions
@@ -17,7 +17,7 @@ class ApiClient:
     token: ApiToken
     # The member's sharing groups, {slug: id} in slug order, read with the token: what the
     # request's Viewer (hashes.visibility.Viewer.for_client) sees through.
-    sharing_groups: dict[str, int]
+    sharing_groups: dict[str, int] = field(compare=False)
     is_authenticated: bool = True
 
     def has_scope(self, scope: str) -> bool:

@@ -104,3 +104,49 @@ def test_a_healthy_idle_connection_is_kept_across_requests(transactional_db, ali
         assert request(alice, "/api/v1/me/").status_code == 200
     assert backend_pid() == first
     assert connection.is_usable()
+
+
+@pytest.fixture
+def scratch_table(transactional_db):
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE prepared_probe (id integer PRIMARY KEY, name varchar(10))")
+        cursor.execute("INSERT INTO prepared_probe VALUES (1, 'one')")
+    yield "SELECT name FROM prepared_probe WHERE id = %s"
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS prepared_probe")
+
+
+def from_another_session(sql: str) -> None:
+    other = psycopg2.connect(**connection.get_connection_params())
+    try:
+        other.autocommit = True
+        with other.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        other.close()
+
+
+def test_a_prepared_read_is_prepared_again_after_a_migration_changes_what_it_returns(scratch_table):
+    """Old processes serve while a release migrates: a column a prepared read returns changes type
+    ("cached plan must not change result type") and the next read prepares it again."""
+    assert read_prepared("probe", scratch_table, [1]) == [("one",)]
+    from_another_session("ALTER TABLE prepared_probe ALTER COLUMN name TYPE varchar(200)")
+
+    assert read_prepared("probe", scratch_table, [1]) == [("one",)]
+    assert read_prepared("probe", scratch_table, [1]) == [("one",)]
+
+
+def test_a_prepared_read_is_prepared_again_after_its_statements_were_dropped(scratch_table):
+    """A pooler's reset (DISCARD ALL, DEALLOCATE ALL) drops what the connection had prepared."""
+    assert read_prepared("probe", scratch_table, [1]) == [("one",)]
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+
+    assert read_prepared("probe", scratch_table, [1]) == [("one",)]
+
+
+def test_percent_signs_read_the_same_prepared_or_not(db, settings):
+    sql = "SELECT 'a%%b', %s::text"
+    assert read_prepared("percent", sql, ["c"]) == [("a%b", "c")]
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    assert read_prepared("percent", sql, ["c"]) == [("a%b", "c")]

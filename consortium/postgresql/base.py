@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import select
 
+from django.conf import settings
 from django.db.backends.postgresql import base
 from psycopg2 import extensions
 
@@ -24,8 +25,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return False
         if raw.get_transaction_status() != extensions.TRANSACTION_STATUS_IDLE:
             return super().is_usable()  # mid-transaction or in an unknown state: ask the server
-        try:
-            readable, _, _ = select.select([raw], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return not readable
+        poller = select.poll()  # not select(): a process may hold more than 1,024 descriptors
+        poller.register(raw.fileno(), select.POLLIN | select.POLLPRI)
+        return not poller.poll(0)
+
+    def init_connection_state(self) -> None:
+        super().init_connection_state()
+        if settings.DATABASE_PREPARED_STATEMENTS:
+            # The reads prepared on this connection (consortium/db.read_prepared) are planned once:
+            # PostgreSQL would otherwise plan each execution afresh, for a `= ANY($1)` whose array it
+            # cannot size, which is the cost preparing saves. Only those reads are prepared.
+            with self.connection.cursor() as cursor:
+                cursor.execute("SET plan_cache_mode = force_generic_plan")
