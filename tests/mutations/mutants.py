@@ -115,8 +115,8 @@ MUTANTS: list[Mutant] = [
 
     # --- selectors: what each way out shows ------------------------------------------------------------
     mutant("selectors.facts-not-scoped", SEL,
-           "visible = Statement.objects.filter(viewer.statement_q(), id__in=set(ids))",
-           "visible = Statement.objects.filter(id__in=set(ids))", VISIBILITY),
+           'visible = Statement.objects.filter(viewer.statement_q(), AnyOf(F("id"), set(ids)))',
+           'visible = Statement.objects.filter(AnyOf(F("id"), set(ids)))', VISIBILITY),
     mutant("selectors.second-lock-open", SEL,
            "        if i in facts and viewer.sees(", "        if i in facts or viewer.sees(", VISIBILITY),
     mutant("selectors.links-not-scoped", SEL,
@@ -213,11 +213,11 @@ MUTANTS: list[Mutant] = [
            "    if not jws.verify_signature(parsed, ctx.public_key(key)):",
            "    if False and not jws.verify_signature(parsed, ctx.public_key(key)):", VERIFY),
     mutant("verify.iss-unchecked", VER,
-           '    if payload.get("iss") != statement.member.slug:', "    if False:", VERIFY,
+           '    if payload.get("iss") != member.slug:', "    if False:", VERIFY,
            equivalent="receipt refuses iss_mismatch (submission.check_envelope) and a stored statement's raw "
                       "never changes, so no statement reaches verification with another member's iss"),
     mutant("verify.suspended-member-verified", VER,
-           "    if not statement.member.is_active:", "    if False:", VERIFY),
+           "    if not member.is_active:", "    if False:", VERIFY),
     mutant("verify.iat-window-ten-times", VER,
            "ctx.now + timedelta(seconds=settings.IAT_MAX_FUTURE_SECONDS)",
            "ctx.now + timedelta(seconds=10 * settings.IAT_MAX_FUTURE_SECONDS)", VERIFY),
@@ -299,8 +299,8 @@ MUTANTS: list[Mutant] = [
     mutant("publish.incidents-last", PUB,
            '.order_by("-priority", "received_at", "id")', '.order_by("priority", "received_at", "id")', PUBLISH),
     mutant("publish.empty-batch-on-long-video", PUB,
-           "        if taken and frames > settings.PUBLISH_BATCH_MAX_FRAMES:",
-           "        if frames > settings.PUBLISH_BATCH_MAX_FRAMES:", PUBLISH),
+           "        if taken and frames > max_frames:",
+           "        if frames > max_frames:", PUBLISH),
     mutant("publish.signal-twice-corroborates-twice", PUB,
            "        if sid in before:\n            continue", "        if False:\n            continue", PUBLISH),
     mutant("publish.retracted-hash-stays-retracted", PUB,
@@ -312,7 +312,7 @@ MUTANTS: list[Mutant] = [
            "if target.retracted_at is not None or target.id in retracted_now:",
            "if target.retracted_at is not None:", PUBLISH),
     mutant("publish.retraction-shared-with-everyone", PUB,
-           "                statement.share_group_id = target.share_group_id\n", "", PUBLISH),
+           "            statement.share_group_id = target.share_group_id\n", "", PUBLISH),
     mutant("publish.corroborations-not-retracted", PUB,
            "Corroboration.objects.filter(statement_id__in=retracted_now, retracted_at__isnull=True).update(",
            "Corroboration.objects.filter(statement_id__in=[], retracted_at__isnull=True).update(", PUBLISH),
@@ -561,7 +561,7 @@ MUTANTS: list[Mutant] = [
            "            Corroboration.objects.filter(hash=hash_, retracted_at__isnull=True).update(retracted_at=now)\n",
            "", FEEDBACK),
     mutant("suppression.publish-unchecked", PUB,
-           "        statements = refuse_benign(batch, statements)\n", "", SUPPRESSION),
+           "    statements = refuse_benign(batch, statements)\n", "", SUPPRESSION),
 
     # --- one audience's view (TAXII collections) ----------------------------------------------------
     mutant("visibility.audience-ignored-by-sees", VIS,
