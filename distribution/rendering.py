@@ -122,6 +122,7 @@ _windows = _Bounded(64, 48 * MiB)
 _alike = _Bounded(5_000)
 _selections = _Bounded(256, 64 * MiB)
 _bodies = _Bounded(32, 32 * MiB)
+_cuts = _Bounded(256)
 
 
 def viewers_for(members: Sequence[Member]) -> dict[int, Viewer]:
@@ -130,7 +131,7 @@ def viewers_for(members: Sequence[Member]) -> dict[int, Viewer]:
 
 
 def clear_caches() -> None:
-    for cache in (_events, _statements, _rendered, _windows, _alike, _selections, _bodies):
+    for cache in (_events, _statements, _rendered, _windows, _alike, _selections, _bodies, _cuts):
         cache.clear()
 
 
@@ -252,11 +253,22 @@ def _seen_alike_by_everyone(events: Sequence[LoadedEvent], known: dict[str, Stat
     return True
 
 
-def _last_row(after: int, through: int) -> tuple[int, UUID] | None:
-    """The last event in (after, through]. Not cached by seq: only an event id names a window for
-    good (a database restored to an earlier point reuses seqs)."""
-    return (Event.objects.filter(seq__gt=after, seq__lte=through).order_by("-seq")
+# The last event of a range, as a claim has read it: (after, through) -> (seq, event id) or None.
+LastRows = dict[tuple[int, int], tuple[int, UUID] | None]
+
+
+def _last_row(after: int, through: int, seen: LastRows | None = None) -> tuple[int, UUID] | None:
+    """The last event in (after, through]. Not cached by seq across claims: only an event id names a
+    window for good (a database restored to an earlier point reuses seqs). Within one claim
+    (`seen`), subscriptions in step ask the same question and take the first answer: events are
+    appended in seq order, so it is the answer as of that moment for every one of them."""
+    if seen is not None and (after, through) in seen:
+        return seen[(after, through)]
+    last = (Event.objects.filter(seq__gt=after, seq__lte=through).order_by("-seq")
             .values_list("seq", "event_id").first())
+    if seen is not None:
+        seen[(after, through)] = last
+    return last
 
 
 def _select(window: tuple[int, int, UUID], viewer: Viewer, filters: Filters) -> tuple[tuple, tuple[Rendered, ...]]:
@@ -296,14 +308,15 @@ class Batch:
 
 
 def next_batch(viewer: Viewer, filters: Filters, *, after: int, size: int, windows: int, max_bytes: int,
-               through: int | None = None) -> Batch:
+               through: int | None = None, seen: LastRows | None = None) -> Batch:
     """The next batch after `after` (and up to `through`): the events this viewer receives in the
     first window of `size` seqs (windows are aligned on multiples of `size`) that has any, looking
     through at most `windows` windows, and cut to about `max_bytes` of JSON (never below one event).
 
     Aligned windows put subscriptions that are in step on the same boundaries, so they share one
     selection and one body; a subscription that fell behind rejoins the others at a boundary.
-    Subscriptions woken together get the same `through`, so they stop at the same seq as well."""
+    Subscriptions woken together get the same `through`, so they stop at the same seq as well, and
+    one claim (`seen`) reads each window's last event once for all of them."""
     cursor = after
     for _ in range(windows):
         end = (cursor // size + 1) * size
@@ -311,7 +324,7 @@ def next_batch(viewer: Viewer, filters: Filters, *, after: int, size: int, windo
             end = min(end, through)
             if end <= cursor:
                 break
-        last = _last_row(cursor, end)
+        last = _last_row(cursor, end, seen)
         if last is None:
             break
         key, events = _select((cursor, *last), viewer, filters)
@@ -324,18 +337,24 @@ def next_batch(viewer: Viewer, filters: Filters, *, after: int, size: int, windo
 
 
 def _cut(batch: Batch, max_bytes: int) -> Batch:
-    size, taken = 0, 0
-    for event in batch.events:
-        size += len(event.fragment) + 1
-        if taken and size > max_bytes:
-            return Batch(batch.events[:taken], batch.events[taken - 1].seq, batch.key + (taken,))
-        taken += 1
-    return batch
+    """The batch's first events up to about `max_bytes` (at least one); counted once per selection."""
+    taken = _cuts.get((batch.key, max_bytes))
+    if taken is None:
+        size, taken = 0, 0
+        for event in batch.events:
+            size += len(event.fragment) + 1
+            if taken and size > max_bytes:
+                break
+            taken += 1
+        _cuts.put((batch.key, max_bytes), taken)
+    if taken == len(batch.events):
+        return batch
+    return Batch(batch.events[:taken], batch.events[taken - 1].seq, batch.key + (taken,))
 
 
-def range_batch(viewer: Viewer, filters: Filters, *, after: int, through: int) -> Batch:
+def range_batch(viewer: Viewer, filters: Filters, *, after: int, through: int, seen: LastRows | None = None) -> Batch:
     """The events in (after, through] this viewer receives now: a retried batch, rendered again."""
-    last = _last_row(after, through)
+    last = _last_row(after, through, seen)
     if last is None:
         return Batch((), through)
     key, events = _select((after, *last), viewer, filters)
