@@ -20,6 +20,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
+from django.db.models import F
+
+from consortium.db import AnyOf
 from hashes.models import Event
 from hashes.selectors import StatementFacts, corroborating_members, event_view, statement_facts, visible_links
 from hashes.visibility import Viewer, viewers_for_ids
@@ -137,7 +141,7 @@ def clear_caches() -> None:
 
 def _load_events(seqs: Sequence[int]) -> dict[UUID, LoadedEvent]:
     loaded = {}
-    for event in Event.objects.filter(seq__in=seqs).select_related("hash"):
+    for event in Event.objects.filter(AnyOf(F("seq"), seqs)).select_related("hash"):
         loaded[event.event_id] = LoadedEvent(event, event.refs())
         _events.put(event.event_id, loaded[event.event_id], _weight(loaded[event.event_id]))
     return loaded
@@ -220,7 +224,7 @@ def _render(event: Event, viewer: Viewer, visible: dict[str, StatementFacts],
     return Rendered(
         seq=event.seq,
         occurred_at=body["occurred_at"],
-        fragment=json.dumps(body, separators=(",", ":")).encode("utf-8"),
+        fragment=_json(body),
         type=body["type"],
         signal_type=body["hash"]["signal_type"],
         labels=frozenset(label for f in (*before, *after) for label in f.labels),
@@ -228,6 +232,16 @@ def _render(event: Event, viewer: Viewer, visible: dict[str, StatementFacts],
         corroboration=max(corroborating_members(before), corroborating_members(after)),
         held=is_held(event, body["type"], body["hash"]["dispute"]),
     )
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    """Compact JSON in UTF-8. orjson, about ten times faster than the standard library on these
+    bodies (most of an event's rendering), does not escape non-ASCII characters; a receiver
+    parses the same values either way."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # a value orjson does not take (none of the feed's are)
+        return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def is_held(event: Event, kind: str, dispute: dict[str, Any] | None) -> bool:
@@ -362,7 +376,8 @@ def range_batch(viewer: Viewer, filters: Filters, *, after: int, through: int, s
 
 
 def load_seqs(seqs: Sequence[int]) -> list[LoadedEvent]:
-    return loaded_events(list(Event.objects.filter(seq__in=list(seqs)).order_by("seq").values_list("seq", "event_id")))
+    return loaded_events(list(Event.objects.filter(AnyOf(F("seq"), list(seqs))).order_by("seq")
+                              .values_list("seq", "event_id")))
 
 
 def events_body(*, lane: str, events: Sequence[Rendered], key: tuple | None = None) -> bytes:

@@ -11,10 +11,10 @@ import numpy as np
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from consortium.api.errors import DomainError, NotFound
-from consortium.db import read_by_ids
+from consortium.db import AnyOf, read_by_ids
 from members.models import Member
 from suppression.selectors import suppressed_hash_ids
 
@@ -51,7 +51,7 @@ def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFa
     """The statements among `ids` that the viewer may see (the others are not even read).
 
     Plain tuples, not model instances: a feed page reads thousands of statements."""
-    visible = Statement.objects.filter(viewer.statement_q(), id__in=set(ids))
+    visible = Statement.objects.filter(viewer.statement_q(), AnyOf(F("id"), set(ids)))
     labels: dict[str, list[str]] = {}
     for statement_id, slug in Statement.labels.through.objects.filter(statement__in=visible).values_list(
         "statement_id", "label__slug"
