@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from consortium.db import commit_without_waiting_for_the_disk, insert_rows, update_rows
 from consortium.server_keys import delivery_signing_keys
+from hashes.services.feed import feed_head
 from ops.metrics import webhook_attempt_recorded
 
 from ..delivery import signing, transport
@@ -54,6 +55,9 @@ PUSH_THREADS = 32
 GATHER_SECONDS = 0.002
 # How long a pump waits on POSTs before it looks at the feed head and its budget again.
 POLL_SECONDS = 0.05
+# How long a pump task whose subscriptions are all caught up waits for more before it ends: events
+# published meanwhile go out at once, without a dispatcher's wake and a new task.
+LINGER_SECONDS = 0.25
 # Pools of sending threads kept between pumps (one per pump running at the same time suffices).
 MAX_IDLE_SENDERS = 16
 SECRET_UNAVAILABLE = ("The subscription's secret cannot be decrypted with WEBHOOK_SECRET_KEYS; an operator "
@@ -410,7 +414,7 @@ def _gather(inflight: dict[Future, Job]) -> list[Outcome]:
 
 
 def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: float | None = None,
-         rng: random.Random | None = None) -> Iterator[list[Any]]:
+         linger: float = 0.0, rng: random.Random | None = None) -> Iterator[list[Any]]:
     """Send these subscriptions' batches up to the feed head the dispatcher announced, side by side,
     until each is caught up or a batch of its fails, or `budget` seconds (WEBHOOK_PUMP_SECONDS) are
     spent. A generator: nothing is sent until it is iterated. It yields the subscriptions that have
@@ -425,10 +429,13 @@ def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: fl
     a member removed from a sharing group gets nothing more of it from the next batch on.
 
     While the pump runs, its subscriptions keep the `wake_requested_at` that queued it, so the
-    dispatcher does not queue more pumps for them: this one follows the announced head itself. When
-    it ends (or hands a subscription on) it clears that mark and only then looks at the head once
-    more; the dispatcher announces a head before it looks at the marks, so one of the two always
-    sees the other."""
+    dispatcher does not queue more pumps for them: this one follows the feed head itself (it starts
+    at the head the dispatcher announced, which subscriptions woken together share, and reads the
+    feed's own head as it goes, so events committed meanwhile need not wait for a dispatcher). Once
+    every subscription is caught up it waits `linger` seconds (within its budget) for more before
+    it ends. When it ends (or hands a subscription on) it clears that mark and only then looks at
+    the head once more; the dispatcher announces a head before it looks at the marks, and the feed
+    head is never behind the announced one, so one of the two always sees the other."""
     ids = list(dict.fromkeys(subscription_ids))
     through = announced_head()
     budget = settings.WEBHOOK_PUMP_SECONDS if budget is None else budget
@@ -438,6 +445,7 @@ def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: fl
     handed: set[Any] = set()
     inflight: dict[Future, Job] = {}
     look_at_head = started + POLL_SECONDS
+    linger_until: float | None = None
 
     def in_time() -> bool:
         return time.monotonic() - started < budget
@@ -452,7 +460,7 @@ def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: fl
                     inflight[pool.submit(_timed_send, job, clock)] = job
             if caught_up and time.monotonic() >= look_at_head:
                 look_at_head = time.monotonic() + POLL_SECONDS
-                moved_on = announced_head()  # a dispatcher may have announced more meanwhile
+                moved_on = feed_head()  # more may have been published meanwhile
                 if moved_on > through:
                     if in_time():
                         through, ready, caught_up = moved_on, caught_up, []
@@ -464,7 +472,13 @@ def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: fl
                 yield ready
                 ready = []
             if not inflight:
+                now = time.monotonic()
+                linger_until = now + linger if linger_until is None else linger_until
+                if caught_up and now < linger_until and in_time():
+                    time.sleep(max(0.0, min(look_at_head, linger_until) - now))
+                    continue
                 break
+            linger_until = None
             finished = _gather(inflight)
             outcomes = complete(finished, rng=rng)  # a failed batch waits for its retry
             for (job, _, _), outcome in zip(finished, outcomes):
@@ -473,8 +487,8 @@ def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: fl
                     # subscription waits with the others for the head to move.
                     (caught_up if job.through_seq >= through else ready).append(job.subscription_id)
     _clear_wake_marks([i for i in ids if i not in handed])
-    if caught_up and announced_head() > through:
-        yield caught_up  # announced as the pump was ending
+    if caught_up and feed_head() > through:
+        yield caught_up  # published as the pump was ending
 
 
 _idle_senders: list[tuple[int, ThreadPoolExecutor]] = []
