@@ -15,6 +15,32 @@ from members.models import SharingGroup
 from tests.actors import Actor, make_actor
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every transactional test runs with serialized rollback, whether it asks for it or not.
+
+    A transactional test ends by flushing the database. With serialized rollback the flush leaves it
+    empty, and the next such test starts by loading the rows the migrations made (content types,
+    permissions, the admin roles) under the primary keys they had then. Without, the test starts
+    from whatever the last one left (nothing, after one with), and its flush has Django's
+    post_migrate recreate content types and permissions under new keys, sequences running on: the
+    next test with serialized rollback then fails to load its rows, each (app_label, model) being
+    there already under another key (IntegrityError on django_content_type), and so does every one
+    after it. pytest-django runs the transactional tests after all others, which therefore start
+    from the migrated database as it was."""
+    from pytest_django.fixtures import validate_django_db
+
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        transaction, reset_sequences, databases, serialized_rollback, available_apps = (
+            validate_django_db(marker) if marker else (False, False, None, False, None))
+        fixtures = getattr(item, "fixturenames", ())
+        transactional = transaction or reset_sequences or "transactional_db" in fixtures or "live_server" in fixtures
+        if transactional and not (serialized_rollback or "django_db_serialized_rollback" in fixtures):
+            item.add_marker(pytest.mark.django_db(
+                transaction=True, reset_sequences=reset_sequences, databases=databases,
+                serialized_rollback=True, available_apps=available_apps), append=False)
+
+
 @pytest.fixture(autouse=True)
 def celery_eager():
     """Unit tests drive the pipeline in-process (see `pipeline`); end-to-end tests run real workers."""

@@ -30,6 +30,14 @@ def post_worker_init(worker):
     from hashes.matching import warm_in_background
 
     warm_in_background()
+    # What the first requests would otherwise load while a client waits: the URL configuration
+    # (every app's views) and the broker's transport (the first submission queues verification).
+    from django.urls import get_resolver
+
+    from consortium.celery_app import app
+
+    get_resolver().url_patterns
+    app.connection_for_write().release()
     # What startup loaded lives as long as the worker: kept out of the garbage collector's full
     # passes (see consortium/celery_app.py).
     gc.freeze()

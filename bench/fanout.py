@@ -51,6 +51,8 @@ THIS_CHECKOUT = Path(__file__).resolve().parents[1]
 ROOT = Path.cwd().resolve() if "--child" in sys.argv else THIS_CHECKOUT
 sys.path.insert(0, str(ROOT))
 from bench.checkouts import UNTHROTTLED  # noqa: E402
+import procstat  # noqa: E402  (beside this file, whichever checkout a child measures)
+from procstat import cpu_between, loadavg  # noqa: E402
 
 JSON_MARK = "FANOUT-FIGURES "
 
@@ -142,50 +144,10 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def cpu_seconds(stack, receivers_pid: int, database: str) -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) so far of each process of interest, by pid, read from /proc with
-    tick precision: the stack's processes and their children, the receivers, the PostgreSQL
-    backends serving this benchmark's database, Redis, this client."""
+    """CPU seconds so far of the stack's processes and their children, the receivers, the PostgreSQL
+    backends serving this benchmark's database, Redis, this client (procstat.cpu_seconds)."""
     groups = {process.pid: name for name, process in stack.processes.items()}
-    tick = os.sysconf("SC_CLK_TCK")
-    found: dict[int, tuple[str, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        pid, pgid, used = int(entry.name), int(fields[2]), (int(fields[11]) + int(fields[12])) / tick
-        if pgid in groups:
-            name = groups[pgid]
-        elif pid == receivers_pid:
-            name = "receivers"
-        elif comm.startswith("postgres") and f" {database} " in cmdline:
-            name = "postgresql"
-        elif comm.startswith("redis"):
-            name = "redis"
-        elif pid == os.getpid():
-            name = "benchmark client"
-        else:
-            continue
-        found[pid] = (name, used)
-    return found
-
-
-def cpu_between(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds each component spent between two readings (processes that ended meanwhile are
-    not counted)."""
-    spent: dict[str, float] = {}
-    for pid, (name, used) in after.items():
-        spent[name] = spent.get(name, 0.0) + used - (before[pid][1] if pid in before else 0.0)
-    return spent
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return procstat.cpu_seconds(groups, database, pids={receivers_pid: "receivers"})
 
 
 def main() -> None:

@@ -39,6 +39,8 @@ CHILD = "--child" in sys.argv
 sys.path.insert(0, str(Path.cwd() if CHILD else ROOT))
 
 from bench.checkouts import UNTHROTTLED  # noqa: E402
+import procstat  # noqa: E402  (beside this file, whichever checkout a child measures)
+from procstat import cpu_between, loadavg  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,10 +63,6 @@ def parse_args() -> argparse.Namespace:
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(round(fraction * len(ordered))) - 1))]
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def ed25519_verify_rate(n: int = 20_000) -> float:
@@ -180,41 +178,10 @@ def recreate_database(url: str) -> None:
 
 
 def cpu_seconds(stack, database: str) -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) so far of each process of interest, by pid, from /proc: the stack's
-    processes with their children, the PostgreSQL backends of this database, Redis, this client."""
-    groups = {process.pid: name for name, process in stack.processes.items()}
-    tick = os.sysconf("SC_CLK_TCK")
-    found: dict[int, tuple[str, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        pid, pgid, used = int(entry.name), int(fields[2]), (int(fields[11]) + int(fields[12])) / tick
-        if pgid in groups:
-            name = groups[pgid].rstrip("0123456789")
-        elif comm.startswith("postgres") and f" {database} " in cmdline:
-            name = "postgresql"
-        elif comm.startswith("redis"):
-            name = "redis (shared: other engineers' too)"
-        elif pid == os.getpid():
-            name = "benchmark client"
-        else:
-            continue
-        found[pid] = (name, used)
-    return found
-
-
-def cpu_between(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    spent: dict[str, float] = {}
-    for pid, (name, used) in after.items():
-        spent[name] = spent.get(name, 0.0) + used - (before[pid][1] if pid in before else 0.0)
-    return spent
+    """CPU seconds so far of the stack's processes with their children, the PostgreSQL backends of this
+    database, Redis, this client (procstat.cpu_seconds)."""
+    groups = {process.pid: name.rstrip("0123456789") for name, process in stack.processes.items()}
+    return procstat.cpu_seconds(groups, database, redis="redis (shared: other engineers' too)")
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:

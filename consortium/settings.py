@@ -175,6 +175,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a health check that needs no round trip (consortium/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "consortium.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One writer at a time: IMMEDIATE makes writers queue on the lock instead of failing with
     # "database is locked" when a read transaction later wants to write; WAL lets readers go on.
@@ -186,6 +189,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that the processes an end-to-end test starts share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+# The reads on every request's hot path (token, match) are prepared once per PostgreSQL connection
+# (consortium/db.read_prepared); off behind a pooler in transaction mode, such as PgBouncer.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -90,12 +90,30 @@ COMPOSE_SETTINGS = {
     "FORWARDED_ALLOW_IPS": "*",
     "LOG_FORMAT": "json",
 }
+# Metrics (README "Operations"): the processes of one gunicorn master or one Celery worker add up their
+# counts in a directory of that process group's own (PROMETHEUS_MULTIPROC_DIR), which gunicorn's
+# on_starting and Celery's worker_init empty; a Celery worker serves them at WORKER_METRICS_ADDRESS.
+# In a container /tmp is its own (Kubernetes: the pod's emptyDir, one process group a pod), so one path
+# serves all; a worker container has an address of its own, so one port too. systemd: a runtime
+# directory per unit, and a port per worker on the host, from SYSTEMD_METRICS_PORT in Procfile order,
+# on 127.0.0.1 (a drop-in sets another address where the scraper is not on the host).
+CONTAINER_METRICS_DIR = "/tmp/consortium-metrics"
+CONTAINER_WORKER_METRICS = "0.0.0.0:9100"
+SYSTEMD_METRICS_PORT = 9101
 POSTGRES_IMAGE = "postgres:16"
 REDIS_IMAGE = "redis:7"
 
 
 class Flow(list):
     """A list written on one line: a command reads as one."""
+
+
+class Merged(dict):
+    """A mapping written as `<<: *base` and its own entries (a YAML merge key): `base` is written once."""
+
+    def __init__(self, base: dict[str, Any], **entries: Any) -> None:
+        super().__init__(entries)
+        self.base = base
 
 
 # --- the one source -----------------------------------------------------------------------------
@@ -118,6 +136,16 @@ def celery_node(argv: list[str]) -> str | None:
     if argv[:1] != ["celery"] or "worker" not in argv:
         return None
     return argv[argv.index("--hostname") + 1] if "--hostname" in argv else "celery@%h"
+
+
+def metrics_environment(argv: list[str], metrics_dir: str, worker_address: str) -> dict[str, str]:
+    """What a process needs for its metrics: gunicorn and a Celery worker count in several processes
+    (a directory for them), and a Celery worker serves its own (an address); beat neither."""
+    if argv[:1] == ["gunicorn"]:
+        return {"PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    if celery_node(argv) is not None:
+        return {"PROMETHEUS_MULTIPROC_DIR": metrics_dir, "WORKER_METRICS_ADDRESS": worker_address}
+    return {}
 
 
 def worker_ping(argv: list[str], hostname: str) -> str | None:
@@ -178,6 +206,8 @@ def compose(processes: dict[str, list[str]]) -> tuple[dict[str, Any], dict[int, 
     }
     for name, argv in processes.items():
         service = app(argv)
+        if metrics := metrics_environment(argv, CONTAINER_METRICS_DIR, CONTAINER_WORKER_METRICS):
+            service["environment"] = Merged(environment, **metrics)
         service["depends_on"] = after_migrate
         if name == WEB:
             # Compose restarts nothing on a failed check; healthy means ready, as /readyz says.
@@ -210,13 +240,14 @@ def pod_environment() -> list[dict[str, Any]]:
         for name in K8S_SECRET_ENV]
 
 
-def container(name: str, command: list[str], size: Size | None = None) -> dict[str, Any]:
+def container(name: str, command: list[str], size: Size | None = None,
+              environment: dict[str, str] | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": name,
         "image": IMAGE,
         "command": Flow(command),
         "envFrom": [{"configMapRef": {"name": "consortium"}}],
-        "env": pod_environment(),
+        "env": pod_environment() + [{"name": key, "value": value} for key, value in (environment or {}).items()],
         "volumeMounts": [
             {"name": "signing-key", "mountPath": K8S_KEY_DIR, "readOnly": True},
             {"name": "var", "mountPath": VAR_DIR},
@@ -254,7 +285,10 @@ def pod(containers: list[dict[str, Any]], *, init: list[dict[str, Any]] | None =
 
 def deployment(name: str, argv: list[str]) -> dict[str, Any]:
     size = SIZES[name]
-    main = container(name, argv, size)
+    metrics = metrics_environment(argv, CONTAINER_METRICS_DIR, CONTAINER_WORKER_METRICS)
+    main = container(name, argv, size, metrics)
+    if "WORKER_METRICS_ADDRESS" in metrics:
+        main["ports"] = [{"name": "metrics", "containerPort": int(metrics["WORKER_METRICS_ADDRESS"].rpartition(":")[2])}]
     if name == WEB:
         main["ports"] = [{"name": "http", "containerPort": PORT}]
         probe = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
@@ -331,8 +365,15 @@ def systemd(processes: dict[str, list[str]]) -> dict[str, str]:
         "Service": [("Type", "oneshot"), ("RemainAfterExit", "yes"), *SERVICE_COMMON,
                     ("ExecStart", exec_line(MIGRATE))],
     })}
+    workers = [name for name, argv in processes.items() if celery_node(argv) is not None]
+    ports = {name: SYSTEMD_METRICS_PORT + index for index, name in enumerate(workers)}
     for name, argv in processes.items():
-        service = [("Type", "exec"), *SERVICE_COMMON, ("ExecStart", exec_line(argv))]
+        service = [("Type", "exec"), *SERVICE_COMMON]
+        metrics = metrics_environment(argv, f"/run/consortium-metrics-{name}", f"127.0.0.1:{ports.get(name)}")
+        if metrics:  # created empty at start, removed at stop
+            service += [("RuntimeDirectory", f"consortium-metrics-{name}"), ("RuntimeDirectoryMode", "0700")]
+        service += [("Environment", f"{key}={value}") for key, value in metrics.items()]
+        service.append(("ExecStart", exec_line(argv)))
         if name == WEB:
             service.append(("ExecReload", "/bin/kill -HUP $MAINPID"))  # gunicorn replaces its workers
         service += [("KillMode", "mixed"), ("TimeoutStopSec", "60"), ("Restart", "always"), ("RestartSec", "5")]
@@ -368,6 +409,11 @@ def to_yaml(document: dict[str, Any], anchors: dict[int, str] | None = None) -> 
         def represent_flow(self, data: Flow) -> yaml.Node:
             return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
 
+        def represent_merged(self, data: Merged) -> yaml.Node:
+            node = self.represent_mapping("tag:yaml.org,2002:map", dict(data))
+            node.value.insert(0, (yaml.ScalarNode("tag:yaml.org,2002:merge", "<<"), self.represent_data(data.base)))
+            return node
+
         def represent_data(self, data: Any) -> yaml.Node:
             node = super().represent_data(data)
             if id(data) in names:
@@ -380,6 +426,7 @@ def to_yaml(document: dict[str, Any], anchors: dict[int, str] | None = None) -> 
             return self.node_names[node]
 
     Dumper.add_representer(Flow, Dumper.represent_flow)
+    Dumper.add_representer(Merged, Dumper.represent_merged)
     return HEADER + yaml.dump(document, Dumper=Dumper, sort_keys=False, width=200)
 
 

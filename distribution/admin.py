@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from consortium.admin_tools import ReadOnlyAdmin
-from consortium.api.errors import DomainError
+from consortium.api.errors import CodedError
 from hashes.services.feed import feed_head
 
 from . import tasks
@@ -98,7 +98,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         for subscription in queryset:
             try:
                 tasks.dispatch_if_active(change(subscription))
-            except DomainError as exc:
+            except CodedError as exc:
                 self.message_user(request, f"{subscription}: {exc.message}", level=messages.ERROR)
 
     def has_manage_subscription_permission(self, request) -> bool:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from consortium.admin_tools import ReadOnlyAdmin, SlugFixedAdmin
-from consortium.api.errors import DomainError
+from consortium.api.errors import CodedError
 
 from .models import Corroboration, Dispute, Event, Feedback, Hash, Incident, Label, Statement
 from .services.disputes import OUTCOMES, dispute_resolve
@@ -211,7 +211,7 @@ class DisputeAdmin(ReadOnlyAdmin):
                 dispute_resolve(dispute_id=dispute.pk, outcome=form.cleaned_data["outcome"],
                                 resolution=form.cleaned_data["resolution"],
                                 labels=[label.slug for label in form.cleaned_data["labels"]], actor=request.user)
-            except DomainError as exc:
+            except CodedError as exc:
                 form.add_error(None, f"{exc.code}: {exc.message}")
             else:
                 messages.success(request, f"Dispute {dispute.pk} resolved: {form.cleaned_data['outcome']}.")

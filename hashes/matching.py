@@ -334,7 +334,9 @@ def sliced(rows: Any) -> Iterable[Any]:
 
 def database_fingerprint() -> str:
     """Which database a snapshot was written from: a host's processes may serve several."""
-    conf = connection.settings_dict
+    conf = dict(connection.settings_dict)
+    if conf["ENGINE"] == "consortium.postgresql":  # Django's backend, ours since: the same database
+        conf["ENGINE"] = "django.db.backends.postgresql"
     described = "|".join(str(conf.get(key) or "") for key in ("ENGINE", "NAME", "HOST", "PORT"))
     return hashlib.sha256(described.encode()).hexdigest()[:16]
 

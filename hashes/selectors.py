@@ -50,7 +50,8 @@ class StatementFacts:
 def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFacts]:
     """The statements among `ids` that the viewer may see (the others are not even read).
 
-    Plain tuples, not model instances: a feed page reads thousands of statements."""
+    Plain tuples, not model instances: a feed page reads thousands of statements, named by one
+    array parameter (AnyOf) rather than one parameter each."""
     visible = Statement.objects.filter(viewer.statement_q(), AnyOf(F("id"), set(ids)))
     labels: dict[str, list[str]] = {}
     for statement_id, slug in Statement.labels.through.objects.filter(statement__in=visible).values_list(
@@ -152,36 +153,57 @@ def dispute_view(viewer: Viewer, snapshots: list[dict[str, Any]], facts: dict[st
     return {key: chosen[key] for key in ("id", "state", "opened_at", "resolved_at", "reasons", "resolution")}
 
 
-def hash_view(
-    hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str, seen: list[StatementFacts],
-    links: list[dict[str, Any]] | None = None, votes: list[StatementFacts] = (),
-    dispute: dict[str, Any] | None = None, labels_override: list[str] | None = None,
-) -> dict[str, Any]:
-    """A hash as one member sees it: only what its visible statements say. `live` are the visible
-    statements that assert it now; `seen` every visible statement that ever did (for a retracted
-    hash, what it was); `votes` the visible live feedback, `dispute` the dispute it may see.
-    Nothing comes from the hash row that a hidden statement could have set (`labels_override` is
-    an administrator's decision, the same for everyone)."""
+def asserted_by(live: list[StatementFacts], seen: list[StatementFacts]) -> dict[str, Any]:
+    """What a hash's visible statements say of it (`live` those that assert it now, `seen` every one
+    that ever did): the part of its view that depends on nothing else, so that hashes asserted by
+    the same statements share it (a match of a 1,000-hash family builds it once per statement set).
+    Read-only: its lists may be shared by several views."""
     submitters: dict[str, str] = {}
     for fact in live:
         submitters.setdefault(fact.member_slug, fact.member_kind)
     carried = embedded(live)
+    return {
+        "content_type": (live or seen)[0].content_type if (live or seen) else "",
+        "labels": sorted({label for fact in live for label in fact.labels}),
+        "submitters": [{"member": slug, "kind": kind} for slug, kind in submitters.items()],
+        "corroboration_count": corroborating_members(live),
+        "statements": [fact.raw for fact in carried],
+        "statements_omitted": len(live) - len(carried),
+    }
+
+
+# The fields of a hash view that come whole from asserted_by (labels may be an administrator's).
+SHARED_FIELDS = ("content_type", "submitters", "corroboration_count", "statements", "statements_omitted")
+
+
+def hash_view(
+    hash_: Hash, live: list[StatementFacts], *, cluster_id: int, state: str, seen: list[StatementFacts],
+    links: list[dict[str, Any]] | None = None, votes: list[StatementFacts] = (),
+    dispute: dict[str, Any] | None = None, labels_override: list[str] | None = None,
+    asserted: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A hash as one member sees it: only what its visible statements say. `live` are the visible
+    statements that assert it now; `seen` every visible statement that ever did (for a retracted
+    hash, what it was); `votes` the visible live feedback, `dispute` the dispute it may see;
+    `asserted` is asserted_by(live, seen), if the caller has it already.
+    Nothing comes from the hash row that a hidden statement could have set (`labels_override` is
+    an administrator's decision, the same for everyone)."""
+    said = asserted_by(live, seen) if asserted is None else asserted
     body: dict[str, Any] = {"id": hash_.pk, "signal_type": hash_.signal_type}
     # A vPDQ's value is the digest of its frames' hashes: what feedback targets and exchanges key it by.
     body["value"] = hash_.value
     if hash_.signal_type == "vpdq":
         body["frames"] = hash_.frames
     body.update({
-        "content_type": (live or seen)[0].content_type if (live or seen) else "",
+        "content_type": said["content_type"],
         "cluster": cluster_id,
         "links": links or [],
         "state": state,
-        "labels": sorted({label for fact in live for label in fact.labels}) if labels_override is None
-        else list(labels_override),
-        "submitters": [{"member": slug, "kind": kind} for slug, kind in submitters.items()],
-        "corroboration_count": corroborating_members(live),
-        "statements": [fact.raw for fact in carried],
-        "statements_omitted": len(live) - len(carried),
+        "labels": said["labels"] if labels_override is None else list(labels_override),
+        "submitters": said["submitters"],
+        "corroboration_count": said["corroboration_count"],
+        "statements": said["statements"],
+        "statements_omitted": said["statements_omitted"],
         "feedback": feedback_counts(list(votes)),
         "dispute": dispute,
     })
@@ -390,7 +412,7 @@ def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int |
         slot.append(first[key])
     frames = {n: bounded_frames(q, at[n]) for n, q in enumerate(unique) if q.signal.type == "vpdq"}
     found, matched = search_matches(viewer, unique, frames)
-    views = matched.views(viewer, {h for hits in found for h in hits})
+    views, sizes = matched.views(viewer, {h for hits in found for h in hits})
     if exclude_disputed:  # held while contested: a dispute the member can see is open on it
         views = {h: view for h, view in views.items() if not (view["dispute"] and view["dispute"]["state"] == "open")}
     limit = settings.MATCH_MAX_RESULTS
@@ -402,19 +424,17 @@ def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int |
         )
         for hits in found
     ]
-    weights: dict[int, int] = {}
     results, size, full = [], 0, False
     for query, n in zip(queries, slot):
         hits, ranked = found[n], ranked_per_query[n]
         matches = []
         for h in ranked[:limit]:
-            if h not in weights:
-                weights[h] = len(orjson.dumps(views[h])) + 64  # the match's own fields
-            if full or (size and size + weights[h] > max_bytes):
+            weight = sizes[h] + 64  # the match's own fields
+            if full or (size and size + weight > max_bytes):
                 full = True
                 break
             matches.append({"hash": views[h], **hits[h]})
-            size += weights[h]
+            size += weight
         results.append({"query": query.echo(), "matches": matches, "truncated": len(matches) < len(ranked)})
     return {"results": results, "truncated": full}
 
@@ -539,7 +559,7 @@ class MatchedHashes:
             "EXISTS (SELECT 1 FROM suppression_benignentry b WHERE b.active) "
             "FROM hashes_corroboration c JOIN hashes_statement s ON s.id = c.statement_id "
             "JOIN hashes_hash h ON h.id = c.hash_id "
-            "WHERE c.retracted_at IS NULL AND c.hash_id IN ({ids}) ORDER BY c.id", candidates,
+            "WHERE c.retracted_at IS NULL AND c.hash_id IN ({ids}) ORDER BY c.id", candidates, prepare="match_hashes",
         ):
             if not viewer.sees(share_group_id=share_group_id, member_id=member_id):
                 continue
@@ -556,8 +576,10 @@ class MatchedHashes:
             rows[pk].frames = json_column(frames)
         return cls(rows, live)
 
-    def views(self, viewer: Viewer, hash_ids: set[int]) -> dict[int, dict[str, Any]]:
-        """These hashes (among `rows`) as the viewer sees them: what hash_views says of them."""
+    def views(self, viewer: Viewer, hash_ids: set[int]) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
+        """These hashes (among `rows`) as the viewer sees them: what hash_views says of them; and
+        the length of each view encoded as JSON (what a match answer's byte bound counts), without
+        encoding the statements they share once per hash."""
         facts = match_facts({sid for pk in hash_ids for sid in self.live[pk]})
         governed = [pk for pk in hash_ids if self.rows[pk].governed]
         governance = load_governance(governed)
@@ -568,16 +590,29 @@ class MatchedHashes:
             facts.update(statement_facts(extra, viewer))
         linked = [pk for pk in hash_ids if self.rows[pk].linked]
         links = visible_links(viewer, linked) if linked else {}
-        views = {}
+        views, sizes = {}, {}
+        # Hashes asserted by the same statements (variants submitted together) share that part.
+        shared: dict[tuple[str, ...], tuple[list[StatementFacts], dict[str, Any], int]] = {}
         for pk in hash_ids:
             row = self.rows[pk]
-            live = visible_facts(viewer, self.live[pk], facts)
-            views[pk] = hash_view(
+            key = tuple(self.live[pk])
+            if key not in shared:
+                live = visible_facts(viewer, key, facts)
+                asserted = asserted_by(live, live)
+                shared[key] = (live, asserted, len(orjson.dumps({k: asserted[k] for k in SHARED_FIELDS})))
+            live, asserted, shared_size = shared[key]
+            view = views[pk] = hash_view(
                 row, live, cluster_id=row.cluster_id, seen=live, links=links.get(pk), state=Hash.State.ACTIVE,
                 votes=visible_facts(viewer, governance[pk].votes(), facts) if pk in governance else [],
                 dispute=dispute_view(viewer, snapshots[pk], facts) if pk in governance else None,
-                labels_override=row.labels_override)
-        return views
+                labels_override=row.labels_override, asserted=asserted)
+            # A JSON object's length is its members', in any order, plus the braces and commas: the
+            # two parts encoded apart, less the one brace pair joining them adds and its comma.
+            own = dict(view)
+            for name in SHARED_FIELDS:
+                del own[name]
+            sizes[pk] = len(orjson.dumps(own)) + shared_size - 1
+        return views, sizes
 
 
 def match_facts(keys: set[str]) -> dict[str, StatementFacts]:
@@ -589,7 +624,7 @@ def match_facts(keys: set[str]) -> dict[str, StatementFacts]:
             "s.verdict, l.slug FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
             "LEFT JOIN hashes_statement_labels sl ON sl.statement_id = s.id "
             "LEFT JOIN hashes_label l ON l.id = sl.label_id WHERE s.id IN ({ids})",
-            [Statement._meta.pk.get_db_prep_value(key, connection) for key in keys])
+            [Statement._meta.pk.get_db_prep_value(key, connection) for key in keys], prepare="match_facts")
     ):
         key = statement_key(statement_id)
         if key not in rows:

@@ -12,7 +12,7 @@ collections are such views."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
@@ -20,6 +20,9 @@ from members.models import Member
 from members.selectors import sharing_groups_of
 
 from .models import Corroboration, Hash
+
+if TYPE_CHECKING:
+    from members.authentication import ApiClient
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,11 @@ class Viewer:
     @classmethod
     def for_member(cls, member: Member) -> Viewer:
         return viewers_for_ids([member.pk])[member.pk]
+
+    @classmethod
+    def for_client(cls, client: ApiClient) -> Viewer:
+        """The viewer of an API request: its member, with the sharing groups read with its token."""
+        return cls(client.member.pk, frozenset(client.sharing_groups.values()))
 
     def within(self, share_group_id: int | None) -> Viewer:
         """This viewer narrowed to the statements shared with one audience it belongs to: the whole

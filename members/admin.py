@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from consortium.admin_tools import SlugFixedAdmin
-from consortium.api.errors import DomainError
+from consortium.api.errors import CodedError
 
 from .models import ApiToken, Member, SharingGroup, SigningKey
 from .services import key_register, key_set_state, member_set_status, token_create, token_revoke
@@ -104,7 +104,7 @@ class MemberAdmin(SlugFixedAdmin):
                 key = key_register(member=member, jwk=json.loads(form.cleaned_data["jwk"]), actor=request.user)
             except json.JSONDecodeError:
                 form.add_error("jwk", "This is not JSON.")
-            except DomainError as exc:
+            except CodedError as exc:
                 form.add_error("jwk", f"{exc.code}: {exc.message}")
             else:
                 messages.success(request, f"Key {key.kid} registered ({key.state}); another administrator approves it.")
@@ -169,7 +169,7 @@ class SigningKeyAdmin(admin.ModelAdmin):
         for key in queryset:
             try:
                 key_set_state(key=key, state=state, actor=request.user)
-            except DomainError as exc:
+            except CodedError as exc:
                 self.message_user(request, f"{key.kid}: {exc.message}", level=messages.ERROR)
 
     @admin.action(description="Approve selected pending keys (not those you registered)",

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 from consortium.api.openapi import ERRORS
 
 from .models import ApiToken, Member, SigningKey
-from .selectors import published_keys, sharing_groups_of
+from .selectors import published_keys
 from .services import key_register
 
 
@@ -30,7 +30,7 @@ class MeApi(APIView):
         return Response(self.OutputSerializer({
             "slug": member.slug, "name": member.name, "kind": member.kind, "status": member.status,
             "scopes": request.user.token.scopes,
-            "sharing_groups": list(sharing_groups_of([member.pk])[member.pk]),
+            "sharing_groups": list(request.user.sharing_groups),
         }).data)
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.utils import timezone
 from rest_framework import authentication, exceptions
@@ -15,6 +15,9 @@ class ApiClient:
 
     member: Member
     token: ApiToken
+    # The member's sharing groups, {slug: id} in slug order, read with the token: what the
+    # request's Viewer (hashes.visibility.Viewer.for_client) sees through.
+    sharing_groups: dict[str, int] = field(compare=False)
     is_authenticated: bool = True
 
     def has_scope(self, scope: str) -> bool:
@@ -40,15 +43,16 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_credentials(self, plaintext: str) -> tuple[ApiClient, ApiToken]:
         """The caller a token's plaintext names, or AuthenticationFailed with the reason's code."""
-        token = token_find(plaintext)
-        if token is None:
+        found = token_find(plaintext)
+        if found is None:
             raise exceptions.AuthenticationFailed("The token is not valid.", "invalid_token")
+        token = found.token
         if token.revoked_at is not None:
             raise exceptions.AuthenticationFailed("This token has been revoked.", "token_revoked")
         if token.is_expired(timezone.now()):
             raise exceptions.AuthenticationFailed("This token has expired.", "token_expired")
         token_touch(token)
-        return ApiClient(member=token.member, token=token), token
+        return ApiClient(member=token.member, token=token, sharing_groups=found.sharing_groups), token
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="consortium"'

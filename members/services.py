@@ -13,14 +13,14 @@ from typing import Any, Iterable
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
 from consortium.api.errors import Conflict, DomainError
-from consortium.db import columns, instance_from_row
+from consortium.db import columns, instance_from_row, read_prepared
 from consortium_client.jws import MAX_KID_LENGTH, is_visible_ascii_id
-from consortium_client.keys import JWKError, load_public_jwk, public_jwk, thumbprint
+from consortium_client.keys import load_public_jwk, public_jwk, thumbprint
 
 from .models import ApiToken, Member, SharingGroup, SigningKey
 
@@ -112,25 +112,38 @@ def token_revoke(*, token: ApiToken, actor: Any = None) -> ApiToken:
 TOKEN_FORMAT = re.compile(rf"{TOKEN_PREFIX}_([0-9a-f]{{12}})_[A-Za-z0-9_-]{{43}}")
 
 
-def token_find(plaintext: str) -> ApiToken | None:
+@dataclass(frozen=True)
+class FoundToken:
+    """A token with its member attached, and the member's sharing groups ({slug: id}, slug order)
+    as they were when the token was read."""
+
+    token: ApiToken
+    sharing_groups: dict[str, int]
+
+
+def token_find(plaintext: str) -> FoundToken | None:
     """The token for this credential, whatever its state, or None if it is not one of ours."""
     match = TOKEN_FORMAT.fullmatch(plaintext)
     if match is None:
         return None
-    # Read on every API request: one plain query for the token and its member (compiling the
-    # equivalent queryset cost several times the query).
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns(ApiToken, 't')}, {columns(Member, 'm')} FROM members_apitoken t "
-                       "JOIN members_member m ON m.id = t.member_id WHERE t.prefix = %s", [match.group(1)])
-        row = cursor.fetchone()
-    if row is None:
+    # Read on every API request: one prepared query for the token, its member and the member's
+    # sharing groups (a row per group); compiling the equivalent querysets cost several times it.
+    rows = read_prepared(
+        "token_find",
+        f"SELECT {columns(ApiToken, 't')}, {columns(Member, 'm')}, g.slug, g.id FROM members_apitoken t "
+        "JOIN members_member m ON m.id = t.member_id "
+        "LEFT JOIN members_sharinggroup_members gm ON gm.member_id = m.id "
+        "LEFT JOIN members_sharinggroup g ON g.id = gm.sharinggroup_id WHERE t.prefix = %s ORDER BY g.slug",
+        [match.group(1)],
+    )
+    if not rows:
         return None
     split = len(ApiToken._meta.concrete_fields)
-    token = instance_from_row(ApiToken, row[:split])
+    token = instance_from_row(ApiToken, rows[0][:split])
     if not hmac.compare_digest(token.digest, token_digest(plaintext)):
         return None
-    token.member = instance_from_row(Member, row[split:])
-    return token
+    token.member = instance_from_row(Member, rows[0][split:-2])
+    return FoundToken(token, {slug: group_id for *_, slug, group_id in rows if group_id is not None})
 
 
 def token_touch(token: ApiToken) -> None:
@@ -156,10 +169,7 @@ def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool =
     registered_by = actor if isinstance(actor, AbstractBaseUser) else None
     if approve and registered_by is not None:
         raise DomainError(KEY_SELF_APPROVAL, SELF_APPROVAL_MESSAGE)
-    try:
-        public_key = load_public_jwk(jwk)
-    except JWKError as exc:
-        raise DomainError(exc.code, exc.message) from None
+    public_key = load_public_jwk(jwk)  # a JWKError is a CodedError: the API answers 400 with its code
     # Re-encoded from the key bytes: base64url spellings that differ only in unused bits are one key.
     jwk = {**public_jwk(public_key), "kid": jwk.get("kid")}
     kid = jwk["kid"] or thumbprint(jwk)

@@ -41,8 +41,10 @@ def broker() -> Check:
     from consortium.celery_app import app
 
     def connect() -> None:
-        timeout = settings.READY_CHECK_TIMEOUT_SECONDS
-        # Socket timeouts too (Redis), so that a broker that accepts but never answers frees the thread.
+        # Socket timeouts too (Redis), so that a broker that accepts but never answers frees the
+        # thread; twice the check's bound, so that the bound (TimeoutError) always answers first, and
+        # never a socket timeout of the same length racing it (OperationalError).
+        timeout = 2 * settings.READY_CHECK_TIMEOUT_SECONDS
         options = {**(app.conf.broker_transport_options or {}), "socket_timeout": timeout,
                    "socket_connect_timeout": timeout}
         with app.connection_for_write(connect_timeout=timeout, transport_options=options) as conn:

@@ -9,7 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from consortium.admin_tools import ReadOnlyAdmin
-from consortium.api.errors import DomainError
+from consortium.api.errors import CodedError
 
 from .entries import ENTRY_TYPES, MAX_REASON_CHARS, EntryError, entry_row
 from .files import FORMATS, FileRejected, guess_format
@@ -84,7 +84,7 @@ class BenignEntryAdmin(ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 result = benign_entries_add(entries=[form.cleaned_data["entry"]], actor=request.user)
-            except DomainError as exc:
+            except CodedError as exc:
                 form.add_error(None, f"{exc.code}: {exc.message}")
             else:
                 level = messages.WARNING if result.unchanged else messages.SUCCESS
@@ -107,7 +107,7 @@ class BenignEntryAdmin(ReadOnlyAdmin):
                 result = benign_import(data=data, fmt=fmt, actor=request.user, name=upload.name)
             except FileRejected as exc:
                 rejected = exc
-            except DomainError as exc:
+            except CodedError as exc:
                 form.add_error(None, f"{exc.code}: {exc.message}")
             else:
                 self.message_user(request, f"Imported {upload.name}: {result.summary()}.", level=messages.SUCCESS)

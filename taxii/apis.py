@@ -48,7 +48,7 @@ class TaxiiApi(APIView):
         return taxii_exception_handler
 
     def viewer(self) -> Viewer:
-        return Viewer.for_member(self.request.user.member)
+        return Viewer.for_client(self.request.user)
 
     def collection(self, collection_id: str) -> tuple[Collection, Viewer]:
         """The collection and what the member sees of it."""

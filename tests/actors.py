@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,18 @@ from consortium_client.statements import StatementSigner, feedback_statement, ha
 from members.models import Member, SigningKey
 from members.services import key_register, member_create, token_create
 from tests.factories import md5
+
+# An API token as the server issues it: cst_<prefix: 12 hex>_<secret: 43 characters of base64url>.
+# The secret's alphabet has `_` in it, so it is found by position: the text after the last `_` may
+# be a few characters (or none), which any text can hold by chance.
+TOKEN = re.compile(r"cst_([0-9a-f]{12})_([A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])")
+
+
+def token_secret(plaintext: str) -> str:
+    """The secret part of an API token, whole."""
+    match = TOKEN.fullmatch(plaintext)
+    assert match, f"not an API token: {plaintext!r}"
+    return match[2]
 
 
 @dataclass

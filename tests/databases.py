@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
-ON_POSTGRESQL = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+ON_POSTGRESQL = settings.DATABASES["default"]["ENGINE"] == "consortium.postgresql"
 
 
 def postgresql_only(reason: str) -> pytest.MarkDecorator:

@@ -241,7 +241,7 @@ def test_every_pod_has_resources_secrets_the_key_file_and_waits_for_migrations()
         container = pod["containers"][0]
         assert {"cpu", "memory"} <= container["resources"]["requests"].keys(), name
         assert {"cpu", "memory"} <= container["resources"]["limits"].keys(), name
-        from_secret = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in container["env"]}
+        from_secret = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in container["env"] if "valueFrom" in env}
         assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "WEBHOOK_SECRET_KEYS",
                 "METRICS_TOKEN"} <= from_secret.keys(), name
         settings = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]
@@ -321,3 +321,121 @@ def test_systemd_runs_each_process_after_migrations_and_beat_on_one_host_only():
         assert unit["Service"]["WorkingDirectory"] == "/opt/consortium", name  # gunicorn reads ./gunicorn.conf.py
     beat = systemd_unit(DEPLOY / "systemd" / "consortium-beat.service")
     assert beat["Install"]["WantedBy"] == "multi-user.target"  # enabled by hand, on one host
+
+
+# --- metrics: one directory per process group, an exporter per Celery worker ---------------------
+
+def is_celery_worker(argv: list[str]) -> bool:
+    return argv[:1] == ["celery"] and "worker" in argv
+
+
+def counts_in_several_processes(argv: list[str]) -> bool:
+    """gunicorn's workers and a Celery worker's pool: their counts are added up in a directory."""
+    return argv[:1] == ["gunicorn"] or is_celery_worker(argv)
+
+
+def host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    assert host and port.isdigit(), address
+    return host, int(port)
+
+
+def unit_environment(path: Path) -> dict[str, str]:
+    """Every Environment= assignment of a unit (configparser keeps only the last of repeated keys)."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("Environment="):
+            found.update(item.split("=", 1) for item in shlex.split(line.removeprefix("Environment=")))
+    return found
+
+
+def test_compose_gives_each_container_its_own_metrics_directory_and_each_worker_an_exporter():
+    services = compose_file(DEPLOY)["services"]
+    for name, argv in procfile_commands(DEPLOY).items():
+        environment = services[name]["environment"]
+        if not counts_in_several_processes(argv):
+            assert "PROMETHEUS_MULTIPROC_DIR" not in environment and "WORKER_METRICS_ADDRESS" not in environment, name
+            continue
+        # In the container's own file system (no volume there), so every container, scaled ones
+        # included, has its own; the process empties it when it starts.
+        directory = environment["PROMETHEUS_MULTIPROC_DIR"]
+        assert directory.startswith("/tmp/"), name
+        assert not any(Path(directory).is_relative_to(volume.split(":")[1])
+                       for volume in services[name].get("volumes", [])), name
+        if is_celery_worker(argv):
+            host, port = host_port(environment["WORKER_METRICS_ADDRESS"])
+            # Each container has an address of its own; the scraper reaches it on compose's network.
+            assert host == "0.0.0.0" and not services[name].get("ports"), name
+        else:
+            assert "WORKER_METRICS_ADDRESS" not in environment, name
+    assert "PROMETHEUS_MULTIPROC_DIR" not in services["migrate"]["environment"]
+
+
+def test_kubernetes_gives_each_pod_its_own_metrics_directory_and_each_worker_an_exporter_port():
+    for name, argv in procfile_commands(DEPLOY).items():
+        pod = deployments(DEPLOY)[name]["spec"]["template"]["spec"]
+        container = main_container(deployments(DEPLOY)[name])
+        environment = {env["name"]: env.get("value") for env in container["env"]}
+        if not counts_in_several_processes(argv):
+            assert "PROMETHEUS_MULTIPROC_DIR" not in environment and "WORKER_METRICS_ADDRESS" not in environment, name
+            continue
+        # On an emptyDir mounted in this container alone: one directory per pod, never shared.
+        directory = Path(environment["PROMETHEUS_MULTIPROC_DIR"])
+        mount = max((m for m in container["volumeMounts"] if directory.is_relative_to(m["mountPath"])),
+                    key=lambda m: len(m["mountPath"]))
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        assert "emptyDir" in volume and not mount.get("readOnly"), name
+        assert all("PROMETHEUS_MULTIPROC_DIR" not in {e["name"] for e in init["env"]} for init in pod["initContainers"])
+        if is_celery_worker(argv):
+            host, port = host_port(environment["WORKER_METRICS_ADDRESS"])
+            assert host == "0.0.0.0", name  # the pod's own address, which the scraper reaches
+            assert {"name": "metrics", "containerPort": port} in container["ports"], name
+        else:
+            assert "WORKER_METRICS_ADDRESS" not in environment, name
+    configmap = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]
+    assert "PROMETHEUS_MULTIPROC_DIR" not in configmap and "WORKER_METRICS_ADDRESS" not in configmap
+
+
+def check_systemd_metrics(deploy_dir: Path) -> None:
+    directories, ports = {}, {}
+    for name, argv in procfile_commands(deploy_dir).items():
+        path = deploy_dir / "systemd" / f"consortium-{name}.service"
+        environment, service = unit_environment(path), systemd_unit(path)["Service"]
+        if not counts_in_several_processes(argv):
+            assert "PROMETHEUS_MULTIPROC_DIR" not in environment and "WORKER_METRICS_ADDRESS" not in environment, name
+            continue
+        # systemd creates the runtime directory empty when the unit starts and removes it when it stops.
+        assert environment["PROMETHEUS_MULTIPROC_DIR"] == f"/run/{service['RuntimeDirectory']}", name
+        directories[name] = environment["PROMETHEUS_MULTIPROC_DIR"]
+        if is_celery_worker(argv):
+            host, port = host_port(environment["WORKER_METRICS_ADDRESS"])
+            assert host == "127.0.0.1" and port != 8000, name
+            ports[name] = port
+        else:
+            assert "WORKER_METRICS_ADDRESS" not in environment, name
+    # Every unit may run on one host: no directory or port is shared.
+    assert len(set(directories.values())) == len(directories) and directories.keys() >= {"web", "worker"}
+    assert len(set(ports.values())) == len(ports) and ports.keys() == {
+        name for name, argv in procfile_commands(deploy_dir).items() if is_celery_worker(argv)}
+    # The shared environment file would override every unit's own value (EnvironmentFile= wins).
+    example = (deploy_dir / "systemd" / "consortium.env.example").read_text()
+    assert "PROMETHEUS_MULTIPROC_DIR" not in example and "WORKER_METRICS_ADDRESS" not in example
+
+
+def test_systemd_gives_each_unit_its_own_runtime_directory_and_each_worker_its_own_port():
+    check_systemd_metrics(DEPLOY)
+
+
+@pytest.mark.parametrize("unit, before, after", [
+    ("dispatch", "Environment=PROMETHEUS_MULTIPROC_DIR=/run/consortium-metrics-dispatch",
+     "Environment=PROMETHEUS_MULTIPROC_DIR=/run/consortium-metrics-web"),
+    ("media", "WORKER_METRICS_ADDRESS=127.0.0.1:9104", "WORKER_METRICS_ADDRESS=127.0.0.1:9101"),
+    ("deliver", "Environment=WORKER_METRICS_ADDRESS=127.0.0.1:9103\n", ""),
+])
+def test_a_metrics_directory_or_port_shared_or_missing_on_a_host_is_found(deploy_copy, unit, before, after):
+    """The check above is only as good as its ability to say no."""
+    path = deploy_copy / "systemd" / f"consortium-{unit}.service"
+    assert before in path.read_text()
+    path.write_text(path.read_text().replace(before, after))
+    with pytest.raises((AssertionError, KeyError)):
+        check_systemd_metrics(deploy_copy)

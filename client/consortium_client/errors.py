@@ -21,6 +21,16 @@ EXIT_CODES = {
 }
 
 
+class CodedError(Exception):
+    """An error with a stable `code` (part of the contract), a message safe to show, and optional details.
+    The library's refusals (JWSError, JWKError, MediaError, ...) are these; the server answers one that
+    reaches its API with the code, the message and the details as they are."""
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.details = code, message, details
+
+
 class CommandError(Exception):
     """Ends a command: printed as `code: message` (or as JSON with --json) with its exit status."""
 

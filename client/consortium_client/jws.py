@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import CodedError
 
 STATEMENT_TYP = "hash-statement+jws"
 # RFC 9864 gives Ed25519 its fully specified name; RFC 8037's "EdDSA" is what older libraries emit.
@@ -31,13 +34,8 @@ def is_visible_ascii_id(value: Any, max_length: int) -> bool:
     return isinstance(value, str) and len(value) <= max_length and _VISIBLE_ASCII.fullmatch(value) is not None
 
 
-class JWSError(ValueError):
+class JWSError(CodedError, ValueError):
     """A statement that is not a well-formed Ed25519 JWS. `code` is stable and documented."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def b64url_encode(data: bytes) -> str:
@@ -160,19 +158,8 @@ def parse(token: str) -> ParsedJWS:
     parts = token.split(".")
     if len(parts) != 3 or not all(parts):
         raise JWSError("jws_malformed", "A statement must have three non-empty dot-separated parts.")
-    header, _ = _decode_json_object(parts[0], "header")
-    alg = header.get("alg")
-    if alg not in ALLOWED_ALGS:
-        raise JWSError("alg_not_allowed", f"alg must be Ed25519 or EdDSA, not {str(alg)[:20]!r}.")
-    if "crit" in header:
-        raise JWSError("jws_bad_header", "No critical header extensions are understood.")
-    typ = header.get("typ")
-    if typ is not None and typ != STATEMENT_TYP:
-        raise JWSError("typ_invalid", f"typ must be {STATEMENT_TYP!r}.")
-    kid = header.get("kid")
-    if not is_visible_ascii_id(kid, MAX_KID_LENGTH):
-        raise JWSError("kid_missing", f"The header must name the signing key in kid: 1 to {MAX_KID_LENGTH} "
-                                      "visible ASCII characters.")
+    # Every statement a key signs carries the same header: a batch of them decodes it once.
+    header = dict(_cached_header(parts[0]) if len(parts[0]) <= MAX_CACHED_HEADER else _checked_header(parts[0]))
     payload, payload_bytes = _decode_json_object(parts[1], "payload")
     try:
         signature = b64url_decode(parts[2])
@@ -187,6 +174,30 @@ def parse(token: str) -> ParsedJWS:
         signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
         signature=signature,
     )
+
+
+def _checked_header(segment: str) -> dict[str, Any]:
+    """The protected header, decoded and checked."""
+    header, _ = _decode_json_object(segment, "header")
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGS:
+        raise JWSError("alg_not_allowed", f"alg must be Ed25519 or EdDSA, not {str(alg)[:20]!r}.")
+    if "crit" in header:
+        raise JWSError("jws_bad_header", "No critical header extensions are understood.")
+    typ = header.get("typ")
+    if typ is not None and typ != STATEMENT_TYP:
+        raise JWSError("typ_invalid", f"typ must be {STATEMENT_TYP!r}.")
+    kid = header.get("kid")
+    if not is_visible_ascii_id(kid, MAX_KID_LENGTH):
+        raise JWSError("kid_missing", f"The header must name the signing key in kid: 1 to {MAX_KID_LENGTH} "
+                                      "visible ASCII characters.")
+    return header
+
+
+# Headers are about 100 characters; a longer one is checked every time rather than kept. One that
+# fails is never kept (it raises again).
+MAX_CACHED_HEADER = 512
+_cached_header = functools.lru_cache(maxsize=256)(_checked_header)
 
 
 def verify_signature(parsed: ParsedJWS, public_key: Ed25519PublicKey) -> bool:

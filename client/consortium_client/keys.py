@@ -10,14 +10,12 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .errors import CodedError
 from .jws import b64url_decode, b64url_encode
 
 
-class JWKError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class JWKError(CodedError, ValueError):
+    """A key (JWK, JWK Set or PEM) that is not a usable Ed25519 key; `code` is stable."""
 
 
 # Encodings (sign bit cleared) of the points of small order, as in libsodium's blocklist. A public

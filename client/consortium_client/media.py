@@ -43,6 +43,8 @@ from PIL import (  # noqa: F401  (the plugins of IMAGE_FORMATS register themselv
     WebPImagePlugin,
 )
 
+from .errors import CodedError
+
 MEDIA_UNREADABLE = "media_unreadable"
 MEDIA_UNSUPPORTED = "media_unsupported"
 MEDIA_TOO_LARGE = "media_too_large"
@@ -50,14 +52,8 @@ MEDIA_TOO_LONG = "media_too_long"
 VIDEO_UNSUPPORTED = "video_unsupported"
 
 
-class MediaError(ValueError):
+class MediaError(CodedError, ValueError):
     """A file that cannot be hashed; `code` is stable and safe to show to the member."""
-
-    def __init__(self, code: str, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
 
 
 # Above this many pixels an image is downscaled before hashing: pdqhash needs about 23 bytes a

@@ -15,18 +15,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import jws
+from .errors import CodedError
 from .keys import JWKError, load_public_jwk
 
 DEFAULT_SERVER_ISSUER = "consortium-server"
 
 
-class StatementVerificationError(ValueError):
+class StatementVerificationError(CodedError, ValueError):
     """A statement (or an event's use of one) that must not be trusted; `code` is stable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

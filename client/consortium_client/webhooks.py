@@ -32,6 +32,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .errors import CodedError
 from .keys import JWKError, load_public_jwk
 
 DEFAULT_TOLERANCE = 300.0
@@ -41,13 +42,8 @@ _HMAC_BYTES = 32
 _ED25519_SIGNATURE_BYTES = 64
 
 
-class WebhookVerificationError(ValueError):
+class WebhookVerificationError(CodedError, ValueError):
     """A delivery that must not be trusted. `code` is stable; the message names no secret."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def load_jwks(document: Mapping[str, Any] | str | bytes) -> list[Ed25519PublicKey]:

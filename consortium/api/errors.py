@@ -1,20 +1,31 @@
-"""Domain errors with stable codes. Services raise these; the API renders them in one shape."""
+"""Domain errors with stable codes. Services raise these, or let the member client's own (JWKError,
+MediaError, ...: every CodedError) pass; the API renders all of them in one shape
+(consortium.api.exceptions), and the admin and the commands show any CodedError as `code: message`."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from consortium_client.errors import CodedError
 
-class DomainError(Exception):
-    """An error a client can act on. `code` is part of the API contract and never changes."""
+__all__ = ["CodedError", "Conflict", "DomainError", "NotFound", "TooManyRequests", "http_status"]
+
+# The status of a CodedError that does not name its own (400 when not listed here).
+STATUS_OF_CODE = {"media_too_large": 413}
+
+
+def http_status(exc: CodedError) -> int:
+    return exc.status if isinstance(exc, DomainError) else STATUS_OF_CODE.get(exc.code, 400)
+
+
+class DomainError(CodedError):
+    """An error a client can act on, with the HTTP status it answers with. `code` is part of the API
+    contract and never changes."""
 
     status = 400
 
     def __init__(self, code: str, message: str, details: Any = None, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
+        super().__init__(code, message, details)
         if status is not None:
             self.status = status
 

@@ -23,7 +23,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .errors import DomainError, TooManyRequests
+from .errors import CodedError, DomainError, TooManyRequests, http_status
 from .parsers import RequestTooLarge
 from .uploads import UploadTooLarge
 
@@ -80,9 +80,9 @@ def request_error(exc: Exception) -> DomainError:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, REQUEST_ERRORS):
         exc = request_error(exc)
-    if isinstance(exc, DomainError):
+    if isinstance(exc, CodedError):  # a DomainError, or one of the member client's that a service let pass
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
-        return error_response(exc.code, exc.message, exc.details, status_code=exc.status, headers=headers)
+        return error_response(exc.code, exc.message, exc.details, status_code=http_status(exc), headers=headers)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     if isinstance(exc, Http404):

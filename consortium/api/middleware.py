@@ -2,7 +2,7 @@
 cannot be served, but nothing is wrong with the request: it answers 503 `database_unavailable` with
 Retry-After, which clients retry (resubmitting statements is safe: a jti answers with its
 submission), instead of a 500 that reads as a defect. The next request after the database is back
-reconnects by itself (CONN_HEALTH_CHECKS)."""
+reconnects by itself (CONN_HEALTH_CHECKS, consortium/postgresql/base.py)."""
 
 from __future__ import annotations
 

@@ -44,5 +44,5 @@ def drain(*, batch_size: int = 500) -> None:
         ids = list(Statement.objects.filter(state=Statement.State.RECEIVED).values_list("id", flat=True)[:batch_size])
         if not ids:
             break
-        verification.statements_verify(ids=ids)
+        verification.statements_verify(ids=ids, publish=True)
     publishing.publish_verified(batch_size=batch_size)

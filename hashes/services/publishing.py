@@ -41,6 +41,7 @@ class Batch:
     corroborations: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     changed_hashes: dict[int, Hash] = field(default_factory=dict)
+    created_states: dict[int, str] = field(default_factory=dict)  # hashes this batch inserted: their state then
     published: list[Statement] = field(default_factory=list)
     rejected: list[Statement] = field(default_factory=list)
     # Feedback: who made each live statement and with which audience (statement id: (member,
@@ -116,6 +117,7 @@ def place_signals(batch: Batch, statements: list[Statement]) -> FamilyPlanner:
     planner = FamilyPlanner(batch.now, batch.hashes)
     planner.plan(statements, signal_key)
     for hash_ in planner.create_hashes():
+        batch.created_states[hash_.pk] = hash_.state
         batch.live[hash_.pk] = []
         batch.governance_of[hash_.pk] = HashGovernance({}, [])  # new: no feedback, no disputes
     # Near duplicates found through the index: their live statements are not loaded yet.
@@ -194,9 +196,14 @@ def publishable() -> QuerySet[Statement]:
     )
 
 
-def next_batch(limit: int) -> list[Statement]:
+def frames_of(statement: Statement) -> int:
+    return sum(len(signal.get("frames", ())) for signal in statement.signals or ())
+
+
+def next_batch(limit: int, max_frames: int | None = None) -> list[Statement]:
     """Up to `limit` statements, and no more video frames than PUBLISH_BATCH_MAX_FRAMES (at least one
     statement): what one batch compares under the feed lock stays bounded however long the videos."""
+    max_frames = settings.PUBLISH_BATCH_MAX_FRAMES if max_frames is None else max_frames
     statements = list(
         publishable().select_related("retracts")
         .only("id", "kind", "member_id", "signals", "content_type", "priority", "received_at", "share_group_id",
@@ -204,8 +211,8 @@ def next_batch(limit: int) -> list[Statement]:
     )
     frames = 0
     for taken, statement in enumerate(statements):
-        frames += sum(len(signal.get("frames", ())) for signal in statement.signals or ())
-        if taken and frames > settings.PUBLISH_BATCH_MAX_FRAMES:
+        frames += frames_of(statement)
+        if taken and frames > max_frames:
             return statements[:taken]
     return statements
 
@@ -220,73 +227,107 @@ def publish_batch(*, limit: int) -> int | None:
         statements = next_batch(limit)
         if not statements:
             return 0
-        batch = Batch(now=timezone.now())
-        statements = refuse_benign(batch, statements)
-        retract_targets = [s.retracts_id for s in statements if s.kind == Statement.Kind.RETRACT]
-        target_hashes: dict[Any, list[int]] = {}
-        for statement_id, hash_id in Corroboration.objects.filter(
-            statement_id__in=retract_targets, retracted_at__isnull=True
-        ).values_list("statement_id", "hash_id"):
-            target_hashes.setdefault(statement_id, []).append(hash_id)
-        for statement_id, hash_id in Feedback.objects.filter(
-            statement_id__in=retract_targets, ended_at__isnull=True
-        ).values_list("statement_id", "hash_id"):
-            batch.feedback_targets.setdefault(statement_id, []).append(hash_id)
-        keys = {signal_key(sig) for s in statements for sig in (s.signals or ())}
-        keys |= {(s.target["type"], s.target["value"]) for s in statements if s.kind == Statement.Kind.FEEDBACK}
-        load_hashes(batch, keys, {h for ids in (*target_hashes.values(), *batch.feedback_targets.values()) for h in ids})
-        planner = place_signals(batch, statements)
-        viewers = viewers_for_ids({s.member_id for s in statements if s.kind == Statement.Kind.FEEDBACK})
-
-        retracted_now: set[Any] = set()
-        retractions: list[Statement] = []
-        for statement in statements:
-            if statement.kind == Statement.Kind.HASH:
-                apply_hash_statement(batch, planner, statement)
-            elif statement.kind == Statement.Kind.FEEDBACK:
-                try:
-                    apply_feedback(batch, statement, viewers[statement.member_id])
-                except FeedbackRejected as exc:
-                    reject(batch, statement, exc.code, exc.message)
-                    continue
-            else:
-                target = statement.retracts
-                if target.state == Statement.State.REJECTED:
-                    reject(batch, statement, "retract_target_invalid", "The retracted statement was rejected.")
-                    continue
-                if target.retracted_at is not None or target.id in retracted_now:
-                    reject(batch, statement, "already_retracted", "That statement has been retracted already.")
-                    continue
-                if target.kind == Statement.Kind.FEEDBACK:
-                    apply_feedback_retraction(batch, statement)
-                else:
-                    apply_retraction(batch, statement, target_hashes.get(target.id, []))
-                retracted_now.add(target.id)
-                # The retraction travels with what it retracts: whoever could see the statement sees
-                # it go, and nobody else. Set here, where the target is certainly verified.
-                statement.share_group_id = target.share_group_id
-                retractions.append(statement)
-            statement.state, statement.published_at = Statement.State.PUBLISHED, batch.now
-            batch.published.append(statement)
-
-        move_merged_clusters(batch, planner)
-        insert_rows(Corroboration, batch.corroborations)
-        write_feedback(batch)
-        if retracted_now:
-            Corroboration.objects.filter(statement_id__in=retracted_now, retracted_at__isnull=True).update(
-                retracted_at=batch.now)
-            Statement.objects.filter(id__in=retracted_now).update(retracted_at=batch.now)
-        for state in Hash.State.values:
-            ids = [h.pk for h in batch.changed_hashes.values() if h.state == state]
-            if ids:
-                Hash.objects.filter(AnyOf(F("pk"), ids)).update(state=state, updated_at=batch.now)
-        Statement.objects.filter(AnyOf(F("id"), [s.id for s in batch.published])).update(
-            state=Statement.State.PUBLISHED, published_at=batch.now)
-        update_rows(Statement, batch.rejected, ["state", "rejection_code", "rejection_message"])
-        update_rows(Statement, retractions, ["share_group"])
-        events_append(head, batch.events)
-        indexes.mark_stale()  # should this roll back instead, a needless catch-up is all it costs
+        batch = publish_statements(head, statements)
     return len(batch.published) + len(batch.rejected)
+
+
+def publish_just_verified(fresh: list[Statement], *, limit: int) -> Batch | None:
+    """In the caller's transaction, which has just verified `fresh` (hash statements, their rows
+    still `received`): publish them at once, with what else is waiting, if the feed lock is free
+    (None if not, or if their videos alone would fill a batch). Their rows are left for the caller
+    to write, once, with what verification found and what this decided (state, published_at or a
+    rejection): a statement row is then written twice (received, published) instead of three times,
+    and is not read back. The caller looks again for publishable work after it commits, as every
+    publisher does (see publish_verified)."""
+    frames = sum(frames_of(statement) for statement in fresh)
+    if not fresh or frames > settings.PUBLISH_BATCH_MAX_FRAMES:
+        return None
+    head = feed_lock(wait=False)
+    if head is None:
+        return None
+    # What was verified before waits no longer than these: the batch takes it too, in the order a
+    # batch of the waiting statements alone would have (incidents first, then by receipt).
+    waiting = next_batch(limit - len(fresh), settings.PUBLISH_BATCH_MAX_FRAMES - frames) if limit > len(fresh) else []
+    statements = sorted([*waiting, *fresh], key=lambda s: (not s.priority, s.received_at, s.id))
+    return publish_statements(head, statements, unwritten={s.id for s in fresh})
+
+
+def publish_statements(head: Any, statements: list[Statement], *, unwritten: set[Any] = frozenset()) -> Batch:
+    """Publish `statements` under the feed lock `head`, in the current transaction. Rows whose id is
+    in `unwritten` are left for the caller to write (see publish_just_verified)."""
+    batch = Batch(now=timezone.now())
+    statements = refuse_benign(batch, statements)
+    retract_targets = [s.retracts_id for s in statements if s.kind == Statement.Kind.RETRACT]
+    target_hashes: dict[Any, list[int]] = {}
+    for statement_id, hash_id in Corroboration.objects.filter(
+        statement_id__in=retract_targets, retracted_at__isnull=True
+    ).values_list("statement_id", "hash_id"):
+        target_hashes.setdefault(statement_id, []).append(hash_id)
+    for statement_id, hash_id in Feedback.objects.filter(
+        statement_id__in=retract_targets, ended_at__isnull=True
+    ).values_list("statement_id", "hash_id"):
+        batch.feedback_targets.setdefault(statement_id, []).append(hash_id)
+    keys = {signal_key(sig) for s in statements for sig in (s.signals or ())}
+    keys |= {(s.target["type"], s.target["value"]) for s in statements if s.kind == Statement.Kind.FEEDBACK}
+    load_hashes(batch, keys, {h for ids in (*target_hashes.values(), *batch.feedback_targets.values()) for h in ids})
+    planner = place_signals(batch, statements)
+    viewers = viewers_for_ids({s.member_id for s in statements if s.kind == Statement.Kind.FEEDBACK})
+
+    retracted_now: set[Any] = set()
+    retractions: list[Statement] = []
+    for statement in statements:
+        if statement.kind == Statement.Kind.HASH:
+            apply_hash_statement(batch, planner, statement)
+        elif statement.kind == Statement.Kind.FEEDBACK:
+            try:
+                apply_feedback(batch, statement, viewers[statement.member_id])
+            except FeedbackRejected as exc:
+                reject(batch, statement, exc.code, exc.message)
+                continue
+        else:
+            target = statement.retracts
+            if target.state == Statement.State.REJECTED:
+                reject(batch, statement, "retract_target_invalid", "The retracted statement was rejected.")
+                continue
+            if target.retracted_at is not None or target.id in retracted_now:
+                reject(batch, statement, "already_retracted", "That statement has been retracted already.")
+                continue
+            if target.kind == Statement.Kind.FEEDBACK:
+                apply_feedback_retraction(batch, statement)
+            else:
+                apply_retraction(batch, statement, target_hashes.get(target.id, []))
+            retracted_now.add(target.id)
+            # The retraction travels with what it retracts: whoever could see the statement sees
+            # it go, and nobody else. Set here, where the target is certainly verified.
+            statement.share_group_id = target.share_group_id
+            retractions.append(statement)
+        statement.state, statement.published_at = Statement.State.PUBLISHED, batch.now
+        batch.published.append(statement)
+
+    move_merged_clusters(batch, planner)
+    insert_rows(Corroboration, batch.corroborations)
+    write_feedback(batch)
+    if retracted_now:
+        Corroboration.objects.filter(statement_id__in=retracted_now, retracted_at__isnull=True).update(
+            retracted_at=batch.now)
+        Statement.objects.filter(id__in=retracted_now).update(retracted_at=batch.now)
+    for state in Hash.State.values:
+        # A hash this batch inserted was written with this batch's time already: only a state
+        # changed since then is written again.
+        ids = [h.pk for h in batch.changed_hashes.values()
+               if h.state == state and batch.created_states.get(h.pk) != state]
+        if ids:
+            Hash.objects.filter(AnyOf(F("pk"), ids)).update(state=state, updated_at=batch.now)
+    published = [s.id for s in batch.published if s.id not in unwritten]
+    if published:
+        Statement.objects.filter(AnyOf(F("id"), published)).update(
+            state=Statement.State.PUBLISHED, published_at=batch.now)
+    update_rows(Statement, [s for s in batch.rejected if s.id not in unwritten],
+                ["state", "rejection_code", "rejection_message"])
+    update_rows(Statement, retractions, ["share_group"])
+    events_append(head, batch.events)
+    indexes.mark_stale()  # should this roll back instead, a needless catch-up is all it costs
+    return batch
 
 
 def refuse_benign(batch: Batch, statements: list[Statement]) -> list[Statement]:

@@ -58,6 +58,9 @@ PAYLOAD_FIELDS = {
 }
 
 
+assert set(PAYLOAD_FIELDS) == set(Statement.Kind.values)
+
+
 class EnvelopeError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -83,7 +86,8 @@ def check_envelope(index: int, raw: Any, member: Member) -> Envelope:
         raise EnvelopeError("jti_invalid", f"jti must be a string of 1 to {MAX_JTI_LENGTH} visible ASCII "
                                            "characters (no spaces or control characters).")
     kind = payload.get("kind")
-    if kind not in Statement.Kind.values:
+    # Statement.Kind's values, without the list Django builds again at every use.
+    if not isinstance(kind, str) or kind not in PAYLOAD_FIELDS:
         raise EnvelopeError("kind_invalid", "kind must be 'hash', 'retract' or 'feedback'.")
     unknown = sorted(set(payload) - PAYLOAD_FIELDS[kind])
     if unknown:

@@ -15,17 +15,19 @@ from django.db.models import F
 from django.utils import timezone
 
 import orjson
+from billiard.exceptions import SoftTimeLimitExceeded
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from consortium.db import AnyOf, insert_rows, update_rows
 from consortium_client import jws
 from consortium_client.keys import load_public_jwk
-from members.models import SigningKey
+from members.models import Member, SigningKey
 from members.selectors import sharing_groups_of
 from suppression.entries import BenignList
 from suppression.selectors import benign_list
 
 from ..models import Feedback, Incident, Label, Statement
+from . import publishing
 from ..signals.parse import Signal, SignalError, parse_signals, parse_target
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Context:
     incidents: dict[str, Incident]
     groups_by_member: dict[int, dict[str, int]]
     own_statements: dict[tuple[int, str], Statement]
+    members: dict[int, Member] = field(default_factory=dict)
     now: datetime = field(default_factory=lambda: timezone.now())  # looked up per call: tests move the clock
     benign: BenignList = field(default_factory=BenignList.empty)
     public_keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
@@ -81,6 +84,8 @@ def load_context(statements: list[Statement], parsed: dict[Any, jws.ParsedJWS]) 
         incidents={i.slug: i for i in Incident.objects.filter(slug__in=incident_slugs)},
         groups_by_member=groups,
         own_statements=own,
+        # A batch holds a few members' statements: read once each, not joined to every row.
+        members=Member.objects.in_bulk(member_ids) if member_ids else {},
         benign=benign_list(),
     )
 
@@ -249,9 +254,10 @@ def check_retract_payload(statement: Statement, payload: dict[str, Any], ctx: Co
 def verify_one(statement: Statement, parsed: jws.ParsedJWS, ctx: Context) -> Verified:
     key = check_key(statement, parsed, ctx)
     payload = parsed.payload
-    if payload.get("iss") != statement.member.slug:
+    member = ctx.members[statement.member_id]
+    if payload.get("iss") != member.slug:
         raise Rejection("iss_mismatch", "iss is not the submitting member.")
-    if not statement.member.is_active:
+    if not member.is_active:
         raise Rejection("member_suspended", "The member was suspended before this statement was verified.")
     issued_at = check_iat(payload, ctx)
     if statement.kind == Statement.Kind.HASH:
@@ -266,9 +272,11 @@ def verify_one(statement: Statement, parsed: jws.ParsedJWS, ctx: Context) -> Ver
 UNAVAILABLE = (OperationalError, InterfaceError)
 
 
-def statements_verify(*, ids: Iterable[str]) -> int:
+def statements_verify(*, ids: Iterable[str], publish: bool = False) -> int:
     """Verify the received statements among `ids`; returns how many it settled (verified or
-    rejected).
+    rejected). With `publish`, hash statements verified here are published in the same transaction
+    when the feed lock is free (see publishing.publish_just_verified); the caller still publishes
+    afterwards whatever is left, as after any verification.
 
     If writing a batch's results fails, the statements are verified one by one, so one statement
     the database cannot take never holds up the others; a statement that fails even alone is
@@ -278,7 +286,7 @@ def statements_verify(*, ids: Iterable[str]) -> int:
     queues them again."""
     ids = list(ids)
     try:
-        return verify_batch(ids)
+        return verify_batch(ids, publish=publish)
     except UNAVAILABLE:
         raise
     except DatabaseError:
@@ -301,7 +309,7 @@ def statements_verify(*, ids: Iterable[str]) -> int:
 REJECTED_COLUMNS = ("state", "rejection_code", "rejection_message", "verified_at", "priority")
 VERIFIED_COLUMNS = ("state", "verified_at", "key", "issued_at")
 # What verification reads of a statement; every column it writes is set before it is written.
-READ_COLUMNS = ("id", "member_id", "kind", "raw", "received_at", "state", "member__slug", "member__status")
+READ_COLUMNS = ("id", "member_id", "kind", "raw", "received_at", "state")
 
 
 def reparse(raw: str) -> jws.ParsedJWS:
@@ -322,14 +330,31 @@ def reparse(raw: str) -> jws.ParsedJWS:
         return jws.parse(raw)
 
 
-def verify_batch(ids: list[str]) -> int:
+class PublishingFailed(Exception):
+    """Publishing a batch at once, in its verification's transaction, failed (the cause is chained)."""
+
+
+def verify_batch(ids: list[str], *, publish: bool = False) -> int:
     """Rows are claimed with SKIP LOCKED, so two workers given the same ids (a redelivered message,
-    the sweep) never both write a result; a statement already past `received` is left alone."""
+    the sweep) never both write a result; a statement already past `received` is left alone.
+
+    With `publish`, a failure of the publishing part never costs the verification: the batch is
+    verified again without it (its rows are `received` again, the transaction having rolled back),
+    and publishing meets the failure again later on its own, as it would have without this."""
+    if publish:
+        try:
+            return _verify_batch(ids, publish=True)
+        except PublishingFailed:
+            logger.exception("Publishing %d statements as they were verified failed; verifying them alone.", len(ids))
+    return _verify_batch(ids, publish=False)
+
+
+def _verify_batch(ids: list[str], *, publish: bool) -> int:
     with transaction.atomic():
         statements = list(
             Statement.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(AnyOf(F("id"), list(ids)), state=Statement.State.RECEIVED)
-            .select_related("member").only(*READ_COLUMNS)
+            .only(*READ_COLUMNS)
         )
         if not statements:
             return 0
@@ -356,7 +381,41 @@ def verify_batch(ids: list[str]) -> int:
             columns = VERIFIED_COLUMNS + tuple(name.removesuffix("_id") for name in verified.fields)
             written.setdefault(columns, []).append(statement)
             label_links += [{"statement": statement.id, "label": label.id} for label in verified.labels]
+        insert_rows(Statement.labels.through, label_links, ignore_conflicts=True)
+        if publish:
+            written = publish_at_once(written)
         for columns, rows in written.items():
             update_rows(Statement, rows, columns)
-        insert_rows(Statement.labels.through, label_links, ignore_conflicts=True)
     return len(statements)
+
+
+PUBLISHED_COLUMNS = ("published_at",)
+REJECTED_AT_PUBLISHING_COLUMNS = ("rejection_code", "rejection_message")
+
+
+def publish_at_once(written: dict[tuple[str, ...], list[Statement]]) -> dict[tuple[str, ...], list[Statement]]:
+    """Publish the verified hash statements of `written` (their rows not written yet) if the feed
+    lock is free; returns what to write of each row then: its verification's columns, and
+    `published_at` or the rejection publishing gave it (the state is among the columns already).
+    Anything publishing raises but a time limit or a lost database comes up as PublishingFailed."""
+    fresh = [s for rows in written.values() for s in rows
+             if s.state == Statement.State.VERIFIED and s.kind == Statement.Kind.HASH]
+    try:
+        batch = publishing.publish_just_verified(fresh, limit=settings.PUBLISH_BATCH_SIZE)
+    except (*UNAVAILABLE, SoftTimeLimitExceeded):
+        raise
+    except Exception as exc:
+        raise PublishingFailed() from exc
+    if batch is None:
+        return written
+    regrouped: dict[tuple[str, ...], list[Statement]] = {}
+    for columns, rows in written.items():
+        for statement in rows:
+            if statement.state == Statement.State.PUBLISHED:
+                columns_now = columns + PUBLISHED_COLUMNS
+            elif statement.state == Statement.State.REJECTED and "rejection_code" not in columns:
+                columns_now = columns + REJECTED_AT_PUBLISHING_COLUMNS
+            else:
+                columns_now = columns
+            regrouped.setdefault(columns_now, []).append(statement)
+    return regrouped

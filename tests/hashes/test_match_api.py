@@ -3,10 +3,13 @@ media a member uploads hashed and forgotten, and the reference vectors through t
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from hashes.models import Corroboration, Hash
+from hashes.selectors import MatchedHashes
+from hashes.visibility import Viewer
 from tests.factories import BASE_PDQ, flip, md5, pdq_value, sha256
 from tests.signals.vectors import VECTORS, VIDEOS, csv_rows, reference_frames, requires_vectors, requires_video
 
@@ -215,3 +218,43 @@ def test_a_match_shows_each_hash_exactly_as_its_detail_does_to_every_reader(
     assert shown[variant]["links"] and shown[variant]["feedback"]["seen"] == 1
     hidden = {m["hash"]["value"]: m["hash"] for m in match(charlie, {"type": "pdq", "value": BASE_PDQ})[0]["matches"]}
     assert hidden[BASE_PDQ]["corroboration_count"] == 1 and hidden[BASE_PDQ]["labels"] == ["glorification"]
+
+
+def test_hashes_asserted_by_one_statement_share_its_part_but_not_their_own(alice, bob, pipeline, settings):
+    """A match builds what a statement says once for all the hashes it asserts (MatchedHashes.views);
+    what is each hash's own (its id, value, cluster, an administrator's labels) stays its own."""
+    settings.DEDUPE_DISTANCE = 0
+    near = flip(BASE_PDQ, range(250, 256))
+    alice.submit(alice.statement([pdq_value(BASE_PDQ), pdq_value(near), md5(7)], labels=["glorification"]))
+    pipeline()
+    relabelled = Hash.objects.get(value=near)
+    Hash.objects.filter(pk=relabelled.pk).update(labels_override=["recruitment"])
+
+    [result, exact] = match(bob, {"type": "pdq", "value": BASE_PDQ}, md5(7))
+
+    first, second = (m["hash"] for m in result["matches"])
+    assert (first["value"], second["value"]) == (BASE_PDQ, near)
+    assert (first["labels"], second["labels"]) == (["glorification"], ["recruitment"])
+    assert first["statements"] == second["statements"] == exact["matches"][0]["hash"]["statements"]
+    for view in (first, second, exact["matches"][0]["hash"]):
+        detail = bob.api.get(f"/api/v1/hashes/{view['id']}/").json()
+        assert {k: view[k] for k in ("labels", "statements", "submitters", "corroboration_count")} == \
+               {k: detail[k] for k in ("labels", "statements", "submitters", "corroboration_count")}
+
+
+def test_a_match_counts_each_view_at_exactly_its_encoded_length(alice, bob, pipeline, settings):
+    """The answer's byte bound (MATCH_MAX_RESPONSE_BYTES) counts each hash view without encoding
+    the statements it shares with other hashes again: the count is the view's JSON length exactly."""
+    settings.DEDUPE_DISTANCE = 0
+    alice.submit(alice.statement([pdq_value(BASE_PDQ), pdq_value(flip(BASE_PDQ, range(3))), md5(1)],
+                                 labels=["glorification"]),
+                 alice.statement([pdq_value(flip(BASE_PDQ, range(200, 210)))]))
+    pipeline()
+    Hash.objects.filter(value=BASE_PDQ).update(labels_override=["recruitment", "instruction"])
+    viewer = Viewer.for_member(bob.member)
+    matched = MatchedHashes.read(viewer, set(Hash.objects.values_list("pk", flat=True)))
+
+    views, sizes = matched.views(viewer, set(matched.rows))
+
+    assert len(views) == 4
+    assert sizes == {pk: len(orjson.dumps(view)) for pk, view in views.items()}

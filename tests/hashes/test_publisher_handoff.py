@@ -26,7 +26,10 @@ pytestmark = [
 ]
 
 
-def test_work_verified_while_an_idle_publisher_holds_the_lock_is_not_left_behind(actor_factory, monkeypatch):
+# publish: the verification tries to publish in its own transaction, finds the lock taken and leaves.
+@pytest.mark.parametrize("publish", [False, True], ids=["verified-alone", "publish-at-once"])
+def test_work_verified_while_an_idle_publisher_holds_the_lock_is_not_left_behind(actor_factory, monkeypatch,
+                                                                                 publish):
     monkeypatch.setattr(verify_statements, "apply_async", lambda *a, **k: None)  # the broker edge
     # A migration creates the feed head; an earlier transactional test may have flushed it.
     FeedHead.objects.get_or_create(pk=FEED_HEAD_ID)
@@ -55,7 +58,7 @@ def test_work_verified_while_an_idle_publisher_holds_the_lock_is_not_left_behind
     thread.start()
     assert found_nothing.wait(10)
     accepted = statements_submit(member=alice.member, statements=[alice.statement([md5(1)])]).accepted
-    verification.statements_verify(ids=[a["id"] for a in accepted])
+    verification.statements_verify(ids=[a["id"] for a in accepted], publish=publish)
     mine = publishing.publish_verified(batch_size=10)  # the lock is taken: returns at once, publishes nothing
     resume.set()
     thread.join(10)

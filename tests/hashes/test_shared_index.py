@@ -187,3 +187,19 @@ def test_a_snapshot_damaged_under_running_processes_is_rewritten_from_their_own_
     assert indexes.snapshot_identity == snapshot.file_identity(path)
     assert indexes.pdq.delta_size == 0
     assert answers == _answers(indexes) == _fresh_build_answers(settings)
+
+
+def test_a_database_keeps_its_snapshot_name_under_the_projects_postgresql_backend(monkeypatch):
+    """Upgrading to consortium.postgresql (Django's backend with a cheaper health check) must not
+    orphan every host's snapshot file and rebuild the index from the database."""
+    from django.db import connection
+
+    from hashes.matching import database_fingerprint
+
+    names = {}
+    for engine in ("django.db.backends.postgresql", "consortium.postgresql"):
+        monkeypatch.setitem(connection.settings_dict, "ENGINE", engine)
+        names[engine] = database_fingerprint()
+    assert names["django.db.backends.postgresql"] == names["consortium.postgresql"]
+    monkeypatch.setitem(connection.settings_dict, "ENGINE", "django.db.backends.sqlite3")
+    assert database_fingerprint() != names["consortium.postgresql"]

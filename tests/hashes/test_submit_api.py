@@ -95,6 +95,8 @@ ENVELOPE_CASES = [
     ("kid with markup and a space", lambda: forge({**GOOD_HEADER, "kid": "<b>k</b> x"}, payload()), "kid_missing"),
     ("kid too long", lambda: forge({**GOOD_HEADER, "kid": "k" * 129}, payload()), "kid_missing"),
     ("unknown kind", lambda: forge(GOOD_HEADER, payload(kind="delete")), "kind_invalid"),
+    ("kind not a string", lambda: forge(GOOD_HEADER, payload(kind=["hash"])), "kind_invalid"),
+    ("kind an object", lambda: forge(GOOD_HEADER, payload(kind={"hash": 1})), "kind_invalid"),
     ("not a string", lambda: {"jws": "x"}, "statement_not_string"),
 ]
 

@@ -192,3 +192,30 @@ def test_the_second_lock_keeps_a_narrowed_viewer_to_its_audience():
     assert [f.id for f in visible_facts(viewer, list(read), read)] == ["everyone", "group", "own-in-group", "own-elsewhere"]
     assert [f.id for f in visible_facts(viewer.within(None), list(read), read)] == ["everyone"]
     assert [f.id for f in visible_facts(viewer.within(10), list(read), read)] == ["group", "own-in-group"]
+
+
+def test_an_api_request_sees_through_exactly_the_groups_the_member_is_in_now(alice, bob, charlie):
+    """The groups read with a request's token (one query, members.services.token_find) are the
+    member's own, as Viewer.for_member reads them, with none, one or two groups, and follow each
+    change of membership from the next request. Token and member ids are kept apart, so that a
+    read keyed on the wrong one cannot pass by chance."""
+    from members.authentication import ApiTokenAuthentication
+    from members.services import token_create
+
+    for member in (alice.member, bob.member, alice.member):  # token ids run ahead of member ids
+        token_create(member=member, scopes=["read"])
+    plaintext = token_create(member=charlie.member, scopes=["read"]).plaintext
+    first = SharingGroup.objects.create(slug="first", name="First")
+    second = SharingGroup.objects.create(slug="second", name="Second")
+    first.members.add(alice.member, bob.member)
+    second.members.add(alice.member)
+
+    def client_viewer() -> Viewer:
+        client, token = ApiTokenAuthentication().authenticate_credentials(plaintext)
+        assert token.pk != charlie.member.pk
+        return Viewer.for_client(client)
+
+    for groups in ([], [first], [first, second], [second], []):
+        charlie.member.sharing_groups.set(groups)
+        assert client_viewer() == Viewer.for_member(charlie.member)
+        assert client_viewer().group_ids == {group.pk for group in groups}

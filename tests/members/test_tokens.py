@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from hashes.models import Statement
 from members.models import ApiToken, Member
 from members.services import member_set_status, token_create, token_revoke
+from tests.actors import token_secret
 from tests.members.routes import api_routes, sample_path
 
 
@@ -39,7 +40,7 @@ def assert_error(response, status: int, code: str) -> None:
 
 def test_only_the_sha256_digest_of_a_token_is_stored(alice):
     issued = token_create(member=alice.member, scopes=["read"])
-    secret = issued.plaintext.rsplit("_", 1)[-1]
+    secret = token_secret(issued.plaintext)
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM members_apitoken WHERE id = %s", [issued.token.pk])

@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from consortium.api.errors import DomainError
+from consortium.api.errors import CodedError
 from members.models import Member
 from members.services import key_register, member_create, token_create
 
@@ -58,7 +58,7 @@ class Command(BaseCommand):
                     raise CommandError(f"jwk_invalid: --jwk is not JSON ({exc.msg}).") from None
                 key = key_register(member=member, jwk=jwk, approve=options["approve"])
                 self.stdout.write(key.kid)
-        except DomainError as exc:
+        except CodedError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
 
     @staticmethod

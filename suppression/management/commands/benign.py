@@ -16,7 +16,7 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from consortium.api.errors import DomainError
+from consortium.api.errors import CodedError
 from suppression.entries import EntryError, entry_row
 from suppression.files import FORMATS, FileRejected, guess_format
 from suppression.models import BenignEntry
@@ -54,7 +54,7 @@ class Command(BaseCommand):
                 self.deactivate(options["entries"])
             else:
                 self.stdout.write(f"{benign_entries_cover()} disputes opened")
-        except DomainError as exc:
+        except CodedError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
 
     def import_file(self, name: str, fmt: str | None) -> None:
