@@ -5,7 +5,7 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "consortium.settings")
 
@@ -41,3 +41,17 @@ def refuse_to_start_if_misconfigured(**kwargs) -> None:
         # Celery logs and ignores what a signal handler raises; this worker must not start.
         logging.getLogger(__name__).critical("Refusing to start: %s", exc)
         raise SystemExit(1) from exc
+
+
+@task_prerun.connect
+@task_postrun.connect
+def drop_broken_or_old_connections(task=None, **kwargs) -> None:
+    # What Django does around each web request (CELERY_DB_REUSE_MAX keeps Celery from closing them
+    # all): this thread's connections that failed or outlived DATABASE_CONN_MAX_AGE are closed, the
+    # others are checked before their next query (conn_health_checks). Not around a task run in
+    # the caller's own transaction (eager, in tests).
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -36,7 +36,7 @@ def push(delivery_ids: list[int]) -> None:
 
 @shared_task(ignore_result=True, acks_late=False)
 def pump(subscription_ids: list[str]) -> None:
-    for more in delivering.pump(subscription_ids):
+    for more in delivering.pump(subscription_ids, linger=delivering.LINGER_SECONDS):
         enqueue_pumps(dispatching.wake(more, now=timezone.now()))
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,14 +29,15 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from consortium.db import commit_without_waiting_for_the_disk, update_rows
+from consortium.db import commit_without_waiting_for_the_disk, insert_rows, update_rows
 from consortium.server_keys import delivery_signing_keys
+from hashes.services.feed import feed_head
 from ops.metrics import webhook_attempt_recorded
 
 from ..delivery import signing, transport
 from ..models import Delivery, DeliveryAttempt, Subscription
-from ..rendering import (Batch, Filters, Rendered, events_body, load_seqs, next_batch, ping_body, range_batch,
-                         render_all, viewers_for)
+from ..rendering import (Batch, Filters, LastRows, Rendered, events_body, load_seqs, next_batch, ping_body,
+                         range_batch, render_all, viewers_for)
 from ..schedule import RetryPolicy
 from ..secretbox import unseal
 from .heads import announced_head
@@ -52,6 +55,11 @@ PUSH_THREADS = 32
 GATHER_SECONDS = 0.002
 # How long a pump waits on POSTs before it looks at the feed head and its budget again.
 POLL_SECONDS = 0.05
+# How long a pump task whose subscriptions are all caught up waits for more before it ends: events
+# published meanwhile go out at once, without a dispatcher's wake and a new task.
+LINGER_SECONDS = 0.25
+# Pools of sending threads kept between pumps (one per pump running at the same time suffices).
+MAX_IDLE_SENDERS = 16
 SECRET_UNAVAILABLE = ("The subscription's secret cannot be decrypted with WEBHOOK_SECRET_KEYS; an operator "
                       "must restore the key (see `manage.py webhook_secrets check`) or the member rotate the secret.")
 SEND_FAILED = "The delivery could not be sent because of an error in the server; it is retried."
@@ -114,6 +122,18 @@ def _take(deliveries: list[Delivery], now: datetime) -> None:
     update_rows(Delivery, deliveries, ["attempt_count", "next_attempt_at", "enqueued_at", "last_attempt_at"])
 
 
+def _insert(model: type[Delivery] | type[DeliveryAttempt], rows: list[Any]) -> None:
+    """bulk_create for the rows every batch writes, without the ORM's per-value preparation (see
+    consortium/db.py); each row gets its key."""
+    if not rows:
+        return
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    keys = insert_rows(model, [{f.name: getattr(row, f.attname) for f in fields} for row in rows], returning=["id"])
+    for row, (key,) in zip(rows, keys):
+        row.pk = key
+        row._state.adding = False
+
+
 def _supersede(delivery_ids: list[int], now: datetime) -> None:
     if delivery_ids:
         Delivery.objects.filter(pk__in=delivery_ids, state=Delivery.State.PENDING).update(
@@ -154,6 +174,7 @@ def claim(subscription_ids: list[Any], *, now: datetime, through: int | None = N
         new: list[tuple[Subscription, Delivery, bytes]] = []
         superseded: list[int] = []
         advanced: list[Subscription] = []
+        seen: LastRows = {}
         for subscription in subscriptions:
             if subscription.state != Subscription.State.ACTIVE or not subscription.member.is_active:
                 claimed.idle.append(subscription.pk)
@@ -164,7 +185,7 @@ def claim(subscription_ids: list[Any], *, now: datetime, through: int | None = N
                 if in_flight.next_attempt_at is None or in_flight.next_attempt_at > now:
                     claimed.idle.append(subscription.pk)
                     continue
-                batch = range_batch(viewer, filters, after=in_flight.after_seq, through=in_flight.through_seq)
+                batch = range_batch(viewer, filters, after=in_flight.after_seq, through=in_flight.through_seq, seen=seen)
                 body = _body(batch, in_flight.lane)
                 if body is not None and in_flight.body_digest and digest(body) != in_flight.body_digest:
                     superseded.append(in_flight.pk)
@@ -174,7 +195,8 @@ def claim(subscription_ids: list[Any], *, now: datetime, through: int | None = N
                     retried.append((subscription, in_flight, body))
                 continue
             batch = next_batch(viewer, filters, after=subscription.cursor, size=settings.WEBHOOK_BATCH_SIZE,
-                               windows=SCAN_WINDOWS, max_bytes=settings.WEBHOOK_MAX_BATCH_BYTES, through=through)
+                               windows=SCAN_WINDOWS, max_bytes=settings.WEBHOOK_MAX_BATCH_BYTES, through=through,
+                               seen=seen)
             if batch.events:
                 body = _body(batch, Delivery.Lane.MAIN)
                 new.append((subscription, _new_main(subscription, batch, body, after=subscription.cursor,
@@ -187,7 +209,7 @@ def claim(subscription_ids: list[Any], *, now: datetime, through: int | None = N
                 claimed.idle.append(subscription.pk)
         _supersede(superseded, now)
         update_rows(Subscription, advanced, ["cursor"])
-        Delivery.objects.bulk_create([delivery for _, delivery, _ in new])
+        _insert(Delivery, [delivery for _, delivery, _ in new])
         _take([delivery for _, delivery, _ in retried], now)
         claimed.jobs += [_job(subscription, delivery, body, now) for subscription, delivery, body in (*retried, *new)]
     return claimed
@@ -315,7 +337,7 @@ def _acknowledge(done: list[Outcome]) -> set[int]:
         ], ["state", "next_attempt_at", "finished_at", "last_status", "last_error"],
             match=["attempt_count"], where={"state": Delivery.State.PENDING})
         acknowledged = [(job, result, ended) for job, result, ended in fenced if job.delivery_id in owned]
-        DeliveryAttempt.objects.bulk_create([_attempt(job, result) for job, result, _ in acknowledged])
+        _insert(DeliveryAttempt, [_attempt(job, result) for job, result, _ in acknowledged])
         update_rows(Subscription, [Subscription(pk=job.subscription_id, cursor=job.through_seq, last_success_at=ended)
                                    for job, _, ended in acknowledged if job.lane == Delivery.Lane.MAIN],
                     ["cursor", "last_success_at"])
@@ -392,7 +414,7 @@ def _gather(inflight: dict[Future, Job]) -> list[Outcome]:
 
 
 def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: float | None = None,
-         rng: random.Random | None = None) -> Iterator[list[Any]]:
+         linger: float = 0.0, rng: random.Random | None = None) -> Iterator[list[Any]]:
     """Send these subscriptions' batches up to the feed head the dispatcher announced, side by side,
     until each is caught up or a batch of its fails, or `budget` seconds (WEBHOOK_PUMP_SECONDS) are
     spent. A generator: nothing is sent until it is iterated. It yields the subscriptions that have
@@ -407,10 +429,13 @@ def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: fl
     a member removed from a sharing group gets nothing more of it from the next batch on.
 
     While the pump runs, its subscriptions keep the `wake_requested_at` that queued it, so the
-    dispatcher does not queue more pumps for them: this one follows the announced head itself. When
-    it ends (or hands a subscription on) it clears that mark and only then looks at the head once
-    more; the dispatcher announces a head before it looks at the marks, so one of the two always
-    sees the other."""
+    dispatcher does not queue more pumps for them: this one follows the feed head itself (it starts
+    at the head the dispatcher announced, which subscriptions woken together share, and reads the
+    feed's own head as it goes, so events committed meanwhile need not wait for a dispatcher). Once
+    every subscription is caught up it waits `linger` seconds (within its budget) for more before
+    it ends. When it ends (or hands a subscription on) it clears that mark and only then looks at
+    the head once more; the dispatcher announces a head before it looks at the marks, and the feed
+    head is never behind the announced one, so one of the two always sees the other."""
     ids = list(dict.fromkeys(subscription_ids))
     through = announced_head()
     budget = settings.WEBHOOK_PUMP_SECONDS if budget is None else budget
@@ -420,11 +445,12 @@ def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: fl
     handed: set[Any] = set()
     inflight: dict[Future, Job] = {}
     look_at_head = started + POLL_SECONDS
+    linger_until: float | None = None
 
     def in_time() -> bool:
         return time.monotonic() - started < budget
 
-    with ThreadPoolExecutor(max_workers=len(ids) or 1, thread_name_prefix="pump") as pool:
+    with _senders(len(ids)) as pool:
         while True:
             while ready and in_time():  # a subscription that only skipped events it does not receive goes again
                 claimed = claim(ready, now=clock(), through=through)
@@ -434,7 +460,7 @@ def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: fl
                     inflight[pool.submit(_timed_send, job, clock)] = job
             if caught_up and time.monotonic() >= look_at_head:
                 look_at_head = time.monotonic() + POLL_SECONDS
-                moved_on = announced_head()  # a dispatcher may have announced more meanwhile
+                moved_on = feed_head()  # more may have been published meanwhile
                 if moved_on > through:
                     if in_time():
                         through, ready, caught_up = moved_on, caught_up, []
@@ -446,13 +472,53 @@ def pump(subscription_ids: list[Any], *, clock: Clock = timezone.now, budget: fl
                 yield ready
                 ready = []
             if not inflight:
+                now = time.monotonic()
+                linger_until = now + linger if linger_until is None else linger_until
+                if caught_up and now < linger_until and in_time():
+                    time.sleep(max(0.0, min(look_at_head, linger_until) - now))
+                    continue
                 break
+            linger_until = None
             finished = _gather(inflight)
             outcomes = complete(finished, rng=rng)  # a failed batch waits for its retry
-            ready = [job.subscription_id for (job, _, _), outcome in zip(finished, outcomes) if outcome == "delivered"]
+            for (job, _, _), outcome in zip(finished, outcomes):
+                if outcome == "delivered":
+                    # A batch that reached `through` leaves nothing to claim below it: such a
+                    # subscription waits with the others for the head to move.
+                    (caught_up if job.through_seq >= through else ready).append(job.subscription_id)
     _clear_wake_marks([i for i in ids if i not in handed])
-    if caught_up and announced_head() > through:
-        yield caught_up  # announced as the pump was ending
+    if caught_up and feed_head() > through:
+        yield caught_up  # published as the pump was ending
+
+
+_idle_senders: list[tuple[int, ThreadPoolExecutor]] = []
+_idle_senders_lock = threading.Lock()
+
+
+@contextmanager
+def _senders(size: int) -> Iterator[ThreadPoolExecutor]:
+    """A pool of `size` threads (at least) for one pump's POSTs, kept for the next pump once this
+    one is done with it: starting fifty threads for every pump cost more than the pump's own
+    work when receivers answer quickly. A pool is only ever used by one pump at a time, so a
+    slow receiver never holds up another pump's POSTs; one left with POSTs running (the pump
+    was abandoned) is not kept."""
+    with _idle_senders_lock:
+        found = next((entry for entry in _idle_senders if entry[0] >= size), None)
+        if found is not None:
+            _idle_senders.remove(found)
+    workers, pool = found or (max(size, 1), ThreadPoolExecutor(max_workers=max(size, 1), thread_name_prefix="pump"))
+    done = False
+    try:
+        yield pool
+        done = True
+    finally:
+        if done:
+            with _idle_senders_lock:
+                if len(_idle_senders) < MAX_IDLE_SENDERS:
+                    _idle_senders.append((workers, pool))
+                    pool = None
+        if pool is not None:
+            pool.shutdown()
 
 
 def _clear_wake_marks(ids: list[Any]) -> None:

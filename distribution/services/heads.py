@@ -6,7 +6,8 @@ from ..models import DispatchMark
 
 
 def announced_head() -> int:
-    """The feed head the dispatcher last announced: pumps send up to here."""
+    """The feed head the dispatcher last announced: pumps start from here (and follow the feed's
+    own head as they go)."""
     return DispatchMark.objects.filter(pk=1).values_list("head", flat=True).first() or 0
 
 

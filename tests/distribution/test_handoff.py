@@ -10,8 +10,10 @@ import pytest
 from django.db import transaction
 
 from distribution import tasks
+from distribution.services import delivering
+from distribution.services.heads import announce
 from hashes import tasks as hashes_tasks
-from hashes.services.feed import events_published
+from hashes.services.feed import events_published, feed_head
 from tests.factories import md5
 
 from .helpers import subscribe
@@ -75,3 +77,28 @@ def test_events_of_a_rolled_back_transaction_queue_nothing(alice, pipeline, publ
     assert published == [] and dispatches == []
     pipeline()  # published again, for real this time
     assert published == [3] and len(dispatches) == 1
+
+
+def test_a_pump_that_lingers_sends_what_is_published_meanwhile_without_a_dispatcher(
+    alice, bob, receiver, pipeline, monkeypatch,
+):
+    """A pump task whose subscriptions are caught up waits a moment (LINGER_SECONDS) and follows the
+    feed head itself: events committed meanwhile go out without a dispatcher's wake and a new task."""
+    monkeypatch.setattr(tasks, "enqueue_dispatch", lambda: None)  # no dispatcher: only the pump sends
+    subscription = subscribe(bob, receiver, after=0)
+    alice.submit(alice.statement([md5(1)]))
+    pipeline()
+    announce(feed_head())
+    alice.submit(alice.statement([md5(2)]))
+    heads: list[int] = []
+
+    def head_published_meanwhile() -> int:
+        if not heads:
+            pipeline()  # committed once the pump, caught up with seq 1, looks at the head
+        heads.append(feed_head())
+        return heads[-1]
+
+    monkeypatch.setattr(delivering, "feed_head", head_published_meanwhile)
+    assert list(delivering.pump([subscription["id"]], budget=30, linger=2)) == []
+
+    assert [event["seq"] for event in receiver.events("main")] == [1, 2]
