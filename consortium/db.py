@@ -187,6 +187,20 @@ _prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary(
 STALE_PREPARED = {"0A000", "26000"}
 
 
+# (name, sql, number of parameters) -> (statement name, text to prepare, text to execute it): the
+# same few reads on every request, worked out once per process.
+_statements: dict[tuple[str, str, int], tuple[str, str, str]] = {}
+
+
+def _statement(cursor: Any, name: str, sql: str, count: int) -> tuple[str, str, str]:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
+        raise ValueError(f"not a statement name: {name!r}")
+    # psycopg2 fills the placeholders as it would for an execute (so `%%` is `%`), with $1, $2, ...
+    text = cursor.mogrify(sql, [AsIs(f"${n}") for n in range(1, count + 1)]).decode()
+    name = f"{name}_{hashlib.blake2s(text.encode(), digest_size=6).hexdigest()}"
+    return name, text, (f"EXECUTE {name} ({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}")
+
+
 def read_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple]:
     """Rows of a plain SQL read (`%s` placeholders) run on the hot paths of every request. On
     PostgreSQL it is prepared once per connection and executed by name afterwards: planning the
@@ -194,18 +208,17 @@ def read_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple]:
     0.05 ms for a match's reads). Elsewhere, or with DATABASE_PREPARED_STATEMENTS off (a pooler
     in transaction mode, such as PgBouncer, cannot keep a statement to its connection), a plain
     execute. `name` (lower case, digits, `_`) is the statement's; its text's digest is added, so
-    that two texts never share a name. A statement that went stale under the connection is
+    that two texts never share a name. `sql` is a fixed text, never built from input: each one is
+    worked out once per process and kept. A statement that went stale under the connection is
     prepared again, once, outside a transaction; inside one the error is the caller's."""
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
             cursor.execute(sql, params)
             return cursor.fetchall()
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
-            raise ValueError(f"not a statement name: {name!r}")
-        # psycopg2 fills the placeholders as it would for an execute (so `%%` is `%`), with $1, $2, ...
-        text = cursor.mogrify(sql, [AsIs(f"${n}") for n in range(1, len(params) + 1)]).decode()
-        name = f"{name}_{hashlib.blake2s(text.encode(), digest_size=6).hexdigest()}"
-        execute = f"EXECUTE {name} ({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
+        statement = _statements.get((name, sql, len(params)))
+        if statement is None:
+            statement = _statements[(name, sql, len(params))] = _statement(cursor, name, sql, len(params))
+        name, text, execute = statement
         prepared = _prepared.setdefault(connection.connection, set())
         if name not in prepared:
             cursor.execute(f"PREPARE {name} AS {text}")

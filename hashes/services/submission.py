@@ -58,8 +58,6 @@ PAYLOAD_FIELDS = {
 }
 
 
-assert set(PAYLOAD_FIELDS) == set(Statement.Kind.values)
-
 
 class EnvelopeError(Exception):
     def __init__(self, code: str, message: str) -> None:

@@ -155,3 +155,12 @@ def test_an_oversized_body_is_refused_with_413(alice):
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
     assert Statement.objects.count() == 0
+
+
+def test_every_statement_kind_has_its_payload_fields_and_no_other_kind_is_taken():
+    """check_envelope tells a kind by PAYLOAD_FIELDS (Statement.Kind's values, without the list
+    Django builds at every use): the two must name the same kinds."""
+    from hashes.models import Statement
+    from hashes.services.submission import PAYLOAD_FIELDS
+
+    assert set(PAYLOAD_FIELDS) == set(Statement.Kind.values)
