@@ -1,7 +1,6 @@
 """gunicorn settings for production and for `make run`, read by a plain `gunicorn consortium.wsgi` run
 from this folder (gunicorn loads ./gunicorn.conf.py); each can be overridden by environment."""
 
-import gc
 import multiprocessing
 import os
 
@@ -39,8 +38,10 @@ def post_worker_init(worker):
     get_resolver().url_patterns
     app.connection_for_write().release()
     # What startup loaded lives as long as the worker: kept out of the garbage collector's full
-    # passes (see consortium/celery_app.py).
-    gc.freeze()
+    # passes (consortium/collector.py).
+    from consortium import collector
+
+    collector.settle()
 
 
 # Metrics of several workers read as one (prometheus-client's multiprocess mode, see ops/multiprocess.py):

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import gc
 import logging
 import os
 
@@ -25,8 +24,10 @@ def warm_match_indexes(**kwargs) -> None:
 def freeze_what_startup_loaded(**kwargs) -> None:
     # Django, the apps, numpy and numba live as long as the process: kept out of the cyclic garbage
     # collector's full passes, which otherwise walk all of them every few thousand allocations
-    # (a quarter of a publishing batch's CPU). Same in gunicorn.conf.py.
-    gc.freeze()
+    # (a quarter of a publishing batch's CPU). Same in gunicorn.conf.py (consortium/collector.py).
+    from consortium import collector
+
+    collector.settle()
 
 
 @worker_init.connect

@@ -370,19 +370,24 @@ def index_ready() -> bool:
     return indexes.ready
 
 
-def warm_in_background() -> None:
+def warm_in_background() -> threading.Thread | None:
     """Make this process's indexes ready now (map the host's snapshot, or build it), beside its first
     requests or tasks rather than inside them: a publisher would otherwise do it while holding the
-    feed lock (a minute at 10 M hashes when no snapshot exists yet)."""
+    feed lock (a minute at 10 M hashes when no snapshot exists yet). The thread doing it, if any."""
     if not settings.INDEX_WARM_ON_START:
-        return
+        return None
 
     def warm() -> None:
         from django.db import connection
+
+        from consortium import collector
 
         try:
             indexes.fresh()
         finally:
             connection.close()
+        collector.settle()  # what loading the index left lives as long as the process
 
-    threading.Thread(target=warm, name="match-index-warm-up", daemon=True).start()
+    thread = threading.Thread(target=warm, name="match-index-warm-up", daemon=True)
+    thread.start()
+    return thread
