@@ -253,6 +253,20 @@ def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
     return model.from_db(connection.alias, None, converted)
 
 
+def converted(model: type[models.Model], name: str, value: Any) -> Any:
+    """One column of `model` (field `name`) as a cursor returned it, converted as the ORM converts it
+    (on SQLite, a datetime comes naive and is made aware; on PostgreSQL it comes as it is)."""
+    expression, converters = _field_converters(model, name, connection.vendor)
+    for convert in converters:
+        value = convert(value, expression, connection)
+    return value
+
+
+@functools.cache
+def _field_converters(model: type[models.Model], name: str, vendor: str) -> tuple[Any, list]:
+    return _converters(model, vendor)[[field.name for field in model._meta.concrete_fields].index(name)]
+
+
 @functools.cache
 def _converters(model: type[models.Model], vendor: str) -> list[tuple[Any, list]]:
     found = []
