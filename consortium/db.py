@@ -12,13 +12,13 @@ import functools
 import hashlib
 import re
 import weakref
-from typing import Any, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import orjson
 from psycopg2.extensions import AsIs
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import DatabaseError, connection, connections, models, router, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models, router, transaction
 from django.db.models import Lookup
 
 M = TypeVar("M", bound=models.Model)
@@ -253,12 +253,23 @@ def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
     return model.from_db(connection.alias, None, converted)
 
 
-def converted(model: type[models.Model], name: str, value: Any) -> Any:
-    """One column of `model` (field `name`) as a cursor returned it, converted as the ORM converts it
-    (on SQLite, a datetime comes naive and is made aware; on PostgreSQL it comes as it is)."""
+def converter(model: type[models.Model], name: str) -> Callable[[Any], Any]:
+    """What converts one column of `model` (field `name`) as a cursor returns it into the value the
+    ORM gives (on SQLite a datetime comes naive and is made aware; on PostgreSQL it comes as it is)."""
     expression, converters = _field_converters(model, name, connection.vendor)
-    for convert in converters:
-        value = convert(value, expression, connection)
+    if not converters:
+        return _same
+    db = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for, asked once
+
+    def convert(value: Any) -> Any:
+        for step in converters:
+            value = step(value, expression, db)
+        return value
+
+    return convert
+
+
+def _same(value: Any) -> Any:
     return value
 
 
