@@ -180,7 +180,8 @@ class Hash(models.Model):
 class Corroboration(models.Model):
     """A statement asserting a hash. Retracting the statement ends it; the row stays for the record."""
 
-    hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="corroborations")
+    # Not indexed alone: corroboration_unique and corroboration_live both lead with it.
+    hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="corroborations", db_index=False)
     statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="corroborations")
     member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="+")
     distance = models.PositiveSmallIntegerField(default=0, help_text="Bits from the hash's value (0: exact).")
@@ -316,7 +317,8 @@ class Event(models.Model):
     # seen by whoever sees the cause) or "dispute" (`dispute` opened, answered or resolved: seen by
     # whoever sees that dispute). Blank: statements or cluster only.
     change = models.CharField(max_length=16, blank=True)
-    dispute = models.ForeignKey("Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    dispute = models.ForeignKey("Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                db_index=False)  # indexed where set: event_dispute
     # The hash's live feedback (vote statements) and its disputes (Dispute.snapshot) after the event,
     # and the labels an administrator set, if any; each reader sees the part its visibility allows.
     feedback = models.JSONField(null=True, blank=True)  # None: none
@@ -325,6 +327,7 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["seq"]
+        indexes = [models.Index(fields=["dispute"], name="event_dispute", condition=models.Q(dispute__isnull=False))]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.type} hash {self.hash_id}"

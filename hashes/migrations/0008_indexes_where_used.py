@@ -1,5 +1,7 @@
-"""Statements: the member's own index goes (statement_member_recent and the jti constraint lead
-with member); rejection code, incident and retraction target are indexed where filled.
+"""Indexes that queries do not need, which every insert and every state change of a row writes:
+a statement's member, and a corroboration's hash, are no longer indexed alone (two indexes of
+each lead with them); a statement's rejection code, incident and retraction target, and an
+event's dispute, are indexed where set.
 
 The indexes are dropped by name rather than by altering the fields, which would drop and validate
 again each foreign key over the whole table."""
@@ -7,13 +9,15 @@ again each foreign key over the whole table."""
 import django.db.models.deletion
 from django.db import migrations, models
 
-# The indexes Django made for these fields (the `_like` one on PostgreSQL only): name -> column.
+# The indexes Django made for these fields (the `_like` one on PostgreSQL only): name -> (table, column).
 DROPPED = {
-    "hashes_statement_member_id_10c57c68": "member_id",
-    "hashes_statement_incident_id_7e82fc0a": "incident_id",
-    "hashes_statement_retracts_id_66503489": "retracts_id",
-    "hashes_statement_rejection_code_5566830b": "rejection_code",
-    "hashes_statement_rejection_code_5566830b_like": "rejection_code",
+    "hashes_statement_member_id_10c57c68": ("hashes_statement", "member_id"),
+    "hashes_statement_incident_id_7e82fc0a": ("hashes_statement", "incident_id"),
+    "hashes_statement_retracts_id_66503489": ("hashes_statement", "retracts_id"),
+    "hashes_statement_rejection_code_5566830b": ("hashes_statement", "rejection_code"),
+    "hashes_statement_rejection_code_5566830b_like": ("hashes_statement", "rejection_code"),
+    "hashes_corroboration_hash_id_6794dd9f": ("hashes_corroboration", "hash_id"),
+    "hashes_event_dispute_id_a480dc41": ("hashes_event", "dispute_id"),
 }
 
 
@@ -24,13 +28,13 @@ def drop_indexes(apps, schema_editor):
 
 def create_indexes(apps, schema_editor):
     postgresql = schema_editor.connection.vendor == "postgresql"
-    for name, column in DROPPED.items():
+    for name, (table, column) in DROPPED.items():
         if name.endswith("_like"):
             if postgresql:
-                schema_editor.execute(f"CREATE INDEX {schema_editor.quote_name(name)} ON hashes_statement "
+                schema_editor.execute(f"CREATE INDEX {schema_editor.quote_name(name)} ON {table} "
                                       f"({column} varchar_pattern_ops)")
         else:
-            schema_editor.execute(f"CREATE INDEX {schema_editor.quote_name(name)} ON hashes_statement ({column})")
+            schema_editor.execute(f"CREATE INDEX {schema_editor.quote_name(name)} ON {table} ({column})")
 
 
 class Migration(migrations.Migration):
@@ -43,6 +47,16 @@ class Migration(migrations.Migration):
     operations = [
         migrations.SeparateDatabaseAndState(
             state_operations=[
+                migrations.AlterField(
+                    model_name='corroboration',
+                    name='hash',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='corroborations', to='hashes.hash'),
+                ),
+                migrations.AlterField(
+                    model_name='event',
+                    name='dispute',
+                    field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='hashes.dispute'),
+                ),
                 migrations.AlterField(
                     model_name='statement',
                     name='incident',
@@ -77,5 +91,9 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='statement',
             index=models.Index(condition=models.Q(('retracts__isnull', False)), fields=['retracts'], name='statement_retracts'),
+        ),
+        migrations.AddIndex(
+            model_name='event',
+            index=models.Index(condition=models.Q(('dispute__isnull', False)), fields=['dispute'], name='event_dispute'),
         ),
     ]
