@@ -60,27 +60,32 @@ def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFa
     # As UUIDField prepares them, without asking the connection once per statement.
     native = connection.features.has_native_uuid_field
     values = [uuid.UUID(key) if native else uuid.UUID(key).hex for key in keys]
-    rows: dict[str, list] = {}
+    rows = {}
     for (statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict,
-         incident_id, label) in read_by_ids(
+         incident_id) in read_by_ids(
         "SELECT CAST(s.id AS TEXT), s.jti, s.kind, s.member_id, m.slug, m.kind, s.share_group_id, s.content_type, "
-        "s.raw, s.verdict, s.incident_id, l.slug FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
-        "LEFT JOIN hashes_statement_labels sl ON sl.statement_id = s.id LEFT JOIN hashes_label l ON l.id = sl.label_id "
+        "s.raw, s.verdict, s.incident_id FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
         f"WHERE {visible} AND s.id IN ({{ids}})",
         values, *params, prepare="statement_facts",
     ):
-        key = statement_key(statement_id)
-        if key not in rows:
-            rows[key] = [jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict,
-                         incident_id, []]
-        if label is not None:
-            rows[key][-1].append(label)
+        rows[statement_key(statement_id)] = (jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw,
+                                             verdict, incident_id)
+    # Labels apart, so that a statement's JWS (up to half a megabyte for a video) is read once.
+    labels: dict[str, list[str]] = {}
+    if rows:
+        for statement_id, label in read_by_ids(
+            "SELECT CAST(sl.statement_id AS TEXT), l.slug FROM hashes_statement_labels sl "
+            "JOIN hashes_label l ON l.id = sl.label_id WHERE sl.statement_id IN ({ids})",
+            [uuid.UUID(key) if native else uuid.UUID(key).hex for key in rows], prepare="statement_labels",
+        ):
+            labels.setdefault(statement_key(statement_id), []).append(label)
     return {
         key: StatementFacts(id=key, jti=jti, kind=kind, member_id=member_id, member_slug=slug,
                             member_kind=member_kind, share_group_id=share_group_id, content_type=content_type,
-                            raw=raw, labels=tuple(sorted(labels)), verdict=verdict, incident_id=incident_id)
-        for key, (jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, incident_id,
-                  labels) in rows.items()
+                            raw=raw, labels=tuple(sorted(labels.get(key, ()))), verdict=verdict,
+                            incident_id=incident_id)
+        for key, (jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, incident_id)
+        in rows.items()
     }
 
 
