@@ -107,6 +107,8 @@ MUTANTS: list[Mutant] = [
            " or share_group_id in self.group_ids", "", VISIBILITY),
     mutant("visibility.sees-everything", VIS,
            "return share_group_id is None or", "return True or", VISIBILITY + WEBHOOK_VISIBILITY),
+    mutant("visibility.sql-everyone-sees-groups", VIS,
+           'sql = f"({alias}.share_group_id IS NULL OR', 'sql = f"({alias}.share_group_id IS NOT NULL OR', VISIBILITY),
     mutant("visibility.live-only-ignored", VIS,
            "corroborations = corroborations.filter(retracted_at__isnull=True)", "pass", VISIBILITY),
     mutant("visibility.hashes-not-scoped", VIS,
