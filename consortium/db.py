@@ -12,13 +12,13 @@ import functools
 import hashlib
 import re
 import weakref
-from typing import Any, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import orjson
 from psycopg2.extensions import AsIs
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import DatabaseError, connection, connections, models, router, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models, router, transaction
 from django.db.models import Lookup
 
 M = TypeVar("M", bound=models.Model)
@@ -251,6 +251,31 @@ def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
             value = convert(value, expression, connection)
         converted.append(value)
     return model.from_db(connection.alias, None, converted)
+
+
+def converter(model: type[models.Model], name: str) -> Callable[[Any], Any]:
+    """What converts one column of `model` (field `name`) as a cursor returns it into the value the
+    ORM gives (on SQLite a datetime comes naive and is made aware; on PostgreSQL it comes as it is)."""
+    expression, converters = _field_converters(model, name, connection.vendor)
+    if not converters:
+        return _same
+    db = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for, asked once
+
+    def convert(value: Any) -> Any:
+        for step in converters:
+            value = step(value, expression, db)
+        return value
+
+    return convert
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _field_converters(model: type[models.Model], name: str, vendor: str) -> tuple[Any, list]:
+    return _converters(model, vendor)[[field.name for field in model._meta.concrete_fields].index(name)]
 
 
 @functools.cache

@@ -70,13 +70,14 @@ class Statement(models.Model):
         REJECTED = "rejected"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="statements")
+    # Not indexed alone: statement_member_recent and statement_jti_unique_per_member both lead with it.
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="statements", db_index=False)
     jti = models.CharField(max_length=200)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     raw = models.TextField()
     digest = models.CharField(max_length=64, help_text="SHA-256 of the raw JWS, to tell a resubmission from a replay.")
     state = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
-    rejection_code = models.CharField(max_length=64, blank=True, db_index=True)
+    rejection_code = models.CharField(max_length=64, blank=True)  # indexed where set: statement_rejected
     rejection_message = models.CharField(max_length=500, blank=True)
     priority = models.BooleanField(default=False, help_text="Names an active incident: processed first.")
     received_at = models.DateTimeField(default=timezone.now)
@@ -91,12 +92,13 @@ class Statement(models.Model):
     signals = models.JSONField(null=True, blank=True, help_text="The signals, validated and normalised.")
     note = models.TextField(blank=True)
     labels = models.ManyToManyField(Label, blank=True, related_name="statements")
-    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.PROTECT)
+    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.PROTECT, db_index=False)
     share_group = models.ForeignKey(
         SharingGroup, null=True, blank=True, on_delete=models.PROTECT,
         help_text="Empty: shared with the whole consortium.",
     )
-    retracts = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="retractions")
+    retracts = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="retractions",
+                                 db_index=False)
     retract_reason = models.TextField(blank=True)
     retracted_at = models.DateTimeField(null=True, blank=True, help_text="When its member retracted it.")
     # Feedback (kind "feedback"): what it is about, and what it says.
@@ -111,6 +113,12 @@ class Statement(models.Model):
             models.Index(fields=["state", "-priority", "received_at"], name="statement_work_queue"),
             models.Index(fields=["state", "queued_at"], name="statement_sweep"),
             models.Index(fields=["member", "-received_at"], name="statement_member_recent"),
+            # Every change of a statement's state writes a new entry in each index of the row (the
+            # state is indexed, so no update is HOT): columns that few statements fill are indexed
+            # where filled. Queries name a value (`= x`, `IN`), which implies the condition.
+            models.Index(fields=["rejection_code"], name="statement_rejected", condition=~models.Q(rejection_code="")),
+            models.Index(fields=["incident"], name="statement_incident", condition=models.Q(incident__isnull=False)),
+            models.Index(fields=["retracts"], name="statement_retracts", condition=models.Q(retracts__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -172,7 +180,8 @@ class Hash(models.Model):
 class Corroboration(models.Model):
     """A statement asserting a hash. Retracting the statement ends it; the row stays for the record."""
 
-    hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="corroborations")
+    # Not indexed alone: corroboration_unique and corroboration_live both lead with it.
+    hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="corroborations", db_index=False)
     statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="corroborations")
     member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="+")
     distance = models.PositiveSmallIntegerField(default=0, help_text="Bits from the hash's value (0: exact).")
@@ -308,7 +317,8 @@ class Event(models.Model):
     # seen by whoever sees the cause) or "dispute" (`dispute` opened, answered or resolved: seen by
     # whoever sees that dispute). Blank: statements or cluster only.
     change = models.CharField(max_length=16, blank=True)
-    dispute = models.ForeignKey("Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    dispute = models.ForeignKey("Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                db_index=False)  # indexed where set: event_dispute
     # The hash's live feedback (vote statements) and its disputes (Dispute.snapshot) after the event,
     # and the labels an administrator set, if any; each reader sees the part its visibility allows.
     feedback = models.JSONField(null=True, blank=True)  # None: none
@@ -317,6 +327,7 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["seq"]
+        indexes = [models.Index(fields=["dispute"], name="event_dispute", condition=models.Q(dispute__isnull=False))]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.type} hash {self.hash_id}"

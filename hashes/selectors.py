@@ -11,16 +11,16 @@ import numpy as np
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 
 from consortium.api.errors import DomainError, NotFound
-from consortium.db import AnyOf, read_by_ids
+from consortium.db import converter, read_by_ids, read_prepared
 from members.models import Member
 from suppression.selectors import suppressed_hash_ids
 
 from .matching import indexes
 from .services.feedback import load_governance
-from .models import Corroboration, Dispute, Event, Hash, HashLink, SignalType, Statement
+from .models import Corroboration, Dispute, Event, Hash, SignalType, Statement
 from .signals.parse import MatchQuery
 from .signals.vpdq import compare_rows, usable_rows
 from .visibility import Viewer, visible_hashes
@@ -48,28 +48,45 @@ class StatementFacts:
 
 
 def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFacts]:
-    """The statements among `ids` that the viewer may see (the others are not even read).
+    """The statements among `ids` that the viewer may see (the others are not even read: the
+    viewer's rule, Viewer.statement_sql, is the read's condition).
 
-    Plain tuples, not model instances: a feed page reads thousands of statements, named by one
-    array parameter (AnyOf) rather than one parameter each."""
-    visible = Statement.objects.filter(viewer.statement_q(), AnyOf(F("id"), set(ids)))
-    labels: dict[str, list[str]] = {}
-    for statement_id, slug in Statement.labels.through.objects.filter(statement__in=visible).values_list(
-        "statement_id", "label__slug"
-    ):
-        labels.setdefault(str(statement_id), []).append(slug)
-    rows = visible.values_list("id", "jti", "kind", "member_id", "member__slug", "member__kind", "share_group_id",
-                               "content_type", "raw", "verdict", "incident_id")
-    facts = {}
+    Plain SQL and tuples, not a queryset and model instances: a feed page reads thousands of
+    statements, named by one array parameter, and a prepared read on PostgreSQL."""
+    keys = {str(i) for i in ids}
+    if not keys:
+        return {}
+    visible, params = viewer.statement_sql("s", connection.vendor)
+    # As UUIDField prepares them, without asking the connection once per statement.
+    native = connection.features.has_native_uuid_field
+    values = [uuid.UUID(key) if native else uuid.UUID(key).hex for key in keys]
+    rows = {}
     for (statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict,
-         incident_id) in rows:
-        key = str(statement_id)
-        facts[key] = StatementFacts(
-            id=key, jti=jti, kind=kind, member_id=member_id, member_slug=slug, member_kind=member_kind,
-            share_group_id=share_group_id, content_type=content_type, raw=raw,
-            labels=tuple(sorted(labels.get(key, ()))), verdict=verdict, incident_id=incident_id,
-        )
-    return facts
+         incident_id) in read_by_ids(
+        "SELECT CAST(s.id AS TEXT), s.jti, s.kind, s.member_id, m.slug, m.kind, s.share_group_id, s.content_type, "
+        "s.raw, s.verdict, s.incident_id FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
+        f"WHERE {visible} AND s.id IN ({{ids}})",
+        values, *params, prepare="statement_facts",
+    ):
+        rows[statement_key(statement_id)] = (jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw,
+                                             verdict, incident_id)
+    # Labels apart, so that a statement's JWS (up to half a megabyte for a video) is read once.
+    labels: dict[str, list[str]] = {}
+    if rows:
+        for statement_id, label in read_by_ids(
+            "SELECT CAST(sl.statement_id AS TEXT), l.slug FROM hashes_statement_labels sl "
+            "JOIN hashes_label l ON l.id = sl.label_id WHERE sl.statement_id IN ({ids})",
+            [uuid.UUID(key) if native else uuid.UUID(key).hex for key in rows], prepare="statement_labels",
+        ):
+            labels.setdefault(statement_key(statement_id), []).append(label)
+    return {
+        key: StatementFacts(id=key, jti=jti, kind=kind, member_id=member_id, member_slug=slug,
+                            member_kind=member_kind, share_group_id=share_group_id, content_type=content_type,
+                            raw=raw, labels=tuple(sorted(labels.get(key, ()))), verdict=verdict,
+                            incident_id=incident_id)
+        for key, (jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, incident_id)
+        in rows.items()
+    }
 
 
 def visible_facts(viewer: Viewer, ids: Iterable[str], facts: dict[str, StatementFacts]) -> list[StatementFacts]:
@@ -82,8 +99,9 @@ def visible_facts(viewer: Viewer, ids: Iterable[str], facts: dict[str, Statement
 
 def visible_links(viewer: Viewer, hash_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
     """For each hash, the links that placed it in its cluster, to hashes the viewer may see."""
-    rows = list(HashLink.objects.filter(hash_id__in=set(hash_ids)).order_by("id").values_list(
-        "hash_id", "linked_to_id", "distance", "query_match_percent", "stored_match_percent"))
+    rows = read_by_ids(
+        "SELECT hash_id, linked_to_id, distance, query_match_percent, stored_match_percent FROM hashes_hashlink "
+        "WHERE hash_id IN ({ids}) ORDER BY id", set(hash_ids), prepare="hash_links")
     if not rows:
         return {}
     visible = set(visible_hashes(viewer).filter(pk__in={r[1] for r in rows}).values_list("pk", flat=True))
@@ -294,19 +312,80 @@ def cause_view(cause: StatementFacts, statements: list[StatementFacts]) -> dict[
     return view
 
 
+@dataclass(frozen=True, slots=True)
+class EventHash:
+    """What a feed event shows of its hash's row (see hash_view)."""
+
+    pk: int
+    signal_type: str
+    value: str
+    frames: list[dict[str, Any]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An Event as the feed reads it (plain SQL, no model instance): the fields event_view uses."""
+
+    seq: int
+    event_id: str
+    occurred_at: Any  # an aware datetime
+    hash_id: int
+    hash: EventHash
+    cause_id: str | None
+    statements_before: list[str]
+    statements_after: list[str]
+    cluster_id_at: int
+    cluster_before: int | None
+    change: str
+    dispute_id: int | None
+    feedback: list[str] | None
+    disputes: list[dict[str, Any]] | None
+    labels_override: list[str] | None
+
+    refs = Event.refs
+
+
+def feed_events(after: int, limit: int) -> list[EventRow]:
+    """The first `limit` events after seq `after`, in seq order, with their hashes: one prepared read."""
+    events = []
+    occurred = converter(Event, "occurred_at")
+    for (seq, event_id, occurred_at, hash_id, cause_id, before, after_, cluster_id_at, cluster_before, change,
+         dispute_id, feedback, disputes, labels_override, signal_type, value, frames) in read_prepared(
+        "feed_events",
+        "SELECT e.seq, CAST(e.event_id AS TEXT), e.occurred_at, e.hash_id, CAST(e.cause_id AS TEXT), "
+        "e.statements_before, e.statements_after, e.cluster_id_at, e.cluster_before, e.change, e.dispute_id, "
+        "e.feedback, e.disputes, e.labels_override, h.signal_type, h.value, h.frames "
+        "FROM hashes_event e JOIN hashes_hash h ON h.id = e.hash_id WHERE e.seq > %s ORDER BY e.seq LIMIT %s",
+        [after, limit],
+    ):
+        events.append(EventRow(
+            seq, statement_key(event_id), occurred(occurred_at), hash_id,
+            EventHash(hash_id, signal_type, value, json_column(frames)),
+            statement_key(cause_id) if cause_id is not None else None, json_column(before), json_column(after_),
+            cluster_id_at, cluster_before, change, dispute_id, json_column(feedback), json_column(disputes),
+            json_column(labels_override)))
+    return events
+
+
 def feed_page(*, viewer: Viewer, after: int, limit: int, max_bytes: int | None = None) -> dict[str, Any]:
     """Events after `after` that the viewer may see, in seq order, at most `limit` of them and (past
     the first) about `max_bytes` of signed statements, so a page of large vPDQ statements stays sane.
 
     `next_after` is the last seq scanned, not the last returned, so a reader that keeps asking after
-    `next_after` skips invisible events without ever skipping a visible one."""
+    `next_after` skips invisible events without ever skipping a visible one.
+
+    Every reader polls it, so it is read with plain SQL (feed_events, statement_facts), and each
+    chunk is read one event longer than a page: whether more events follow is then known from the
+    chunk unless the chunk was scanned to its end."""
     max_bytes = settings.FEED_MAX_BYTES if max_bytes is None else max_bytes
     events: list[dict[str, Any]] = []
     cursor, scanned, budget, size = after, 0, limit * FEED_SCAN_FACTOR, 0
     full = False
+    more: bool | None = None  # whether events follow `cursor`, as the last read tells (None: it does not)
     while not full and scanned < budget:
-        chunk = list(Event.objects.filter(seq__gt=cursor).select_related("hash").order_by("seq")[:limit])
+        chunk = feed_events(cursor, limit + 1)
         if not chunk:
+            more = False
             break
         facts = statement_facts({i for e in chunk for i in e.refs()}, viewer)
         links = visible_links(viewer, {e.hash_id for e in chunk})
@@ -323,7 +402,15 @@ def feed_page(*, viewer: Viewer, after: int, limit: int, max_bytes: int | None =
             if len(events) == limit or scanned == budget:
                 full = len(events) == limit
                 break
-    has_more = Event.objects.filter(seq__gt=cursor).exists()
+        if cursor != chunk[-1].seq:
+            more = True  # an event read follows the cursor
+        elif len(chunk) <= limit:
+            more = False  # the chunk reached the end of the feed as it was read
+            break
+        else:
+            more = None
+    has_more = more if more is not None else bool(
+        read_prepared("feed_more", "SELECT EXISTS (SELECT 1 FROM hashes_event WHERE seq > %s)", [cursor])[0][0])
     return {"events": events, "next_after": cursor, "has_more": has_more}
 
 
@@ -517,8 +604,14 @@ class HashRow:
 
 
 def json_column(value: Any) -> Any:
-    """A JSON column as a cursor returns it: text on SQLite and (as Django sets psycopg up) on PostgreSQL."""
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
+    """A JSON column as a cursor returns it: text on SQLite and (as Django sets psycopg up) on PostgreSQL.
+    orjson, several times faster, reads what json reads; what it refuses (NaN) goes to json."""
+    if not isinstance(value, (str, bytes)):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)
 
 
 def statement_key(value: Any) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.db.models import QuerySet
 
+from consortium.db import read_by_ids
+
 from hashes.models import Hash, SignalType
 
 from .entries import BenignList
@@ -34,14 +36,14 @@ def benign_list(*, among: Iterable[tuple[str, str]] | None = None) -> BenignList
         wanted.setdefault(signal_type, set()).add(value)
     if not wanted:
         return BenignList.empty()
-    rows = []
-    if SignalType.PDQ in wanted:
-        rows += active.filter(signal_type=SignalType.PDQ).values_list("signal_type", "value")
-    for signal_type, values in wanted.items():
-        if signal_type == SignalType.PDQ:
-            continue
-        for chunk in chunked(sorted(values), LOOKUP_CHUNK):
-            rows += active.filter(signal_type=signal_type, value__in=chunk).values_list("signal_type", "value")
+    # One prepared read (publishing asks it for every batch): every PDQ entry if a PDQ is among the
+    # signals (the only kind covered by distance), and the entries listing one of their values (once:
+    # off PostgreSQL the values are read in chunks, each of which finds the PDQ entries again).
+    pdq = SignalType.PDQ if SignalType.PDQ in wanted else ""
+    rows = list(dict.fromkeys((signal_type, value) for signal_type, value in read_by_ids(
+        "SELECT signal_type, value FROM suppression_benignentry WHERE active AND (signal_type = %s OR value IN ({ids}))",
+        sorted({value for values in wanted.values() for value in values}), pdq, prepare="benign_among",
+    ) if signal_type == pdq or value in wanted.get(signal_type, ())))
     return BenignList.of(rows, distance=settings.BENIGN_DISTANCE)
 
 
