@@ -1,7 +1,8 @@
 """Writes the deploy files from deploy/Procfile, so that compose, Kubernetes and systemd run exactly
 the commands `make run` and the end-to-end tests run:
 
-    python -m deploy.generate           # rewrite compose.yaml, kubernetes/*.yaml, systemd/*
+    python -m deploy.generate           # rewrite compose.yaml, kubernetes/*.yaml, systemd/*, and
+                                        # README.md's list of the systemd metrics ports
     python -m deploy.generate --check   # exit 1, naming each file, if any is not what this writes
 
 The Procfile says what each process runs; this module says how each platform runs it (image, sizes,
@@ -97,6 +98,8 @@ COMPOSE_SETTINGS = {
 # serves all; a worker container has an address of its own, so one port too. systemd: a runtime
 # directory per unit, and a port per worker on the host, from SYSTEMD_METRICS_PORT in Procfile order,
 # on 127.0.0.1 (a drop-in sets another address where the scraper is not on the host).
+# deploy/README.md names each systemd worker's port between these markers, written here as well.
+README_PORTS = ("<!-- systemd metrics ports, from deploy/generate.py: -->", "<!-- end -->")
 CONTAINER_METRICS_DIR = "/tmp/consortium-metrics"
 CONTAINER_WORKER_METRICS = "0.0.0.0:9100"
 SYSTEMD_METRICS_PORT = 9101
@@ -398,6 +401,24 @@ SERVICE_COMMON = [
 ]
 
 
+def systemd_metrics_ports(processes: dict[str, list[str]]) -> dict[str, int]:
+    """Each Celery worker's port on a systemd host, from SYSTEMD_METRICS_PORT in Procfile order."""
+    workers = [name for name, argv in processes.items() if celery_node(argv) is not None]
+    return {name: SYSTEMD_METRICS_PORT + index for index, name in enumerate(workers)}
+
+
+def readme(path: Path, processes: dict[str, list[str]]) -> str:
+    """deploy/README.md with the systemd metrics ports, between the README_PORTS markers, as the units set them."""
+    text = path.read_text()
+    start, end = README_PORTS
+    if text.count(start) != 1 or end not in text[text.find(start):]:
+        raise ValueError(f"{path}: want {start} ... {end} once, around the systemd metrics ports")
+    named = [f"{port} ({name})" for name, port in systemd_metrics_ports(processes).items()]
+    ports = f"127.0.0.1:{named[0]}" if len(named) == 1 else f"127.0.0.1:{', '.join(named[:-1])} and {named[-1]}"
+    before, _, rest = text.partition(start)
+    return f"{before}{start}{ports}{end}{rest.split(end, 1)[1]}"
+
+
 def systemd(processes: dict[str, list[str]]) -> dict[str, str]:
     units = {"consortium-migrate.service": unit({
         "Unit": [("Description", "consortium: database migrations (once per release, before the processes)"),
@@ -405,8 +426,7 @@ def systemd(processes: dict[str, list[str]]) -> dict[str, str]:
         "Service": [("Type", "oneshot"), ("RemainAfterExit", "yes"), *SERVICE_COMMON,
                     ("ExecStart", exec_line(MIGRATE))],
     })}
-    workers = [name for name, argv in processes.items() if celery_node(argv) is not None]
-    ports = {name: SYSTEMD_METRICS_PORT + index for index, name in enumerate(workers)}
+    ports = systemd_metrics_ports(processes)
     for name, argv in processes.items():
         service = [("Type", "exec"), *SERVICE_COMMON]
         metrics = metrics_environment(argv, f"/run/consortium-metrics-{name}", f"127.0.0.1:{ports.get(name)}")
@@ -482,11 +502,13 @@ def render(deploy_dir: Path = DEPLOY) -> dict[Path, str]:
     files = {deploy_dir / "compose.yaml": to_yaml(*compose(processes))}
     files |= {deploy_dir / "kubernetes" / name: to_yaml(doc) for name, doc in kubernetes(processes).items()}
     files |= {deploy_dir / "systemd" / name: text for name, text in systemd(processes).items()}
+    files[deploy_dir / "README.md"] = readme(deploy_dir / "README.md", processes)
     return files
 
 
 def generated_paths(deploy_dir: Path) -> set[Path]:
-    """The files on disk that this module owns (anything else there is left alone)."""
+    """The files on disk that this module owns whole (anything else there is left alone, and README.md,
+    of which it writes a part, never removed)."""
     return ({deploy_dir / "compose.yaml"} | set((deploy_dir / "kubernetes").glob("*.yaml"))
             | set((deploy_dir / "systemd").glob("*.service")) | set((deploy_dir / "systemd").glob("*.target")))
 

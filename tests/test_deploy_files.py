@@ -429,6 +429,52 @@ def test_systemd_gives_each_unit_its_own_runtime_directory_and_each_worker_its_o
     check_systemd_metrics(DEPLOY)
 
 
+def readme_metrics_ports(deploy_dir: Path) -> dict[str, int]:
+    """The systemd workers' ports as deploy/README.md tells the operator: `127.0.0.1:9101 (worker), ...`."""
+    text = " ".join((deploy_dir / "README.md").read_text().split())
+    (listed,) = re.findall(r"serve theirs on (?:<!--[^>]*-->)?\s*(127\.0\.0\.1:[^;]*?)(?:<!--[^>]*-->)?;", text)
+    return {name: int(port) for port, name in re.findall(r"(\d+) \((\w+)\)", listed)}
+
+
+def unit_metrics_ports(deploy_dir: Path) -> dict[str, int]:
+    return {path.stem.removeprefix("consortium-"): host_port(unit_environment(path)["WORKER_METRICS_ADDRESS"])[1]
+            for path in sorted((deploy_dir / "systemd").glob("consortium-*.service"))
+            if "WORKER_METRICS_ADDRESS" in unit_environment(path)}
+
+
+def test_the_readme_names_each_systemd_workers_metrics_port_as_its_unit_sets_it():
+    assert readme_metrics_ports(DEPLOY) == unit_metrics_ports(DEPLOY)
+    assert set(unit_metrics_ports(DEPLOY)) == {name for name, argv in procfile_commands(DEPLOY).items()
+                                               if is_celery_worker(argv)}
+
+
+def test_workers_reordered_in_the_procfile_move_their_ports_in_the_readme_too(deploy_copy):
+    procfile = deploy_copy / "Procfile"
+    lines = procfile.read_text().splitlines(keepends=True)
+    dispatch = next(i for i, line in enumerate(lines) if line.startswith("dispatch:"))
+    deliver = next(i for i, line in enumerate(lines) if line.startswith("deliver:"))
+    lines[dispatch], lines[deliver] = lines[deliver], lines[dispatch]
+    procfile.write_text("".join(lines))
+    before = readme_metrics_ports(deploy_copy)
+
+    assert "README.md: differs" in generate.stale(deploy_copy)
+    generate.write(deploy_copy)
+
+    assert generate.stale(deploy_copy) == []
+    assert readme_metrics_ports(deploy_copy) == unit_metrics_ports(deploy_copy) != before
+    assert (readme_metrics_ports(deploy_copy)["deliver"], readme_metrics_ports(deploy_copy)["dispatch"]) == (
+        before["dispatch"], before["deliver"])
+
+
+def test_a_port_written_by_hand_in_the_readme_is_found(deploy_copy):
+    """The checks above are only as good as their ability to say no."""
+    readme = deploy_copy / "README.md"
+    readme.write_text(readme.read_text().replace("9104 (media)", "9105 (media)"))
+
+    assert readme_metrics_ports(deploy_copy) != unit_metrics_ports(deploy_copy)
+    assert generate.stale(deploy_copy) == ["README.md: differs"]
+
+
 @pytest.mark.parametrize("unit, before, after", [
     ("dispatch", "Environment=PROMETHEUS_MULTIPROC_DIR=/run/consortium-metrics-dispatch",
      "Environment=PROMETHEUS_MULTIPROC_DIR=/run/consortium-metrics-web"),
