@@ -74,6 +74,9 @@ K8S_SETTINGS = {
     "CELERY_WORKER_CONCURRENCY": "2",
     "LOG_LEVEL": "INFO",
     "LOG_FORMAT": "json",
+    # The readiness probe routes the Service: a lagging pipeline (the workers' problem) would take every
+    # web pod out at once, matching included. Alert on consortium_pipeline_lag_seconds instead.
+    "READY_MAX_PIPELINE_LAG_SECONDS": "0",
 }
 # Compose: files under deploy/secrets/ and variables from deploy/.env (both kept out of git).
 COMPOSE_SECRETS = {

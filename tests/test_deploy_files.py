@@ -231,6 +231,16 @@ def test_web_is_probed_on_healthz_and_readyz_and_served_by_the_service():
     assert service["spec"]["ports"][0]["targetPort"] in {port["name"] for port in container["ports"]}
 
 
+def test_a_lagging_pipeline_never_takes_the_web_pods_out_of_the_service():
+    """Readiness decides which pods the Service sends requests to; a pipeline lag past the limit fails
+    /readyz in every web pod at once, so the pods' settings turn that check off (alert on the metric)."""
+    probe = main_container(deployments(DEPLOY)["web"])["readinessProbe"]
+    settings_ = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]
+
+    assert probe["httpGet"]["path"] == "/readyz"
+    assert settings_["READY_MAX_PIPELINE_LAG_SECONDS"] == "0"
+
+
 def test_beat_is_a_single_replica_replaced_never_rolled():
     beat = deployments(DEPLOY)["beat"]
 
