@@ -7,7 +7,7 @@ still complete, nothing is skipped."""
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
