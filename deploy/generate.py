@@ -101,11 +101,11 @@ COMPOSE_SETTINGS = {
 # serves all; a worker container has an address of its own, so one port too. systemd: a runtime
 # directory per unit, and a port per worker on the host, from SYSTEMD_METRICS_PORT in Procfile order,
 # on 127.0.0.1 (a drop-in sets another address where the scraper is not on the host).
-# deploy/README.md names each systemd worker's port between these markers, written here as well.
-README_PORTS = ("<!-- systemd metrics ports, from deploy/generate.py: -->", "<!-- end -->")
 CONTAINER_METRICS_DIR = "/tmp/consortium-metrics"
 CONTAINER_WORKER_METRICS = "0.0.0.0:9100"
 SYSTEMD_METRICS_PORT = 9101
+# deploy/README.md names each systemd worker's port between these markers, written here as well.
+README_PORTS = ("<!-- systemd metrics ports, from deploy/generate.py: -->", "<!-- end -->")
 # Media jobs (media/): web writes each upload under MEDIA_JOB_DIR (CONSORTIUM_VAR_DIR/media-jobs), a
 # media worker hashes it from there and deletes it, and the media sweep (queue `sweep`, on `worker`)
 # deletes what no job holds; the upload's file is hard-linked to the job's within that folder. Every
