@@ -94,7 +94,8 @@ def test_a_deliver_worker_killed_mid_delivery_loses_nothing_and_resends_the_same
 def test_a_redis_restart_during_a_run_delays_deliveries_but_loses_none(
     live_stack, live_receiver, actor_factory, private_redis,
 ):
-    live_stack.overrides.update(CELERY_BROKER_URL=private_redis.url, CACHE_URL=private_redis.url)
+    live_stack.overrides = {**live_stack.overrides, "CELERY_BROKER_URL": private_redis.url,
+                            "CACHE_URL": private_redis.url}
     alice, bob = actor_factory("alice"), actor_factory("bob")
     live_stack.start("web", "worker", "dispatch", "deliver", "beat")
     live_stack.wait_for_web()
