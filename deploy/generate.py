@@ -1,7 +1,8 @@
 """Writes the deploy files from deploy/Procfile, so that compose, Kubernetes and systemd run exactly
 the commands `make run` and the end-to-end tests run:
 
-    python -m deploy.generate           # rewrite compose.yaml, kubernetes/*.yaml, systemd/*
+    python -m deploy.generate           # rewrite compose.yaml, kubernetes/*.yaml, systemd/*, and
+                                        # README.md's list of the systemd metrics ports
     python -m deploy.generate --check   # exit 1, naming each file, if any is not what this writes
 
 The Procfile says what each process runs; this module says how each platform runs it (image, sizes,
@@ -73,6 +74,9 @@ K8S_SETTINGS = {
     "CELERY_WORKER_CONCURRENCY": "2",
     "LOG_LEVEL": "INFO",
     "LOG_FORMAT": "json",
+    # The readiness probe routes the Service: a lagging pipeline (the workers' problem) would take every
+    # web pod out at once, matching included. Alert on consortium_pipeline_lag_seconds instead.
+    "READY_MAX_PIPELINE_LAG_SECONDS": "0",
 }
 # Compose: files under deploy/secrets/ and variables from deploy/.env (both kept out of git).
 COMPOSE_SECRETS = {
@@ -100,6 +104,20 @@ COMPOSE_SETTINGS = {
 CONTAINER_METRICS_DIR = "/tmp/consortium-metrics"
 CONTAINER_WORKER_METRICS = "0.0.0.0:9100"
 SYSTEMD_METRICS_PORT = 9101
+# deploy/README.md names each systemd worker's port between these markers, written here as well.
+README_PORTS = ("<!-- systemd metrics ports, from deploy/generate.py: -->", "<!-- end -->")
+# Media jobs (media/): web writes each upload under MEDIA_JOB_DIR (CONSORTIUM_VAR_DIR/media-jobs), a
+# media worker hashes it from there and deletes it, and the media sweep (queue `sweep`, on `worker`)
+# deletes what no job holds; the upload's file is hard-linked to the job's within that folder. Every
+# process that takes such work mounts one shared volume there (compose: a named volume; Kubernetes: a
+# ReadWriteMany claim); the rest of CONSORTIUM_VAR_DIR stays each container's own.
+MEDIA_JOB_DIR = f"{VAR_DIR}/media-jobs"
+MEDIA_JOB_QUEUES = {"media", "sweep"}  # settings.CELERY_TASK_ROUTES of media.tasks (the test checks it)
+MEDIA_JOB_VOLUME = "media-jobs"
+K8S_MEDIA_JOB_CLAIM = "consortium-media-jobs"
+# Uploads wait here until hashed: MEDIA_MAX_BYTES (256 MiB) x MEDIA_JOB_MAX_PER_MEMBER (4) a member
+# at most, plus uploads in flight. An operator with many members sending video raises it.
+K8S_MEDIA_JOB_STORAGE = "20Gi"
 POSTGRES_IMAGE = "postgres:16"
 REDIS_IMAGE = "redis:7"
 
@@ -146,6 +164,19 @@ def metrics_environment(argv: list[str], metrics_dir: str, worker_address: str) 
     if celery_node(argv) is not None:
         return {"PROMETHEUS_MULTIPROC_DIR": metrics_dir, "WORKER_METRICS_ADDRESS": worker_address}
     return {}
+
+
+def shares_media_jobs(argv: list[str]) -> bool:
+    """gunicorn (it takes the uploads) and a Celery worker that consumes a queue of media.tasks (a
+    worker with no --queues consumes every queue)."""
+    if argv[:1] == ["gunicorn"]:
+        return True
+    if celery_node(argv) is None:
+        return False
+    for flag in ("--queues", "-Q"):
+        if flag in argv:
+            return bool(set(argv[argv.index(flag) + 1].split(",")) & MEDIA_JOB_QUEUES)
+    return True
 
 
 def worker_ping(argv: list[str], hostname: str) -> str | None:
@@ -208,6 +239,8 @@ def compose(processes: dict[str, list[str]]) -> tuple[dict[str, Any], dict[int, 
         service = app(argv)
         if metrics := metrics_environment(argv, CONTAINER_METRICS_DIR, CONTAINER_WORKER_METRICS):
             service["environment"] = Merged(environment, **metrics)
+        if shares_media_jobs(argv):
+            service["volumes"] = [f"{MEDIA_JOB_VOLUME}:{MEDIA_JOB_DIR}"]
         service["depends_on"] = after_migrate
         if name == WEB:
             # Compose restarts nothing on a failed check; healthy means ready, as /readyz says.
@@ -223,7 +256,7 @@ def compose(processes: dict[str, list[str]]) -> tuple[dict[str, Any], dict[int, 
     return {
         "name": "consortium",
         "services": services,
-        "volumes": {"postgres": {}, "redis": {}},
+        "volumes": {"postgres": {}, "redis": {}, MEDIA_JOB_VOLUME: {}},
         "secrets": {name: {"file": path} for name, (_, path) in COMPOSE_SECRETS.items()},
     }, shared
 
@@ -241,7 +274,7 @@ def pod_environment() -> list[dict[str, Any]]:
 
 
 def container(name: str, command: list[str], size: Size | None = None,
-              environment: dict[str, str] | None = None) -> dict[str, Any]:
+              environment: dict[str, str] | None = None, media_jobs: bool = False) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": name,
         "image": IMAGE,
@@ -252,6 +285,7 @@ def container(name: str, command: list[str], size: Size | None = None,
             {"name": "signing-key", "mountPath": K8S_KEY_DIR, "readOnly": True},
             {"name": "var", "mountPath": VAR_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
+            *([{"name": MEDIA_JOB_VOLUME, "mountPath": MEDIA_JOB_DIR}] if media_jobs else []),
         ],
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
@@ -263,10 +297,12 @@ def container(name: str, command: list[str], size: Size | None = None,
 
 
 def pod(containers: list[dict[str, Any]], *, init: list[dict[str, Any]] | None = None,
-        restart: str | None = None, grace: int = 60) -> dict[str, Any]:
+        restart: str | None = None, grace: int = 60, media_jobs: bool = False) -> dict[str, Any]:
+    security: dict[str, Any] = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001}
+    if media_jobs:  # the shared claim: not every file of it walked (and chowned) at each pod's start
+        security["fsGroupChangePolicy"] = "OnRootMismatch"
     spec: dict[str, Any] = {
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {**security, "seccompProfile": {"type": "RuntimeDefault"}},
         "terminationGracePeriodSeconds": grace,
     }
     if restart:
@@ -280,13 +316,16 @@ def pod(containers: list[dict[str, Any]], *, init: list[dict[str, Any]] | None =
         {"name": "var", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
     ]
+    if media_jobs:
+        spec["volumes"].append({"name": MEDIA_JOB_VOLUME, "persistentVolumeClaim": {"claimName": K8S_MEDIA_JOB_CLAIM}})
     return spec
 
 
 def deployment(name: str, argv: list[str]) -> dict[str, Any]:
     size = SIZES[name]
     metrics = metrics_environment(argv, CONTAINER_METRICS_DIR, CONTAINER_WORKER_METRICS)
-    main = container(name, argv, size, metrics)
+    media_jobs = shares_media_jobs(argv)
+    main = container(name, argv, size, metrics, media_jobs=media_jobs)
     if "WORKER_METRICS_ADDRESS" in metrics:
         main["ports"] = [{"name": "metrics", "containerPort": int(metrics["WORKER_METRICS_ADDRESS"].rpartition(":")[2])}]
     if name == WEB:
@@ -303,7 +342,8 @@ def deployment(name: str, argv: list[str]) -> dict[str, Any]:
     if name in SINGLETONS:
         spec["strategy"] = {"type": "Recreate"}  # never two at once, not even during a rollout
     spec["template"] = {"metadata": {"labels": labels(name)},
-                        "spec": pod([main], init=[container("wait-for-migrations", MIGRATED, ONE_SHOT)])}
+                        "spec": pod([main], init=[container("wait-for-migrations", MIGRATED, ONE_SHOT)],
+                                    media_jobs=media_jobs)}
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": f"consortium-{name}", "labels": labels(name)}, "spec": spec}
 
@@ -323,6 +363,12 @@ def kubernetes(processes: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "consortium-web", "labels": labels(WEB)},
             "spec": {"selector": labels(WEB), "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+        },
+        # Mounted by pods on any node at once: the storage class must offer ReadWriteMany (deploy/README.md).
+        "media-jobs-claim.yaml": {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": K8S_MEDIA_JOB_CLAIM, "labels": labels(MEDIA_JOB_VOLUME)},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": K8S_MEDIA_JOB_STORAGE}}},
         },
     }
     for name, argv in processes.items():
@@ -358,6 +404,24 @@ SERVICE_COMMON = [
 ]
 
 
+def systemd_metrics_ports(processes: dict[str, list[str]]) -> dict[str, int]:
+    """Each Celery worker's port on a systemd host, from SYSTEMD_METRICS_PORT in Procfile order."""
+    workers = [name for name, argv in processes.items() if celery_node(argv) is not None]
+    return {name: SYSTEMD_METRICS_PORT + index for index, name in enumerate(workers)}
+
+
+def readme(path: Path, processes: dict[str, list[str]]) -> str:
+    """deploy/README.md with the systemd metrics ports, between the README_PORTS markers, as the units set them."""
+    text = path.read_text()
+    start, end = README_PORTS
+    if text.count(start) != 1 or end not in text[text.find(start):]:
+        raise ValueError(f"{path}: want {start} ... {end} once, around the systemd metrics ports")
+    named = [f"{port} ({name})" for name, port in systemd_metrics_ports(processes).items()]
+    ports = f"127.0.0.1:{named[0]}" if len(named) == 1 else f"127.0.0.1:{', '.join(named[:-1])} and {named[-1]}"
+    before, _, rest = text.partition(start)
+    return f"{before}{start}{ports}{end}{rest.split(end, 1)[1]}"
+
+
 def systemd(processes: dict[str, list[str]]) -> dict[str, str]:
     units = {"consortium-migrate.service": unit({
         "Unit": [("Description", "consortium: database migrations (once per release, before the processes)"),
@@ -365,8 +429,7 @@ def systemd(processes: dict[str, list[str]]) -> dict[str, str]:
         "Service": [("Type", "oneshot"), ("RemainAfterExit", "yes"), *SERVICE_COMMON,
                     ("ExecStart", exec_line(MIGRATE))],
     })}
-    workers = [name for name, argv in processes.items() if celery_node(argv) is not None]
-    ports = {name: SYSTEMD_METRICS_PORT + index for index, name in enumerate(workers)}
+    ports = systemd_metrics_ports(processes)
     for name, argv in processes.items():
         service = [("Type", "exec"), *SERVICE_COMMON]
         metrics = metrics_environment(argv, f"/run/consortium-metrics-{name}", f"127.0.0.1:{ports.get(name)}")
@@ -442,11 +505,13 @@ def render(deploy_dir: Path = DEPLOY) -> dict[Path, str]:
     files = {deploy_dir / "compose.yaml": to_yaml(*compose(processes))}
     files |= {deploy_dir / "kubernetes" / name: to_yaml(doc) for name, doc in kubernetes(processes).items()}
     files |= {deploy_dir / "systemd" / name: text for name, text in systemd(processes).items()}
+    files[deploy_dir / "README.md"] = readme(deploy_dir / "README.md", processes)
     return files
 
 
 def generated_paths(deploy_dir: Path) -> set[Path]:
-    """The files on disk that this module owns (anything else there is left alone)."""
+    """The files on disk that this module owns whole (anything else there is left alone, and README.md,
+    of which it writes a part, never removed)."""
     return ({deploy_dir / "compose.yaml"} | set((deploy_dir / "kubernetes").glob("*.yaml"))
             | set((deploy_dir / "systemd").glob("*.service")) | set((deploy_dir / "systemd").glob("*.target")))
 

@@ -6,6 +6,7 @@ run exactly the Procfile's commands (each file parsed as its platform reads it),
 from __future__ import annotations
 
 import configparser
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from django.conf import settings
 
 from deploy import generate
 
@@ -188,7 +190,8 @@ def test_migrations_run_the_same_command_everywhere():
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_every_manifest_passes_the_kubernetes_schema_strictly(version):
     found = manifests(DEPLOY)
-    assert {doc["kind"] for doc in found.values()} == {"ConfigMap", "Deployment", "Job", "Service"}
+    assert {doc["kind"] for doc in found.values()} == {"ConfigMap", "Deployment", "Job", "Service",
+                                                           "PersistentVolumeClaim"}
     for name, document in found.items():
         try:
             kubernetes_validate.validate(document, version, strict=True)
@@ -226,6 +229,16 @@ def test_web_is_probed_on_healthz_and_readyz_and_served_by_the_service():
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert service["spec"]["selector"] == web["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["ports"][0]["targetPort"] in {port["name"] for port in container["ports"]}
+
+
+def test_a_lagging_pipeline_never_takes_the_web_pods_out_of_the_service():
+    """Readiness decides which pods the Service sends requests to; a pipeline lag past the limit fails
+    /readyz in every web pod at once, so the pods' settings turn that check off (alert on the metric)."""
+    probe = main_container(deployments(DEPLOY)["web"])["readinessProbe"]
+    settings_ = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]
+
+    assert probe["httpGet"]["path"] == "/readyz"
+    assert settings_["READY_MAX_PIPELINE_LAG_SECONDS"] == "0"
 
 
 def test_beat_is_a_single_replica_replaced_never_rolled():
@@ -426,6 +439,52 @@ def test_systemd_gives_each_unit_its_own_runtime_directory_and_each_worker_its_o
     check_systemd_metrics(DEPLOY)
 
 
+def readme_metrics_ports(deploy_dir: Path) -> dict[str, int]:
+    """The systemd workers' ports as deploy/README.md tells the operator: `127.0.0.1:9101 (worker), ...`."""
+    text = " ".join((deploy_dir / "README.md").read_text().split())
+    (listed,) = re.findall(r"serve theirs on (?:<!--[^>]*-->)?\s*(127\.0\.0\.1:[^;]*?)(?:<!--[^>]*-->)?;", text)
+    return {name: int(port) for port, name in re.findall(r"(\d+) \((\w+)\)", listed)}
+
+
+def unit_metrics_ports(deploy_dir: Path) -> dict[str, int]:
+    return {path.stem.removeprefix("consortium-"): host_port(unit_environment(path)["WORKER_METRICS_ADDRESS"])[1]
+            for path in sorted((deploy_dir / "systemd").glob("consortium-*.service"))
+            if "WORKER_METRICS_ADDRESS" in unit_environment(path)}
+
+
+def test_the_readme_names_each_systemd_workers_metrics_port_as_its_unit_sets_it():
+    assert readme_metrics_ports(DEPLOY) == unit_metrics_ports(DEPLOY)
+    assert set(unit_metrics_ports(DEPLOY)) == {name for name, argv in procfile_commands(DEPLOY).items()
+                                               if is_celery_worker(argv)}
+
+
+def test_workers_reordered_in_the_procfile_move_their_ports_in_the_readme_too(deploy_copy):
+    procfile = deploy_copy / "Procfile"
+    lines = procfile.read_text().splitlines(keepends=True)
+    dispatch = next(i for i, line in enumerate(lines) if line.startswith("dispatch:"))
+    deliver = next(i for i, line in enumerate(lines) if line.startswith("deliver:"))
+    lines[dispatch], lines[deliver] = lines[deliver], lines[dispatch]
+    procfile.write_text("".join(lines))
+    before = readme_metrics_ports(deploy_copy)
+
+    assert "README.md: differs" in generate.stale(deploy_copy)
+    generate.write(deploy_copy)
+
+    assert generate.stale(deploy_copy) == []
+    assert readme_metrics_ports(deploy_copy) == unit_metrics_ports(deploy_copy) != before
+    assert (readme_metrics_ports(deploy_copy)["deliver"], readme_metrics_ports(deploy_copy)["dispatch"]) == (
+        before["dispatch"], before["deliver"])
+
+
+def test_a_port_written_by_hand_in_the_readme_is_found(deploy_copy):
+    """The checks above are only as good as their ability to say no."""
+    readme = deploy_copy / "README.md"
+    readme.write_text(readme.read_text().replace("9104 (media)", "9105 (media)"))
+
+    assert readme_metrics_ports(deploy_copy) != unit_metrics_ports(deploy_copy)
+    assert generate.stale(deploy_copy) == ["README.md: differs"]
+
+
 @pytest.mark.parametrize("unit, before, after", [
     ("dispatch", "Environment=PROMETHEUS_MULTIPROC_DIR=/run/consortium-metrics-dispatch",
      "Environment=PROMETHEUS_MULTIPROC_DIR=/run/consortium-metrics-web"),
@@ -439,3 +498,115 @@ def test_a_metrics_directory_or_port_shared_or_missing_on_a_host_is_found(deploy
     path.write_text(path.read_text().replace(before, after))
     with pytest.raises((AssertionError, KeyError)):
         check_systemd_metrics(deploy_copy)
+
+
+# --- media jobs: one folder for the web that takes the uploads and the workers that read them -----
+
+def container_var_dir(deploy_dir: Path) -> str:
+    """CONSORTIUM_VAR_DIR as the image sets it."""
+    (value,) = re.findall(r"\bCONSORTIUM_VAR_DIR=(\S+)", (deploy_dir / "Dockerfile").read_text())
+    return value
+
+
+def media_job_dir(deploy_dir: Path) -> str:
+    """Where the containers' processes keep media jobs: settings.MEDIA_JOB_DIR, under the image's VAR_DIR."""
+    return str(Path(container_var_dir(deploy_dir)) / settings.MEDIA_JOB_DIR.relative_to(settings.VAR_DIR))
+
+
+def media_job_processes(deploy_dir: Path) -> set[str]:
+    """The web (it takes the uploads) and every Celery worker consuming a queue a media task goes to
+    (by settings.CELERY_TASK_ROUTES): the job runs there, and the media sweep deletes files there."""
+    queues = {route["queue"] for task, route in settings.CELERY_TASK_ROUTES.items() if task.startswith("media.")}
+    assert queues, "no media task is routed"
+    found = set()
+    for name, argv in procfile_commands(deploy_dir).items():
+        consumed = set(argv[argv.index("--queues") + 1].split(",")) if "--queues" in argv else queues
+        if argv[:1] == ["gunicorn"] or (is_celery_worker(argv) and consumed & queues):
+            found.add(name)
+    return found
+
+
+def check_compose_media_jobs(deploy_dir: Path) -> None:
+    compose = compose_file(deploy_dir)
+    target, sharing = media_job_dir(deploy_dir), media_job_processes(deploy_dir)
+    volumes = {}
+    for name in procfile_commands(deploy_dir):
+        mounted = {volume.split(":")[0] for volume in compose["services"][name].get("volumes", [])
+                   if volume.split(":")[1] == target}
+        if name in sharing:
+            (volumes[name],) = mounted
+        else:
+            assert not mounted, f"{name} takes no media work"
+    (volume,) = set(volumes.values())  # one named volume, the same for all of them
+    assert volume in compose["volumes"] and not volume.startswith((".", "/"))
+
+
+def check_kubernetes_media_jobs(deploy_dir: Path) -> None:
+    target, sharing = media_job_dir(deploy_dir), media_job_processes(deploy_dir)
+    claims = {doc["metadata"]["name"]: doc for doc in manifests(deploy_dir).values()
+              if doc["kind"] == "PersistentVolumeClaim"}
+    used = set()
+    for name, doc in deployments(deploy_dir).items():
+        pod = doc["spec"]["template"]["spec"]
+        mounts = [m for m in main_container(doc)["volumeMounts"] if m["mountPath"] == target]
+        if name not in sharing:
+            assert not mounts, f"{name} takes no media work"
+            continue
+        (mount,) = mounts
+        assert not mount.get("readOnly"), name
+        (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        used.add(volume["persistentVolumeClaim"]["claimName"])
+    (claim,) = used  # one claim, the same for all of them
+    # Web and worker run several replicas, on any node: every one mounts it at once, read and write.
+    assert claims[claim]["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_compose_shares_one_media_job_volume_among_the_web_and_the_workers_that_take_media_work():
+    assert media_job_processes(DEPLOY) == {"web", "worker", "media"}
+    check_compose_media_jobs(DEPLOY)
+
+
+def test_kubernetes_shares_one_read_write_many_claim_among_the_web_and_the_workers_that_take_media_work():
+    check_kubernetes_media_jobs(DEPLOY)
+
+
+def test_the_image_makes_the_media_job_folder_its_user_owns():
+    """A new compose volume takes the owner of the image's folder at its mount point (else root's)."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    made = re.search(r"install -d -o consortium -g consortium -m 0700 ([^\n\\]+)", dockerfile)
+    assert made and media_job_dir(DEPLOY) in made.group(1).split()
+
+
+def test_systemd_units_on_a_host_share_one_var_dir():
+    """One host: one CONSORTIUM_VAR_DIR (StateDirectory) for every unit. Across hosts the operator
+    mounts a shared file system at its media-jobs folder (deploy/README.md)."""
+    found = {name: unit_environment(DEPLOY / "systemd" / f"consortium-{name}.service")["CONSORTIUM_VAR_DIR"]
+             for name in media_job_processes(DEPLOY)}
+    assert len(set(found.values())) == 1
+
+
+@pytest.mark.parametrize("edit", ["compose: media's volume", "compose: worker's volume", "kubernetes: media's claim",
+                                  "kubernetes: read-write-once"])
+def test_a_media_job_folder_not_shared_is_found(deploy_copy, edit):
+    """The checks above are only as good as their ability to say no."""
+    if edit.startswith("compose"):
+        service = edit.split()[1].removesuffix("'s")
+        compose = compose_file(deploy_copy)
+        compose["services"][service].pop("volumes")
+        (deploy_copy / "compose.yaml").write_text(yaml.safe_dump(compose))
+        check = check_compose_media_jobs
+    elif edit == "kubernetes: media's claim":
+        path = deploy_copy / "kubernetes" / "media.yaml"
+        doc = yaml.safe_load(path.read_text())
+        pod = doc["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        volume.pop("persistentVolumeClaim")
+        volume["emptyDir"] = {}
+        path.write_text(yaml.safe_dump(doc))
+        check = check_kubernetes_media_jobs
+    else:
+        (path,) = [p for p in (deploy_copy / "kubernetes").glob("*.yaml") if "PersistentVolumeClaim" in p.read_text()]
+        path.write_text(path.read_text().replace("ReadWriteMany", "ReadWriteOnce"))
+        check = check_kubernetes_media_jobs
+    with pytest.raises((AssertionError, KeyError, ValueError)):
+        check(deploy_copy)

@@ -77,7 +77,7 @@ def live_stack(tmp_path, transactional_db, django_db_serialized_rollback) -> Ite
     database. Rows are committed, so every such test empties the database when it ends; serialized
     rollback reloads what migrations created (the label taxonomy) when this one starts."""
     (tmp_path / "var").mkdir()
-    live = Stack(workdir=tmp_path, overrides=E2E_SETTINGS)
+    live = Stack(workdir=tmp_path, overrides=dict(E2E_SETTINGS))  # this stack's own: a test may add to it
     live.purge_broker()
     if not django_settings.CELERY_BROKER_URL.startswith("filesystem://"):
         with Connection(django_settings.CELERY_BROKER_URL) as connection:

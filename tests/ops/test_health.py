@@ -73,6 +73,19 @@ def test_readyz_names_the_pipeline_when_a_statement_waits_too_long(built_index, 
     assert check["error"] == "pipeline_lagging" and check["max"] == 60 and check["value"] >= 300
 
 
+def test_readyz_reports_the_pipeline_lag_without_failing_on_it_when_the_limit_is_off(built_index, alice, settings):
+    """READY_MAX_PIPELINE_LAG_SECONDS=0, as the Kubernetes ConfigMap sets it: readiness routes traffic."""
+    settings.READY_MAX_PIPELINE_LAG_SECONDS = 0
+    Statement.objects.create(member=alice.member, jti="stuck", kind="hash", raw="x", digest="0" * 64,
+                             received_at=timezone.now() - timedelta(minutes=5))
+
+    response = readyz()
+
+    assert response.status_code == 200
+    check = response.json()["checks"]["pipeline_lag_seconds"]
+    assert check["ok"] and check["max"] is None and check["value"] >= 300
+
+
 @pytest.fixture
 def broker_at(monkeypatch) -> Iterator:
     """Point the Celery app at another broker URL (Redis) for one test. Celery reads
