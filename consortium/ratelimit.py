@@ -15,7 +15,7 @@ import weakref
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from redis.connection import Connection, ConnectionPool
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def redis_hit(store: RedisCache, key: str, amount: int, *, timeout: int) -> int:
         return int(connection.read_response())
     except NoScriptError:
         pass  # EVAL below loads it
-    except Exception:
+    except (RedisError, OSError):
         connection.disconnect()
     return int(client.eval(HIT_SCRIPT, 1, full, amount, timeout))
 
