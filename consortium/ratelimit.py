@@ -68,15 +68,16 @@ HIT_SHA = hashlib.sha1(HIT_SCRIPT.encode()).hexdigest()
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # And it sends the hit on a connection of each thread's own, by the script's digest: redis-py's
 # command path (a pool checkout that polls the socket, retries, response callbacks, metrics) cost
-# about twice the round trip itself, on every API request.
+# about 30 µs of CPU against 14 µs for the send and read alone, on every API request.
 _lanes = threading.local()
 
 
 def redis_hit(store: RedisCache, key: str, amount: int, *, timeout: int) -> int:
     """A hit counted by one script. Django's Redis cache keeps integers as they are, so the count
-    stays readable through the cache API. Anything unusual on the thread's connection (Redis
-    restarted, a timeout, the script not loaded yet) closes it and sends the hit as before, through
-    redis-py's client with its retries; the next hit opens the connection again."""
+    stays readable through the cache API. If Redis has emptied its script cache the hit is sent
+    again with the script's text, which loads it; on a connection error or timeout (Redis
+    restarted) the thread's connection is closed and the hit sent as before, through redis-py's
+    client and its retries; the next hit opens the thread's connection again."""
     full = store.make_and_validate_key(key)
     backend = store._cache
     client = _clients.get(backend)
@@ -90,6 +91,9 @@ def redis_hit(store: RedisCache, key: str, amount: int, *, timeout: int) -> int:
         pass  # EVAL below loads it
     except (RedisError, OSError):
         connection.disconnect()
+    except BaseException:
+        connection.disconnect()  # interrupted (a worker timeout): a reply left unread would answer the next hit
+        raise
     return int(client.eval(HIT_SCRIPT, 1, full, amount, timeout))
 
 
