@@ -4,13 +4,18 @@ gunicorn processes and hosts answer one client."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
+import threading
 import time
 import weakref
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
+from redis.connection import Connection, ConnectionPool
+from redis.exceptions import NoScriptError, RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -56,18 +61,50 @@ def window_hit(name: str, *, period: int, amount: int = 1, now: float | None = N
 HIT_SCRIPT = """local count = redis.call('INCRBY', KEYS[1], ARGV[1])
 if count == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return count"""
+HIT_SHA = hashlib.sha1(HIT_SCRIPT.encode()).hexdigest()
 
 # Django's Redis cache makes a new client object for every command; the hit on every API request
 # reuses one per connection pool.
 _clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# And it sends the hit on a connection of each thread's own, by the script's digest: redis-py's
+# command path (a pool checkout that polls the socket, retries, response callbacks, metrics) cost
+# about 30 µs of CPU against 14 µs for the send and read alone, on every API request.
+_lanes = threading.local()
 
 
 def redis_hit(store: RedisCache, key: str, amount: int, *, timeout: int) -> int:
     """A hit counted by one script. Django's Redis cache keeps integers as they are, so the count
-    stays readable through the cache API."""
+    stays readable through the cache API. If Redis has emptied its script cache the hit is sent
+    again with the script's text, which loads it; on a connection error or timeout (Redis
+    restarted) the thread's connection is closed and the hit sent as before, through redis-py's
+    client and its retries; the next hit opens the thread's connection again."""
     full = store.make_and_validate_key(key)
     backend = store._cache
     client = _clients.get(backend)
     if client is None:
         client = _clients[backend] = backend.get_client(full, write=True)
+    connection = lane(client.connection_pool)
+    try:
+        connection.send_command("EVALSHA", HIT_SHA, 1, full, amount, timeout)
+        return int(connection.read_response())
+    except NoScriptError:
+        pass  # EVAL below loads it
+    except (RedisError, OSError):
+        connection.disconnect()
+    except BaseException:
+        connection.disconnect()  # interrupted (a worker timeout): a reply left unread would answer the next hit
+        raise
     return int(client.eval(HIT_SCRIPT, 1, full, amount, timeout))
+
+
+def lane(pool: ConnectionPool) -> Connection:
+    """This thread's connection to the pool's server, made like the pool's own but kept out of it
+    (and made anew in a forked process)."""
+    lanes = getattr(_lanes, "connections", None)
+    if lanes is None or _lanes.pid != os.getpid():
+        lanes = _lanes.connections = weakref.WeakKeyDictionary()
+        _lanes.pid = os.getpid()
+    connection = lanes.get(pool)
+    if connection is None:
+        connection = lanes[pool] = pool.connection_class(**pool.connection_kwargs)
+    return connection

@@ -168,6 +168,39 @@ def test_production_counts_in_the_brokers_redis_shared_by_every_process(tmp_path
     assert window_hit("shared", period=3600)[0] == 3
 
 
+def test_redis_counts_every_hit_across_a_dropped_connection_and_a_flushed_script_cache(settings, redis_url):
+    """Each thread sends its hits on a connection of its own, by the script's digest: a connection
+    Redis dropped (a restart) or a script cache it emptied still counts the hit, once, and the
+    thread's connection works again afterwards."""
+    import redis
+    from django.core.cache import caches
+
+    from consortium.ratelimit import lane, window_hit
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": redis_url, "KEY_PREFIX": "consortium"}}
+    admin = redis.Redis.from_url(redis_url)
+    assert [window_hit("lane", period=3600)[0] for _ in range(3)] == [1, 2, 3]
+    admin.script_flush()
+    assert window_hit("lane", period=3600)[0] == 4
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+    assert window_hit("lane", period=3600)[0] == 5
+    assert window_hit("lane", period=3600)[0] == 6
+    # A hit interrupted after it was sent (a worker timeout) leaves no reply behind for the next one.
+    connection = lane(caches["default"]._cache.get_client(write=True).connection_pool)
+    read = connection.read_response
+    connection.read_response = lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        window_hit("lane", period=3600)
+    del connection.read_response
+    assert connection.read_response == read
+    assert window_hit("other-lane", period=3600)[0] == 1
+    assert window_hit("lane", period=3600)[0] == 8
+    # The count expires with its window, as before.
+    key = next(iter(admin.scan_iter("*lane*")))
+    assert 3590 < admin.ttl(key) <= 3601
+
+
 def test_a_malformed_rate_or_cache_url_refuses_to_start(tmp_path):
     import os
 
