@@ -292,8 +292,8 @@ def _resolve(target: _Target, allow_private: bool, resolver: Resolver, deadline:
 def _answered_from_the_string(host: str, resolver: Resolver) -> bool:
     """Whether resolving `host` cannot wait on DNS: the system resolver answers an IP literal from
     the string itself, so it needs no thread of its own to be cut off at the deadline (starting one
-    cost about as much CPU as the rest of a POST to a receiver on the same host). Its answer is
-    checked exactly as any other."""
+    cost about 0.15 ms of CPU, more than half of what the rest of a POST of a 540 KB body to a
+    receiver on the same host costs). Its answer is checked exactly as any other."""
     if resolver is not system_resolver:
         return False
     try:
