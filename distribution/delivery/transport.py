@@ -262,11 +262,14 @@ def _resolve(target: _Target, allow_private: bool, resolver: Resolver, deadline:
         finally:
             done.set()
 
-    # getaddrinfo has no timeout of its own and can block for tens of seconds; on a thread of its
-    # own the call can give up at the deadline while the lookup finishes in the background.
-    threading.Thread(target=run, name="webhook-resolve", daemon=True).start()
-    if not done.wait(max(0.0, deadline - time.monotonic())):
-        raise _Failure("dns_failed", "Resolving the host name timed out.")
+    if _answered_from_the_string(target.host, resolver):
+        run()
+    else:
+        # getaddrinfo has no timeout of its own and can block for tens of seconds; on a thread of
+        # its own the call can give up at the deadline while the lookup finishes in the background.
+        threading.Thread(target=run, name="webhook-resolve", daemon=True).start()
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            raise _Failure("dns_failed", "Resolving the host name timed out.")
     answer = answers[0]
     if isinstance(answer, (OSError, UnicodeError)):
         raise _Failure("dns_failed")
@@ -284,6 +287,20 @@ def _resolve(target: _Target, allow_private: bool, resolver: Resolver, deadline:
     if not allow_private and not all(is_public_address(ip) for ip in checked):
         raise _Failure("target_forbidden")
     return addresses
+
+
+def _answered_from_the_string(host: str, resolver: Resolver) -> bool:
+    """Whether resolving `host` cannot wait on DNS: the system resolver answers an IP literal from
+    the string itself, so it needs no thread of its own to be cut off at the deadline (starting one
+    cost about 0.15 ms of CPU, more than half of what the rest of a POST of a 540 KB body to a
+    receiver on the same host costs). Its answer is checked exactly as any other."""
+    if resolver is not system_resolver:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _connect(

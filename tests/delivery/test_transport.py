@@ -422,6 +422,26 @@ def test_an_unresolvable_or_slow_to_resolve_host_is_a_dns_failure(no_connections
     assert result.elapsed < 0.3 + MARGIN
 
 
+def test_an_ip_literal_is_resolved_without_a_thread_and_only_a_host_name_gets_one(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[str] = []
+    real_thread = threading.Thread
+
+    def counting_thread(*args: Any, **kwargs: Any) -> threading.Thread:
+        if kwargs.get("name") == "webhook-resolve":  # not the receiver's threads
+            started.append(kwargs["name"])
+        return real_thread(*args, **kwargs)
+
+    monkeypatch.setattr(transport.threading, "Thread", counting_thread)
+
+    literal = _post(receiver.url("/ok"))
+    assert (literal.ok, literal.address, started) == (True, "127.0.0.1", [])
+    # An injected resolver (anything but the system's) may wait, so it keeps its thread and deadline.
+    named = _post(receiver.url("/ok", host="receiver.test"), resolver=_resolve_to("127.0.0.1"))
+    assert (named.ok, named.address, started) == (True, "127.0.0.1", ["webhook-resolve"])
+
+
 def test_https_goes_to_the_checked_address_with_sni_and_certificate_check_for_the_host_name(
     tls_receiver: Receiver, certificates: Certificates
 ) -> None:
