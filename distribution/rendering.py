@@ -25,7 +25,8 @@ from django.db.models import F
 
 from consortium.db import AnyOf
 from hashes.models import Event
-from hashes.selectors import StatementFacts, corroborating_members, event_view, statement_facts, visible_links
+from hashes.selectors import (EventRow, StatementFacts, corroborating_members, event_view, events_at, statement_facts,
+                              visible_links)
 from hashes.visibility import Viewer, viewers_for_ids
 from members.models import Member
 
@@ -49,7 +50,7 @@ class Filters:
 
 @dataclass(frozen=True)
 class LoadedEvent:
-    event: Event
+    event: EventRow
     refs: tuple[str, ...]  # every statement the event mentions (before, after, cause), in a fixed order
 
 
@@ -141,9 +142,10 @@ def clear_caches() -> None:
 
 def _load_events(seqs: Sequence[int]) -> dict[UUID, LoadedEvent]:
     loaded = {}
-    for event in Event.objects.filter(AnyOf(F("seq"), seqs)).select_related("hash"):
-        loaded[event.event_id] = LoadedEvent(event, event.refs())
-        _events.put(event.event_id, loaded[event.event_id], _weight(loaded[event.event_id]))
+    for event in events_at(seqs):  # plain SQL, as the feed reads them: no model instances
+        event_id = UUID(event.event_id)
+        loaded[event_id] = LoadedEvent(event, event.refs())
+        _events.put(event_id, loaded[event_id], _weight(loaded[event_id]))
     return loaded
 
 
@@ -215,7 +217,7 @@ def _render_cached(loaded: LoadedEvent, viewer: Viewer, links: list[dict[str, An
     return result
 
 
-def _render(event: Event, viewer: Viewer, visible: dict[str, StatementFacts],
+def _render(event: EventRow, viewer: Viewer, visible: dict[str, StatementFacts],
             links: list[dict[str, Any]]) -> Rendered | None:
     view = event_view(event, viewer, visible, {event.hash_id: links})
     if view is None:
@@ -244,7 +246,7 @@ def _json(body: dict[str, Any]) -> bytes:
         return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
-def is_held(event: Event, kind: str, dispute: dict[str, Any] | None) -> bool:
+def is_held(event: Event | EventRow, kind: str, dispute: dict[str, Any] | None) -> bool:
     """What `exclude_disputed` holds back: events of a hash while the dispute the viewer sees on it is
     open, except the event that opened it (so the receiver learns the hash is contested) and a
     retraction (a receiver that holds the hash must always learn that it went)."""

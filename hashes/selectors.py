@@ -345,26 +345,37 @@ class EventRow:
     refs = Event.refs
 
 
+EVENT_COLUMNS = (
+    "SELECT e.seq, CAST(e.event_id AS TEXT), e.occurred_at, e.hash_id, CAST(e.cause_id AS TEXT), "
+    "e.statements_before, e.statements_after, e.cluster_id_at, e.cluster_before, e.change, e.dispute_id, "
+    "e.feedback, e.disputes, e.labels_override, h.signal_type, h.value, h.frames "
+    "FROM hashes_event e JOIN hashes_hash h ON h.id = e.hash_id ")
+
+
 def feed_events(after: int, limit: int) -> list[EventRow]:
     """The first `limit` events after seq `after`, in seq order, with their hashes: one prepared read."""
-    events = []
+    return event_rows(read_prepared(
+        "feed_events", EVENT_COLUMNS + "WHERE e.seq > %s ORDER BY e.seq LIMIT %s", [after, limit]))
+
+
+def events_at(seqs: Iterable[int]) -> list[EventRow]:
+    """The events with these seqs, with their hashes, in seq order: one prepared read (webhooks)."""
+    return event_rows(read_by_ids(EVENT_COLUMNS + "WHERE e.seq IN ({ids}) ORDER BY e.seq", seqs,
+                                  prepare="events_at"))
+
+
+def event_rows(rows: Iterable[tuple]) -> list[EventRow]:
+    """EventRows of rows read with EVENT_COLUMNS."""
     occurred = converter(Event, "occurred_at")
-    for (seq, event_id, occurred_at, hash_id, cause_id, before, after_, cluster_id_at, cluster_before, change,
-         dispute_id, feedback, disputes, labels_override, signal_type, value, frames) in read_prepared(
-        "feed_events",
-        "SELECT e.seq, CAST(e.event_id AS TEXT), e.occurred_at, e.hash_id, CAST(e.cause_id AS TEXT), "
-        "e.statements_before, e.statements_after, e.cluster_id_at, e.cluster_before, e.change, e.dispute_id, "
-        "e.feedback, e.disputes, e.labels_override, h.signal_type, h.value, h.frames "
-        "FROM hashes_event e JOIN hashes_hash h ON h.id = e.hash_id WHERE e.seq > %s ORDER BY e.seq LIMIT %s",
-        [after, limit],
-    ):
-        events.append(EventRow(
-            seq, statement_key(event_id), occurred(occurred_at), hash_id,
-            EventHash(hash_id, signal_type, value, json_column(frames)),
-            statement_key(cause_id) if cause_id is not None else None, json_column(before), json_column(after_),
-            cluster_id_at, cluster_before, change, dispute_id, json_column(feedback), json_column(disputes),
-            json_column(labels_override)))
-    return events
+    return [
+        EventRow(seq, statement_key(event_id), occurred(occurred_at), hash_id,
+                 EventHash(hash_id, signal_type, value, json_column(frames)),
+                 statement_key(cause_id) if cause_id is not None else None, json_column(before), json_column(after),
+                 cluster_id_at, cluster_before, change, dispute_id, json_column(feedback), json_column(disputes),
+                 json_column(labels_override))
+        for (seq, event_id, occurred_at, hash_id, cause_id, before, after, cluster_id_at, cluster_before, change,
+             dispute_id, feedback, disputes, labels_override, signal_type, value, frames) in rows
+    ]
 
 
 def feed_page(*, viewer: Viewer, after: int, limit: int, max_bytes: int | None = None) -> dict[str, Any]:
