@@ -4,7 +4,13 @@ each lead with them); a statement's rejection code, incident and retraction targ
 event's dispute, are indexed where set.
 
 The indexes are dropped by name rather than by altering the fields, which would drop and validate
-again each foreign key over the whole table."""
+again each foreign key over the whole table.
+
+Online on PostgreSQL: the migration runs outside a transaction, the new indexes are built first and
+the old ones dropped after, each CONCURRENTLY, so that reads and writes of the statement, event and
+corroboration tables go on throughout (a plain CREATE or DROP INDEX in one transaction would hold
+their locks for as long as the builds take, minutes at ten million statements). If a concurrent
+build is interrupted, PostgreSQL leaves the index INVALID: drop it and migrate again."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -21,9 +27,13 @@ DROPPED = {
 }
 
 
+def online(schema_editor) -> str:
+    return " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
+
+
 def drop_indexes(apps, schema_editor):
     for name in DROPPED:
-        schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(name)}")
+        schema_editor.execute(f"DROP INDEX{online(schema_editor)} IF EXISTS {schema_editor.quote_name(name)}")
 
 
 def create_indexes(apps, schema_editor):
@@ -31,13 +41,33 @@ def create_indexes(apps, schema_editor):
     for name, (table, column) in DROPPED.items():
         if name.endswith("_like"):
             if postgresql:
-                schema_editor.execute(f"CREATE INDEX {schema_editor.quote_name(name)} ON {table} "
+                schema_editor.execute(f"CREATE INDEX{online(schema_editor)} {schema_editor.quote_name(name)} ON {table} "
                                       f"({column} varchar_pattern_ops)")
         else:
-            schema_editor.execute(f"CREATE INDEX {schema_editor.quote_name(name)} ON {table} ({column})")
+            schema_editor.execute(f"CREATE INDEX{online(schema_editor)} {schema_editor.quote_name(name)} ON {table} ({column})")
+
+
+class AddIndexOnline(migrations.AddIndex):
+    """AddIndex, built and removed CONCURRENTLY on PostgreSQL (the migration is not atomic)."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            schema_editor.add_index(model, self.index, concurrently=True)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "postgresql":
+            return super().database_backwards(app_label, schema_editor, from_state, to_state)
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            schema_editor.remove_index(model, self.index, concurrently=True)
 
 
 class Migration(migrations.Migration):
+
+    atomic = False  # CONCURRENTLY cannot run inside a transaction
 
     dependencies = [
         ('hashes', '0007_feedback_and_disputes'),
@@ -45,6 +75,22 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        AddIndexOnline(
+            model_name='statement',
+            index=models.Index(condition=models.Q(('rejection_code', ''), _negated=True), fields=['rejection_code'], name='statement_rejected'),
+        ),
+        AddIndexOnline(
+            model_name='statement',
+            index=models.Index(condition=models.Q(('incident__isnull', False)), fields=['incident'], name='statement_incident'),
+        ),
+        AddIndexOnline(
+            model_name='statement',
+            index=models.Index(condition=models.Q(('retracts__isnull', False)), fields=['retracts'], name='statement_retracts'),
+        ),
+        AddIndexOnline(
+            model_name='event',
+            index=models.Index(condition=models.Q(('dispute__isnull', False)), fields=['dispute'], name='event_dispute'),
+        ),
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.AlterField(
@@ -79,21 +125,5 @@ class Migration(migrations.Migration):
                 ),
             ],
             database_operations=[migrations.RunPython(drop_indexes, create_indexes)],
-        ),
-        migrations.AddIndex(
-            model_name='statement',
-            index=models.Index(condition=models.Q(('rejection_code', ''), _negated=True), fields=['rejection_code'], name='statement_rejected'),
-        ),
-        migrations.AddIndex(
-            model_name='statement',
-            index=models.Index(condition=models.Q(('incident__isnull', False)), fields=['incident'], name='statement_incident'),
-        ),
-        migrations.AddIndex(
-            model_name='statement',
-            index=models.Index(condition=models.Q(('retracts__isnull', False)), fields=['retracts'], name='statement_retracts'),
-        ),
-        migrations.AddIndex(
-            model_name='event',
-            index=models.Index(condition=models.Q(('dispute__isnull', False)), fields=['dispute'], name='event_dispute'),
         ),
     ]
