@@ -44,6 +44,13 @@ def post_worker_init(worker):
     collector.settle()
 
 
+def post_request(worker, req, environ, resp):
+    # Once the match index has loaded beside the first requests (consortium/collector.py).
+    from consortium import collector
+
+    collector.settle_if_asked()
+
+
 # Metrics of several workers read as one (prometheus-client's multiprocess mode, see ops/multiprocess.py):
 # the directory starts empty, and a worker that ends leaves only its counts behind.
 def on_starting(server):

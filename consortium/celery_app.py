@@ -44,6 +44,13 @@ def refuse_to_start_if_misconfigured(**kwargs) -> None:
         raise SystemExit(1) from exc
 
 
+@task_postrun.connect
+def settle_once_the_index_has_loaded(**kwargs) -> None:
+    from consortium import collector
+
+    collector.settle_if_asked()
+
+
 @task_prerun.connect
 @task_postrun.connect
 def drop_broken_or_old_connections(task=None, **kwargs) -> None:

@@ -1,10 +1,13 @@
-"""Python's cyclic garbage collector in the long-lived processes: web workers and Celery workers.
+"""Python's cyclic garbage collector in the long-lived processes: web and Celery workers.
 
 A collection of the oldest generation walks every tracked object the process holds. What a worker
 loads as it starts (Django, the apps, numpy, numba and the match index's code) lives as long as the
-worker, so `settle` moves it out of every later collection (gc.freeze). It runs when the worker has
-started and again when the match index has loaded beside the first requests: the 78,000 objects that
-loading leaves made every full collection cost 10 ms, several times a second under family matches.
+worker, so `settle` collects what is garbage already and moves the rest out of every later
+collection (gc.freeze). It runs when the worker has started, and again once the match index has
+loaded beside the first requests: the 78,000 objects that loading leaves made every full collection
+cost 10 ms, several times a second under family matches. The loading thread only asks for it; the
+thread serving requests or tasks settles at the end of one (`settle_if_asked`), when nothing of a
+request or task is alive to be frozen with the rest.
 
 The young generation is collected after YOUNG_THRESHOLD allocations instead of CPython's 700: a
 match inside a 1,000-hash family builds about 100,000 short-lived objects, and each young collection
@@ -14,13 +17,30 @@ Objects without reference cycles are freed as before, when their last reference 
 from __future__ import annotations
 
 import gc
+import threading
 
 YOUNG_THRESHOLD = 10_000
 
+_asked = threading.Event()
+
 
 def settle() -> None:
-    """Keep every object alive now out of later collections, and collect the young generation
-    every YOUNG_THRESHOLD allocations."""
+    """Collect what is garbage now, keep every object still alive out of later collections, and
+    collect the young generation every YOUNG_THRESHOLD allocations. In the thread that serves
+    requests or tasks, between two of them."""
+    gc.collect()
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, oldest)
+
+
+def settle_later() -> None:
+    """From another thread: settle at the end of the next request or task."""
+    _asked.set()
+
+
+def settle_if_asked() -> None:
+    """At the end of a request or a task: settle, if another thread asked for it since."""
+    if _asked.is_set():
+        _asked.clear()
+        settle()

@@ -386,7 +386,7 @@ def warm_in_background() -> threading.Thread | None:
             indexes.fresh()
         finally:
             connection.close()
-        collector.settle()  # what loading the index left lives as long as the process
+        collector.settle_later()  # what loading the index left lives as long as the process
 
     thread = threading.Thread(target=warm, name="match-index-warm-up", daemon=True)
     thread.start()
