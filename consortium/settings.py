@@ -594,9 +594,14 @@ WORKER_METRICS_ADDRESS = (_worker_host.strip("[]"), int(_worker_port)) if _worke
 # table (it would put a write on every request behind SQLite's one writer, and need
 # `createcachetable`) nor local memory (one count per process).
 CACHE_URL = env("CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+# A Redis that takes connections but does not answer holds each request at most this long (per
+# attempt; redis-py retries a few times), then the request is let through uncounted.
+CACHE_SOCKET_TIMEOUT_SECONDS = float(env("CACHE_SOCKET_TIMEOUT_SECONDS", "1"))
 if CACHE_URL.startswith(("redis://", "rediss://")):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
-                          "KEY_PREFIX": "consortium"}}
+                          "KEY_PREFIX": "consortium",
+                          "OPTIONS": {"socket_timeout": CACHE_SOCKET_TIMEOUT_SECONDS,
+                                      "socket_connect_timeout": CACHE_SOCKET_TIMEOUT_SECONDS}}}
 elif CACHE_URL:
     raise ImproperlyConfigured("CACHE_URL must be a redis:// or rediss:// URL, or empty for files under var/.")
 else:

@@ -107,6 +107,29 @@ def other_process_hit(tmp_path: Path, **env: str) -> int:
     return int(done.stdout.split()[-1])
 
 
+def test_a_cache_that_never_answers_holds_a_request_a_bounded_time_then_lets_it_through(tmp_path):
+    """A Redis that takes connections and never answers (hung, or a black hole in the network): each
+    attempt gives up after CACHE_SOCKET_TIMEOUT_SECONDS (redis-py's own default is 5 s an attempt)
+    and the hit is let through uncounted."""
+    import os
+
+    script = ("import django; django.setup(); from django.core.cache import caches; "
+              "from consortium.ratelimit import window_hit; print(window_hit('silent', period=60)[0]); "
+              "pool = caches['default']._cache.get_client(write=True).connection_pool; "
+              "print(pool.connection_kwargs['socket_timeout'], pool.connection_kwargs['socket_connect_timeout'])")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the connections; nothing ever reads or answers
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_", "CACHE_"))}
+        environ.update({"CONSORTIUM_VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "consortium.settings",
+                        "INDEX_WARM_ON_START": "false", "CACHE_SOCKET_TIMEOUT_SECONDS": "0.2",
+                        "CACHE_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0"})
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environ, capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "0.2", "0.2"]  # let through; each attempt bounded by the setting
+
+
 def test_embedded_processes_share_their_counts_through_files_under_var(tmp_path, settings):
     from consortium.ratelimit import window_hit
 
