@@ -16,6 +16,7 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from redis.connection import Connection, ConnectionPool
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +76,11 @@ _lanes = threading.local()
 def redis_hit(store: RedisCache, key: str, amount: int, *, timeout: int) -> int:
     """A hit counted by one script. Django's Redis cache keeps integers as they are, so the count
     stays readable through the cache API. If Redis has emptied its script cache the hit is sent
-    again with the script's text, which loads it; on a connection error or timeout (Redis
-    restarted) the thread's connection is closed and the hit sent as before, through redis-py's
-    client and its retries; the next hit opens the thread's connection again."""
+    again with the script's text, which loads it; on a connection error (Redis restarted) the
+    thread's connection is closed and the hit sent as before, through redis-py's client and its
+    retries; the next hit opens the thread's connection again. A reply that does not come within
+    CACHE_SOCKET_TIMEOUT_SECONDS is not waited for and the hit is not sent again: Redis may count
+    it late, and sending it twice would count it twice."""
     full = store.make_and_validate_key(key)
     backend = store._cache
     client = _clients.get(backend)
@@ -89,6 +92,9 @@ def redis_hit(store: RedisCache, key: str, amount: int, *, timeout: int) -> int:
         return int(connection.read_response())
     except NoScriptError:
         pass  # EVAL below loads it
+    except (RedisTimeoutError, TimeoutError):
+        connection.disconnect()  # slow, not gone: the caller lets the request through uncounted
+        raise
     except (RedisError, OSError):
         connection.disconnect()
     except BaseException:

@@ -597,6 +597,8 @@ CACHE_URL = env("CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith((
 # A Redis that takes connections but does not answer holds each request at most this long (per
 # attempt; redis-py retries a few times), then the request is let through uncounted.
 CACHE_SOCKET_TIMEOUT_SECONDS = float(env("CACHE_SOCKET_TIMEOUT_SECONDS", "1"))
+if not CACHE_SOCKET_TIMEOUT_SECONDS > 0:  # 0 would fail every hit at once, and let every request through
+    raise ImproperlyConfigured("CACHE_SOCKET_TIMEOUT_SECONDS must be a number of seconds above 0.")
 if CACHE_URL.startswith(("redis://", "rediss://")):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
                           "KEY_PREFIX": "consortium",
