@@ -10,7 +10,9 @@ Online on PostgreSQL: the migration runs outside a transaction, the new indexes 
 the old ones dropped after, each CONCURRENTLY, so that reads and writes of the statement, event and
 corroboration tables go on throughout (a plain CREATE or DROP INDEX in one transaction would hold
 their locks for as long as the builds take, minutes at ten million statements). If a concurrent
-build is interrupted, PostgreSQL leaves the index INVALID: drop it and migrate again."""
+build is interrupted, PostgreSQL leaves the index INVALID; migrating again drops an invalid index
+it builds and builds it again, and keeps a valid one already built, so a migration stopped anywhere
+is finished by running `migrate` again."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -41,21 +43,32 @@ def create_indexes(apps, schema_editor):
     for name, (table, column) in DROPPED.items():
         if name.endswith("_like"):
             if postgresql:
-                schema_editor.execute(f"CREATE INDEX{online(schema_editor)} {schema_editor.quote_name(name)} ON {table} "
-                                      f"({column} varchar_pattern_ops)")
+                schema_editor.execute(f"CREATE INDEX{online(schema_editor)} IF NOT EXISTS {schema_editor.quote_name(name)} "
+                                      f"ON {table} ({column} varchar_pattern_ops)")
         else:
-            schema_editor.execute(f"CREATE INDEX{online(schema_editor)} {schema_editor.quote_name(name)} ON {table} ({column})")
+            schema_editor.execute(f"CREATE INDEX{online(schema_editor)} IF NOT EXISTS {schema_editor.quote_name(name)} "
+                                  f"ON {table} ({column})")
 
 
 class AddIndexOnline(migrations.AddIndex):
-    """AddIndex, built and removed CONCURRENTLY on PostgreSQL (the migration is not atomic)."""
+    """AddIndex, built and removed CONCURRENTLY on PostgreSQL (the migration is not atomic). An index
+    of that name left INVALID by an interrupted build is dropped first; a valid one is kept."""
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
             return super().database_forwards(app_label, schema_editor, from_state, to_state)
         model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.add_index(model, self.index, concurrently=True)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        name = schema_editor.quote_name(self.index.name)
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                           "WHERE c.oid = to_regclass(%s)", [name])
+            found = cursor.fetchone()
+        if found is not None and not found[0]:
+            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        create = str(self.index.create_sql(model, schema_editor, concurrently=True))
+        schema_editor.execute(create.replace("CREATE INDEX CONCURRENTLY ", "CREATE INDEX CONCURRENTLY IF NOT EXISTS ", 1))
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":

@@ -84,6 +84,23 @@ def test_the_migration_runs_forwards_and_backwards_on_postgresql():
         assert set(migration.DROPPED) <= indexes() and not new & indexes()
         migrate("hashes", "0008")
         assert new <= indexes() and not set(migration.DROPPED) & indexes()
+        # Stopped part way on a live database: one new index built, one left INVALID by an interrupted
+        # build, one old index already gone. Running `migrate` again finishes it.
+        migrate("hashes", "0007")
+        with psycopg2.connect(url) as db, db.cursor() as cursor:
+            cursor.execute("CREATE INDEX statement_rejected ON hashes_statement (rejection_code) "
+                           "WHERE NOT (rejection_code = '')")
+            cursor.execute("CREATE INDEX statement_incident ON hashes_statement (incident_id)")
+            cursor.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'statement_incident'::regclass")
+            cursor.execute('DROP INDEX "hashes_corroboration_hash_id_6794dd9f"')
+        migrate("hashes", "0008")
+        assert new <= indexes() and not set(migration.DROPPED) & indexes()
+        with psycopg2.connect(url) as db, db.cursor() as cursor:
+            cursor.execute("SELECT c.relname, i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                           "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = ANY(%s)", [sorted(new)])
+            rebuilt = {name: (valid, definition) for name, valid, definition in cursor.fetchall()}
+        assert all(valid for valid, _ in rebuilt.values())
+        assert "WHERE (incident_id IS NOT NULL)" in rebuilt["statement_incident"][1]  # built again, as the model says
     finally:
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
