@@ -24,28 +24,28 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 def post_worker_init(worker):
-    # Each web worker maps the host's match index snapshot (or builds it) in the background as it
-    # starts (see hashes.matching).
-    from hashes.matching import warm_in_background
-
-    warm_in_background()
     # What the first requests would otherwise load while a client waits: the URL configuration
     # (every app's views) and the broker's transport (the first submission queues verification).
     from django.urls import get_resolver
 
+    from consortium import collector
     from consortium.celery_app import app
+    from hashes.matching import warm_in_background
 
     get_resolver().url_patterns
     app.connection_for_write().release()
     # What startup loaded lives as long as the worker: kept out of the garbage collector's full
-    # passes (consortium/collector.py).
-    from consortium import collector
-
+    # passes (consortium/collector.py); before the index's loading thread starts, so that nothing
+    # of its work in progress is frozen.
     collector.settle()
+    # Each web worker maps the host's match index snapshot (or builds it) in the background as it
+    # starts (see hashes.matching); once it has, the next request settles again.
+    warm_in_background()
 
 
-def post_request(worker, req, environ, resp):
-    # Once the match index has loaded beside the first requests (consortium/collector.py).
+def pre_request(worker, req):
+    # Once the match index has loaded beside the first requests (consortium/collector.py): before a
+    # request, when nothing of the one before is alive to be frozen with the rest.
     from consortium import collector
 
     collector.settle_if_asked()

@@ -14,20 +14,20 @@ app.autodiscover_tasks()
 
 
 @worker_process_init.connect
-def warm_match_indexes(**kwargs) -> None:
-    from hashes.matching import warm_in_background
-
-    warm_in_background()
-
-
-@worker_process_init.connect
 def freeze_what_startup_loaded(**kwargs) -> None:
     # Django, the apps, numpy and numba live as long as the process: kept out of the cyclic garbage
     # collector's full passes, which otherwise walk all of them every few thousand allocations
     # (a quarter of a publishing batch's CPU). Same in gunicorn.conf.py (consortium/collector.py).
     from consortium import collector
 
-    collector.settle()
+    collector.settle()  # connected first: before the index's loading thread starts
+
+
+@worker_process_init.connect
+def warm_match_indexes(**kwargs) -> None:
+    from hashes.matching import warm_in_background
+
+    warm_in_background()
 
 
 @worker_init.connect
@@ -44,8 +44,9 @@ def refuse_to_start_if_misconfigured(**kwargs) -> None:
         raise SystemExit(1) from exc
 
 
-@task_postrun.connect
+@task_prerun.connect
 def settle_once_the_index_has_loaded(**kwargs) -> None:
+    # Before a task, when nothing of the one before (its result, a failure's traceback) is alive.
     from consortium import collector
 
     collector.settle_if_asked()

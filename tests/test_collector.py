@@ -7,6 +7,7 @@ import weakref
 from pathlib import Path
 
 import pytest
+from celery.signals import task_prerun, worker_process_init
 
 from consortium import collector
 from hashes import matching
@@ -55,22 +56,43 @@ def test_the_index_warm_up_asks_for_a_settle_once_the_index_has_loaded(settings,
     assert calls == ["index loaded", "asked"]  # the loading thread never freezes a request's objects
 
 
-def test_a_settle_asked_for_happens_once_at_the_end_of_a_request_or_task(monkeypatch, restored_collector):
+def gunicorn_conf():
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_settle_asked_for_happens_once_before_the_next_request_or_task(monkeypatch, restored_collector):
+    """Before, not after: after a request its response (in reference cycles through DRF's renderer
+    context) is still alive, and would be frozen for the life of the process."""
     settled = []
     monkeypatch.setattr(collector, "settle", lambda: settled.append(1))
-    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
-    gunicorn_conf = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gunicorn_conf)
-    ends = [lambda: gunicorn_conf.post_request(None, None, {}, None),
-            lambda: celery_app.settle_once_the_index_has_loaded(task=None)]
-    for end in ends:
-        end()
+    starts = [lambda: gunicorn_conf().pre_request(None, None),
+              lambda: celery_app.settle_once_the_index_has_loaded(task=None)]
+    assert celery_app.settle_once_the_index_has_loaded in [r() for _, r in task_prerun.receivers]
+    assert not hasattr(gunicorn_conf(), "post_request")
+    for start in starts:
+        start()
         assert settled == []  # nobody asked
         collector.settle_later()
-        end()
-        end()
+        start()
+        start()
         assert settled == [1]
         settled.clear()
+
+
+def test_a_worker_settles_what_it_loaded_before_the_index_starts_loading(monkeypatch, restored_collector):
+    calls = []
+    monkeypatch.setattr(collector, "settle", lambda: calls.append("settled"))
+    monkeypatch.setattr(matching, "warm_in_background", lambda: calls.append("warm-up started"))
+    gunicorn_conf().post_worker_init(None)
+    assert calls == ["settled", "warm-up started"]
+    calls.clear()
+    for receiver in (r() for _, r in worker_process_init.receivers):
+        if receiver in (celery_app.freeze_what_startup_loaded, celery_app.warm_match_indexes):
+            receiver()
+    assert calls == ["settled", "warm-up started"]  # in the order Celery calls them
 
 
 def test_no_warm_up_thread_when_warming_is_off(settings):
