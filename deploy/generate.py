@@ -417,7 +417,12 @@ def readme(path: Path, processes: dict[str, list[str]]) -> str:
     if text.count(start) != 1 or end not in text[text.find(start):]:
         raise ValueError(f"{path}: want {start} ... {end} once, around the systemd metrics ports")
     named = [f"{port} ({name})" for name, port in systemd_metrics_ports(processes).items()]
-    ports = f"127.0.0.1:{named[0]}" if len(named) == 1 else f"127.0.0.1:{', '.join(named[:-1])} and {named[-1]}"
+    if not named:
+        ports = "none (the Procfile runs no Celery worker)"
+    elif len(named) == 1:
+        ports = f"127.0.0.1:{named[0]}"
+    else:
+        ports = f"127.0.0.1:{', '.join(named[:-1])} and {named[-1]}"
     before, _, rest = text.partition(start)
     return f"{before}{start}{ports}{end}{rest.split(end, 1)[1]}"
 

@@ -485,6 +485,18 @@ def test_a_port_written_by_hand_in_the_readme_is_found(deploy_copy):
     assert generate.stale(deploy_copy) == ["README.md: differs"]
 
 
+@pytest.mark.parametrize("workers, listed", [
+    ([], "none (the Procfile runs no Celery worker)"),
+    (["worker"], "127.0.0.1:9101 (worker)"),
+    (["worker", "media"], "127.0.0.1:9101 (worker) and 9102 (media)"),
+])
+def test_the_readme_lists_the_ports_of_any_number_of_workers(workers, listed):
+    processes = {"web": ["gunicorn", "consortium.wsgi"], **{name: ["celery", "-A", "consortium", "worker", "-n",
+                                                                    f"{name}@%h"] for name in workers}}
+    start, end = generate.README_PORTS
+    assert f"{start}{listed}{end}" in generate.readme(DEPLOY / "README.md", processes)
+
+
 @pytest.mark.parametrize("unit, before, after", [
     ("dispatch", "Environment=PROMETHEUS_MULTIPROC_DIR=/run/consortium-metrics-dispatch",
      "Environment=PROMETHEUS_MULTIPROC_DIR=/run/consortium-metrics-web"),
