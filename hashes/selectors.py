@@ -57,16 +57,13 @@ def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFa
     if not keys:
         return {}
     visible, params = viewer.statement_sql("s", connection.vendor)
-    # As UUIDField prepares them, without asking the connection once per statement.
-    native = connection.features.has_native_uuid_field
-    values = [uuid.UUID(key) if native else uuid.UUID(key).hex for key in keys]
     rows = {}
     for (statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict,
          incident_id) in read_by_ids(
         "SELECT CAST(s.id AS TEXT), s.jti, s.kind, s.member_id, m.slug, m.kind, s.share_group_id, s.content_type, "
         "s.raw, s.verdict, s.incident_id FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
         f"WHERE {visible} AND s.id IN ({{ids}})",
-        values, *params, prepare="statement_facts",
+        statement_params(keys), *params, prepare="statement_facts",
     ):
         rows[statement_key(statement_id)] = (jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw,
                                              verdict, incident_id)
@@ -76,7 +73,7 @@ def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFa
         for statement_id, label in read_by_ids(
             "SELECT CAST(sl.statement_id AS TEXT), l.slug FROM hashes_statement_labels sl "
             "JOIN hashes_label l ON l.id = sl.label_id WHERE sl.statement_id IN ({ids})",
-            [uuid.UUID(key) if native else uuid.UUID(key).hex for key in rows], prepare="statement_labels",
+            statement_params(rows), prepare="statement_labels",
         ):
             labels.setdefault(statement_key(statement_id), []).append(label)
     return {
@@ -87,6 +84,13 @@ def statement_facts(ids: Iterable[str], viewer: Viewer) -> dict[str, StatementFa
         for key, (jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, incident_id)
         in rows.items()
     }
+
+
+def statement_params(keys: Iterable[str]) -> list[Any]:
+    """Statement ids as query parameters, as UUIDField prepares them (a UUID where the database has
+    the type, 32 hex digits elsewhere), without asking the connection once per statement."""
+    native = connection.features.has_native_uuid_field
+    return [uuid.UUID(key) if native else uuid.UUID(key).hex for key in keys]
 
 
 def visible_facts(viewer: Viewer, ids: Iterable[str], facts: dict[str, StatementFacts]) -> list[StatementFacts]:
@@ -728,7 +732,7 @@ def match_facts(keys: set[str]) -> dict[str, StatementFacts]:
             "s.verdict, l.slug FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
             "LEFT JOIN hashes_statement_labels sl ON sl.statement_id = s.id "
             "LEFT JOIN hashes_label l ON l.id = sl.label_id WHERE s.id IN ({ids})",
-            [Statement._meta.pk.get_db_prep_value(key, connection) for key in keys], prepare="match_facts")
+            statement_params(keys), prepare="match_facts")
     ):
         key = statement_key(statement_id)
         if key not in rows:

@@ -58,7 +58,6 @@ PAYLOAD_FIELDS = {
 }
 
 
-
 class EnvelopeError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
