@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consortium.api.errors import DomainError
+from consortium.api.fields import BoundedListField
 from consortium.api.openapi import ERRORS
 from hashes.models import SignalType
 from hashes.services.feed import feed_head
@@ -24,7 +25,8 @@ from . import tasks
 from .models import Delivery, Subscription
 from .selectors import delivery_page, in_flight, subscription_get, subscription_list
 from .services.subscriptions import (
-    subscription_create, subscription_delete, subscription_replay, subscription_test, subscription_update,
+    MAX_FILTER_ITEMS, subscription_create, subscription_delete, subscription_replay, subscription_test,
+    subscription_update,
 )
 
 DELIVERIES_DEFAULT_LIMIT = 20
@@ -41,10 +43,10 @@ def refuse_unknown_fields(data: Any, serializer: serializers.Serializer) -> None
 
 
 class FiltersSerializer(serializers.Serializer):
-    signal_types = serializers.ListField(child=serializers.ChoiceField(SignalType.values), required=False,
-                                         help_text="Only these signal types; empty: all.")
-    labels = serializers.ListField(child=serializers.SlugField(), required=False,
-                                   help_text="Only hashes with one of these labels; empty: all.")
+    signal_types = BoundedListField(child=serializers.ChoiceField(SignalType.values), required=False,
+                                    max_length=MAX_FILTER_ITEMS, help_text="Only these signal types; empty: all.")
+    labels = BoundedListField(child=serializers.SlugField(), required=False, max_length=MAX_FILTER_ITEMS,
+                              help_text="Only hashes with one of these labels; empty: all.")
     incident_only = serializers.BooleanField(required=False, help_text="Only events tied to an incident.")
     min_corroboration = serializers.IntegerField(min_value=1, max_value=1000, required=False,
                                                  help_text="Only hashes with at least this many visible statements.")

@@ -28,6 +28,8 @@ from ..secretbox import is_newest, reseal, seal, unseal
 
 MAX_OVERLAP_SECONDS = 7 * 86400
 MAX_MIN_CORROBORATION = 1000
+MAX_FILTER_ITEMS = 100  # signal types or labels in one filter (the taxonomy is far smaller)
+UNKNOWN_SHOWN = 20
 RESEAL_BATCH_SIZE = 500
 FILTER_DEFAULTS: dict[str, Any] = {
     "signal_types": [], "labels": [], "incident_only": False, "min_corroboration": 1, "include_retractions": True,
@@ -94,17 +96,19 @@ def check_filters(filters: Any, base: dict[str, Any]) -> dict[str, Any]:
     merged = {**base, **filters}
     for name in ("signal_types", "labels"):
         value = merged[name]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value[:MAX_FILTER_ITEMS + 1]):
             raise DomainError("filters_invalid", f"{name} is a list of strings.")
+        if len(value) > MAX_FILTER_ITEMS:
+            raise DomainError("filters_invalid", f"{name} has at most {MAX_FILTER_ITEMS} entries.")
         merged[name] = sorted(set(value))
     bad_types = [t for t in merged["signal_types"] if t not in SignalType.values]
     if bad_types:
         raise DomainError("signal_type_unknown", f"signal_types are among {', '.join(SignalType.values)}.",
-                          {"unknown": bad_types})
+                          {"unknown": bad_types[:UNKNOWN_SHOWN]})
     known = set(Label.objects.filter(slug__in=merged["labels"]).values_list("slug", flat=True))
     bad_labels = [label for label in merged["labels"] if label not in known]
     if bad_labels:
-        raise DomainError("label_unknown", "Some labels are not in the taxonomy.", {"unknown": bad_labels})
+        raise DomainError("label_unknown", "Some labels are not in the taxonomy.", {"unknown": bad_labels[:UNKNOWN_SHOWN]})
     for name in ("incident_only", "include_retractions", "exclude_disputed"):
         if not isinstance(merged[name], bool):
             raise DomainError("filters_invalid", f"{name} is true or false.")

@@ -7,9 +7,13 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.urls import reverse
+from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
+from consortium.api.errors import DomainError
+from consortium.api.fields import BoundedListField
+from distribution.services.subscriptions import FILTER_DEFAULTS, check_filters
 from distribution.models import Subscription
 from members.services import token_create
 from tests.factories import md5
@@ -165,6 +169,44 @@ def test_filters_are_checked(bob, receiver, filters, code):
     response = bob.api.post("/api/v1/subscriptions/", {"url": receiver.url, "filters": filters}, format="json")
 
     assert (response.status_code, error_code(response)) == (400, code)
+
+
+@pytest.mark.parametrize("name", ["labels", "signal_types"])
+def test_a_filter_list_is_bounded(bob, receiver, name):
+    too_many = [f"label-{n}" for n in range(101)]
+
+    response = bob.api.post("/api/v1/subscriptions/", {"url": receiver.url, "filters": {name: too_many}},
+                            format="json")
+
+    assert (response.status_code, error_code(response)) == (400, "validation_error")
+    assert "no more than 100" in str(response.json()["error"]["details"])
+    assert Subscription.objects.count() == 0
+
+
+def test_an_over_long_list_is_refused_before_any_item_is_validated():
+    checked = []
+
+    class Counted(serializers.CharField):
+        def to_internal_value(self, data):
+            checked.append(data)
+            return super().to_internal_value(data)
+
+    field = BoundedListField(child=Counted(), max_length=3)
+    with pytest.raises(serializers.ValidationError):
+        field.run_validation(["a"] * 1000)
+
+    assert checked == []
+    assert field.run_validation(["a", "b"]) == ["a", "b"]
+
+
+def test_the_service_bounds_filter_lists_and_the_unknown_labels_it_names(bob, receiver):
+    with pytest.raises(DomainError) as too_long:
+        check_filters({"labels": ["x"] * 101}, FILTER_DEFAULTS)
+    with pytest.raises(DomainError) as unknown:
+        check_filters({"labels": [f"no-such-label-{n}" for n in range(100)]}, FILTER_DEFAULTS)
+
+    assert too_long.value.code == "filters_invalid"
+    assert unknown.value.code == "label_unknown" and len(unknown.value.details["unknown"]) == 20
 
 
 def test_patch_changes_only_the_filters_it_names_and_pauses_and_resumes(bob, receiver):
