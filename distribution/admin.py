@@ -104,6 +104,11 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def has_manage_subscription_permission(self, request) -> bool:
         return request.user.has_perm("distribution.manage_subscription")
 
+    # Deleting a member's subscription stops its deliveries for good: manage_subscription on top of
+    # Django's own permission, as pausing and replaying need.
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self.has_manage_subscription_permission(request)
+
     @admin.action(description="Re-enable (or resume) selected subscriptions: delivery resumes from the cursor",
                   permissions=["manage_subscription"])
     def reenable(self, request, queryset):

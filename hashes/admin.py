@@ -36,13 +36,16 @@ class IncidentAdmin(SlugFixedAdmin):
     readonly_fields = ["state", "declared_at", "closed_at"]
     actions = ["close"]
 
-    # Declaring an incident puts its statements ahead of everyone else's, so declaring, closing and
-    # deleting one each need manage_incident on top of Django's own permission.
+    # Declaring an incident puts its statements ahead of everyone else's, so declaring, changing,
+    # closing and deleting one each need manage_incident on top of Django's own permission.
     def has_manage_incident_permission(self, request) -> bool:
         return request.user.has_perm("hashes.manage_incident")
 
     def has_add_permission(self, request):
         return super().has_add_permission(request) and self.has_manage_incident_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self.has_manage_incident_permission(request)
 
     def has_delete_permission(self, request, obj=None):
         return super().has_delete_permission(request, obj) and self.has_manage_incident_permission(request)

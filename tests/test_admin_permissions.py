@@ -241,16 +241,50 @@ def test_a_members_status_cannot_be_changed_through_its_change_form(staff, alice
 
 @pytest.mark.parametrize("perms", [["hashes.view_incident"], ["hashes.view_incident", "hashes.add_incident",
                                                               "hashes.change_incident", "hashes.delete_incident"]])
-def test_declaring_or_deleting_an_incident_needs_manage_incident(staff, db, perms):
+def test_declaring_changing_or_deleting_an_incident_needs_manage_incident(staff, db, perms):
     incident = Incident.objects.create(slug="christchurch", name="Christchurch")
     client = staff(*perms)
     before = database_state()
 
     declared = client.post(url(Incident, "add"), {"slug": "halle", "name": "Halle", "description": ""})
+    changed = client.post(url(Incident, "change", incident.pk), {"name": "Renamed", "description": ""})
     deleted = client.post(url(Incident, "delete", incident.pk), {"post": "yes"})
 
-    assert (declared.status_code, deleted.status_code) == (403, 403)
+    assert (declared.status_code, changed.status_code, deleted.status_code) == (403, 403, 403)
     assert database_state() == before
+
+
+def test_an_incident_is_changed_with_manage_incident(staff, db):
+    incident = Incident.objects.create(slug="christchurch", name="Christchurch")
+    client = staff("hashes.view_incident", "hashes.change_incident", "hashes.manage_incident")
+
+    response = client.post(url(Incident, "change", incident.pk), {"name": "Christchurch 2019", "description": ""})
+
+    assert response.status_code == 302
+    assert Incident.objects.get().name == "Christchurch 2019"
+
+
+@pytest.mark.parametrize("perms", [["distribution.view_subscription", "distribution.delete_subscription"],
+                                   ["distribution.view_subscription", "distribution.manage_subscription"]])
+def test_deleting_a_subscription_needs_delete_and_manage_subscription(staff, alice, perms):
+    target = subscription(alice)
+    client = staff(*perms)
+
+    response = client.post(url(Subscription, "delete", target.pk), {"post": "yes"})
+
+    assert response.status_code == 403
+    assert Subscription.objects.filter(pk=target.pk).exists()
+
+
+def test_a_subscription_is_deleted_with_delete_and_manage_subscription(staff, alice):
+    target = subscription(alice)
+    client = staff("distribution.view_subscription", "distribution.delete_subscription",
+                   "distribution.manage_subscription")
+
+    response = client.post(url(Subscription, "delete", target.pk), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Subscription.objects.filter(pk=target.pk).exists()
 
 
 def test_an_incident_is_declared_with_manage_incident(staff, db):
