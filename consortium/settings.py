@@ -498,9 +498,20 @@ else:
     # A message a dead worker held comes back after this long; the sweep usually recovers it sooner.
     # "priority": workers take from their queues in the order listed (CELERY_TASK_QUEUES, or a
     # worker's --queues), so incident work goes first; kombu's default rotates between queues.
+    # Socket timeouts: a Redis that takes connections but never answers (hung, failing over, a black
+    # hole in the network) holds whatever publishes a task (a submission's request, a task queueing
+    # the next) one timeout an attempt, four attempts (Celery's publish retries), not for ever; the
+    # publish then fails and the sweeps queue the work from the database. A worker waiting for tasks
+    # is not affected, idle for however long: kombu sends BRPOP with a 1 s server-side timeout and
+    # waits for its reply in the event loop, reading only once the socket is readable.
+    CELERY_BROKER_SOCKET_TIMEOUT_SECONDS = float(env("CELERY_BROKER_SOCKET_TIMEOUT_SECONDS", "5"))
+    if not CELERY_BROKER_SOCKET_TIMEOUT_SECONDS > 0:  # 0 would fail every command at once
+        raise ImproperlyConfigured("CELERY_BROKER_SOCKET_TIMEOUT_SECONDS must be a number of seconds above 0.")
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
         "queue_order_strategy": "priority",
+        "socket_timeout": CELERY_BROKER_SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": CELERY_BROKER_SOCKET_TIMEOUT_SECONDS,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
