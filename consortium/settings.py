@@ -378,6 +378,12 @@ FILE_UPLOAD_TEMP_DIR = None  # uploads past 2.5 MB go to the system's temporary 
 MEDIA_JOB_DIR = VAR_DIR / "media-jobs"
 MEDIA_JOB_MAX_VIDEO_SECONDS = env_int("MEDIA_JOB_MAX_VIDEO_SECONDS", 14400)
 MEDIA_JOB_RETENTION_HOURS = env_int("MEDIA_JOB_RETENTION_HOURS", 24)  # a finished job's answer, then it is deleted
+# A done job's answer gives a video's frames a page at a time (`frames_after`, `frames_limit`): about
+# 100 bytes a frame, so a 4-hour video's 400,000 frames never go out in one answer. The default holds
+# every frame of any video POST hash/ takes (MEDIA_MAX_VIDEO_SECONDS) in one page, as before.
+MEDIA_JOB_PAGE_FRAMES = env_int("MEDIA_JOB_PAGE_FRAMES", 10_000)
+if MEDIA_JOB_PAGE_FRAMES < 1:
+    raise ImproperlyConfigured("MEDIA_JOB_PAGE_FRAMES must be at least 1.")
 MEDIA_JOB_MAX_PER_MEMBER = env_int("MEDIA_JOB_MAX_PER_MEMBER", 4)  # queued and running at once (429 beyond)
 # A running job writes its progress and a heartbeat this often; one silent for MEDIA_JOB_LEASE_SECONDS
 # lost its worker, and the sweep runs it again (MEDIA_JOB_MAX_ATTEMPTS in all) or fails it.
