@@ -6,7 +6,14 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8)))
+# The longest a request may hold a worker, receiving its body included (a sync worker has no other
+# read timeout): past it gunicorn stops the worker and starts another. 0 would switch that off and let
+# one slow client hold a worker for ever. A buffering proxy in front (README "Reverse proxy") keeps
+# slow clients off the workers in the first place.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+if timeout < 1:
+    raise ValueError(f"GUNICORN_TIMEOUT must be at least 1 second, not {timeout}: 0 lets a slow client hold a "
+                     "worker for ever.")
 graceful_timeout = 30
 keepalive = 5
 # Recycle workers now and then so that a slow leak in any library never becomes an outage.

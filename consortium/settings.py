@@ -378,6 +378,12 @@ FILE_UPLOAD_TEMP_DIR = None  # uploads past 2.5 MB go to the system's temporary 
 MEDIA_JOB_DIR = VAR_DIR / "media-jobs"
 MEDIA_JOB_MAX_VIDEO_SECONDS = env_int("MEDIA_JOB_MAX_VIDEO_SECONDS", 14400)
 MEDIA_JOB_RETENTION_HOURS = env_int("MEDIA_JOB_RETENTION_HOURS", 24)  # a finished job's answer, then it is deleted
+# A done job's answer gives a video's frames a page at a time (`frames_after`, `frames_limit`): about
+# 100 bytes a frame, so a 4-hour video's 400,000 frames never go out in one answer. The default holds
+# every frame of any video POST hash/ takes (MEDIA_MAX_VIDEO_SECONDS) in one page, as before.
+MEDIA_JOB_PAGE_FRAMES = env_int("MEDIA_JOB_PAGE_FRAMES", 10_000)
+if MEDIA_JOB_PAGE_FRAMES < 1:
+    raise ImproperlyConfigured("MEDIA_JOB_PAGE_FRAMES must be at least 1.")
 MEDIA_JOB_MAX_PER_MEMBER = env_int("MEDIA_JOB_MAX_PER_MEMBER", 4)  # queued and running at once (429 beyond)
 # A running job writes its progress and a heartbeat this often; one silent for MEDIA_JOB_LEASE_SECONDS
 # lost its worker, and the sweep runs it again (MEDIA_JOB_MAX_ATTEMPTS in all) or fails it.
@@ -498,9 +504,20 @@ else:
     # A message a dead worker held comes back after this long; the sweep usually recovers it sooner.
     # "priority": workers take from their queues in the order listed (CELERY_TASK_QUEUES, or a
     # worker's --queues), so incident work goes first; kombu's default rotates between queues.
+    # Socket timeouts: a Redis that takes connections but never answers (hung, failing over, a black
+    # hole in the network) holds whatever publishes a task (a submission's request, a task queueing
+    # the next) one timeout an attempt, four attempts (Celery's publish retries), not for ever; the
+    # publish then fails and the sweeps queue the work from the database. A worker waiting for tasks
+    # is not affected, idle for however long: kombu sends BRPOP with a 1 s server-side timeout and
+    # waits for its reply in the event loop, reading only once the socket is readable.
+    CELERY_BROKER_SOCKET_TIMEOUT_SECONDS = float(env("CELERY_BROKER_SOCKET_TIMEOUT_SECONDS", "5"))
+    if not CELERY_BROKER_SOCKET_TIMEOUT_SECONDS > 0:  # 0 would fail every command at once
+        raise ImproperlyConfigured("CELERY_BROKER_SOCKET_TIMEOUT_SECONDS must be a number of seconds above 0.")
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
         "queue_order_strategy": "priority",
+        "socket_timeout": CELERY_BROKER_SOCKET_TIMEOUT_SECONDS,
+        "socket_connect_timeout": CELERY_BROKER_SOCKET_TIMEOUT_SECONDS,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True

@@ -28,6 +28,16 @@ class JobErrorSerializer(serializers.Serializer):
         ref_name = "MediaJobError"
 
 
+class FramePageSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text="Frames of the video's vpdq signal in all.")
+    after = serializers.IntegerField(help_text="Frames before this page: the request's frames_after.")
+    next_after = serializers.IntegerField(help_text="frames_after for the next page.")
+    has_more = serializers.BooleanField(help_text="Whether frames follow this page.")
+
+    class Meta:
+        ref_name = "MediaJobFramePage"
+
+
 class MediaJobSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     state = serializers.ChoiceField(MediaJob.State.values)
@@ -36,17 +46,61 @@ class MediaJobSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True, help_text="When a finished job's answer is deleted "
                                            "(MEDIA_JOB_RETENTION_HOURS after it finished).")
-    signals = SignalSerializer(many=True, allow_null=True, help_text="Once done: exactly what POST hash/ gives.")
+    signals = SignalSerializer(many=True, allow_null=True, help_text=(
+        "Once done: exactly what POST hash/ gives, except that a video's vpdq signal holds one page of its "
+        "frames (see frame_page)."))
+    frame_page = FramePageSerializer(allow_null=True, help_text=(
+        "Once done, for a video: which of its frames the vpdq signal holds. Ask for the next page with "
+        "frames_after=next_after while has_more."))
     error = JobErrorSerializer(allow_null=True, help_text="Once failed.")
 
     class Meta:
         ref_name = "MediaJob"
 
 
-def job_body(job: MediaJob) -> dict[str, Any]:
-    # Built by hand rather than through the serializer: a long video's answer holds tens of thousands
-    # of frames, already in the wire shape.
+class FramePageQuery(serializers.Serializer):
+    frames_after = serializers.IntegerField(min_value=0, default=0, help_text=(
+        "Frames to skip: 0 for the first page, then the previous page's frame_page.next_after."))
+    frames_limit = serializers.IntegerField(min_value=1, required=False)
+
+    class Meta:
+        ref_name = "MediaJobQuery"
+
+
+class DocumentedFramePageQuery(FramePageQuery):
+    """The query as the schema states it: a larger frames_limit is served as MEDIA_JOB_PAGE_FRAMES."""
+
+    frames_limit = serializers.IntegerField(
+        min_value=1, max_value=settings.MEDIA_JOB_PAGE_FRAMES, required=False,
+        help_text=f"Frames per page (default and most {settings.MEDIA_JOB_PAGE_FRAMES}).")
+
+    class Meta:
+        ref_name = "MediaJobQuery"
+
+
+def page_of_frames(signals: list[dict[str, Any]], *, after: int, limit: int) -> tuple[list[dict], dict | None]:
+    """The signals with a video signal's frames cut to [after, after + limit), and where that page lies."""
+    paged, page = [], None
+    for signal in signals:
+        frames = signal.get("frames")
+        if frames is None:
+            paged.append(signal)
+            continue
+        chosen = frames[after:after + limit]
+        paged.append({**signal, "frames": chosen})
+        end = after + len(chosen)
+        page = {"total": len(frames), "after": after, "next_after": end, "has_more": end < len(frames)}
+    return paged, page
+
+
+def job_body(job: MediaJob, *, frames_after: int = 0, frames_limit: int | None = None) -> dict[str, Any]:
+    # Built by hand rather than through the serializer: a page holds thousands of frames, already
+    # in the wire shape.
     finished = job.finished_at
+    signals, page = None, None
+    if job.state == MediaJob.State.DONE:
+        limit = min(frames_limit or settings.MEDIA_JOB_PAGE_FRAMES, settings.MEDIA_JOB_PAGE_FRAMES)
+        signals, page = page_of_frames(job.result, after=frames_after, limit=limit)
     return {
         "id": str(job.id),
         "state": job.state,
@@ -55,7 +109,8 @@ def job_body(job: MediaJob) -> dict[str, Any]:
         "finished_at": serializers.DateTimeField().to_representation(finished) if finished else None,
         "expires_at": serializers.DateTimeField().to_representation(
             finished + timedelta(hours=settings.MEDIA_JOB_RETENTION_HOURS)) if finished else None,
-        "signals": job.result if job.state == MediaJob.State.DONE else None,
+        "signals": signals,
+        "frame_page": page,
         "error": ({"code": job.error_code, "message": job.error_message}
                   if job.state == MediaJob.State.FAILED else None),
     }
@@ -86,7 +141,9 @@ class MediaJobCreateApi(APIView):
 class MediaJobDetailApi(APIView):
     required_scope = "match"
 
-    @extend_schema(responses=MediaJobSerializer, summary="A media hashing job you started",
-                   operation_id="media_job_get", tags=["matching"])
+    @extend_schema(parameters=[DocumentedFramePageQuery], responses=MediaJobSerializer,
+                   summary="A media hashing job you started", operation_id="media_job_get", tags=["matching"])
     def get(self, request, job_id):
-        return Response(job_body(media_job_get(member=request.user.member, job_id=job_id)))
+        params = FramePageQuery(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return Response(job_body(media_job_get(member=request.user.member, job_id=job_id), **params.validated_data))

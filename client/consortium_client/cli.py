@@ -224,7 +224,7 @@ def hash_on_server(args: argparse.Namespace, path: str) -> list[dict[str, Any]]:
         job = client.hash_job(job["id"])
     if job["state"] != "done":
         raise CommandError(job["error"]["code"], f"{path}: {job['error']['message']}")
-    return job["signals"]
+    return client.hash_job_signals(job)
 
 
 def cmd_hash(args: argparse.Namespace, out: Output) -> int:

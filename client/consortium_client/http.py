@@ -103,8 +103,21 @@ class ConsortiumClient:
         """Start hashing a file on the server (POST hash/jobs/): for videos too long to hash in a request."""
         return self.request("POST", "/api/v1/hash/jobs/", upload=path)
 
-    def hash_job(self, job_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/api/v1/hash/jobs/{urllib.parse.quote(str(job_id), safe='')}/")
+    def hash_job(self, job_id: str, *, frames_after: int = 0) -> dict[str, Any]:
+        """The job; once done, its signals with one page of a video's frames (see `hash_job_signals`)."""
+        query = f"?frames_after={int(frames_after)}" if frames_after else ""
+        return self.request("GET", f"/api/v1/hash/jobs/{urllib.parse.quote(str(job_id), safe='')}/{query}")
+
+    def hash_job_signals(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """A done job's signals with every frame of its video, the pages after `job`'s read one by one."""
+        signals, page = job["signals"], job.get("frame_page")
+        while page and page["has_more"]:
+            more = self.hash_job(job["id"], frames_after=page["next_after"])
+            for signal, next_page in zip(signals, more["signals"]):
+                if "frames" in signal:
+                    signal["frames"].extend(next_page["frames"])
+            page = more["frame_page"]
+        return signals
 
     def feed(self, after: int = 0, limit: int = 100) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/feed/?after={int(after)}&limit={int(limit)}")

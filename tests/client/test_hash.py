@@ -92,7 +92,8 @@ def test_a_file_that_is_no_media_fails_with_the_servers_code_and_the_others_stil
 
 
 @requires_video
-def test_hash_job_prints_exactly_what_hashing_here_prints(cli, alice, tmp_path):
+def test_hash_job_prints_exactly_what_hashing_here_prints(cli, alice, tmp_path, settings):
+    settings.MEDIA_JOB_PAGE_FRAMES = 25  # the video's frames come in three pages; the command reads them all
     video = write_video(tmp_path / "clip.mp4", seconds=2, width=160, height=120)
     text = tmp_path / "notes.txt"
     text.write_text("not a video")

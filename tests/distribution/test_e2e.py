@@ -6,8 +6,7 @@ still complete, nothing is skipped."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+import time
 
 import pytest
 from django.conf import settings
@@ -15,29 +14,11 @@ from django.conf import settings
 from consortium_client.http import ConsortiumClient
 from distribution.models import Delivery, Subscription
 from hashes.models import Statement
-from tests.e2e import redis_server
-from tests.e2e.redis_server import PrivateRedis
-from tests.e2e.stack import free_port, wait_until
+from tests.e2e.redis_server import private_redis  # noqa: F401  a fixture
+from tests.e2e.stack import wait_until
 from tests.factories import md5
 
 pytestmark = pytest.mark.e2e
-
-@pytest.fixture
-def private_redis(tmp_path) -> Iterator[PrivateRedis]:
-    """A redis-server of the test's own on a free port: restarting it disturbs nobody else using the
-    machine's Redis. Without the binary the test skips, except in CI (CI=true, or
-    CONSORTIUM_REQUIRE_REDIS_FAULTS=1, which .ci/run sets), where that is a failure."""
-    reason = redis_server.unavailable()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true" or os.environ.get("CONSORTIUM_REQUIRE_REDIS_FAULTS") == "1":
-            pytest.fail(f"{reason}, and CI (CI=true or CONSORTIUM_REQUIRE_REDIS_FAULTS=1) requires the Redis "
-                        "restart test", pytrace=False)
-        pytest.skip(f"no private Redis for the restart test: {reason}")
-    server = PrivateRedis(tmp_path / "redis", free_port()).start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def subscribe_over_http(stack, actor, receiver) -> dict:
@@ -132,3 +113,35 @@ def test_the_standard_entry_points_alone_run_the_whole_pipeline(live_stack, live
 
     assert_complete(receiver, 20)
     assert set(Statement.objects.values_list("state", flat=True)) == {"published"}
+
+
+def test_workers_idle_many_times_the_broker_socket_timeout_still_take_their_tasks(
+    live_stack, live_receiver, actor_factory, private_redis,
+):
+    """The socket timeout that bounds publishing (CELERY_BROKER_SOCKET_TIMEOUT_SECONDS) never cuts a
+    worker's wait for tasks: kombu's event loop reads a BRPOP's reply only once Redis has sent it.
+    Here it is below BRPOP's own 1 s, and the prefork pipeline worker and the thread-pool webhook
+    workers sit idle through a hundred timeouts and redis-py's 25 s health checks, then take every
+    task without losing their connection once."""
+    live_stack.overrides.update({"CELERY_BROKER_URL": private_redis.url, "CACHE_URL": private_redis.url,
+                                 "CELERY_BROKER_SOCKET_TIMEOUT_SECONDS": "0.3"})
+    alice, bob = actor_factory("alice"), actor_factory("bob")
+    workers = ("worker", "dispatch", "deliver")
+    live_stack.start(*workers)  # no beat and no web yet: not one task arrives while they wait
+    logs = {name: live_stack.workdir / f"{name}.log" for name in workers}
+    wait_until(lambda: all(" ready." in path.read_text(errors="replace") for path in logs.values()), timeout=60,
+               what="the workers to be ready")
+    time.sleep(30)
+
+    live_stack.start("web", "beat")
+    live_stack.wait_for_web()
+    receiver = live_receiver()
+    subscription = subscribe_over_http(live_stack, bob, receiver)
+    submit(live_stack, alice, range(20))
+    wait_until(lambda: Subscription.objects.get(pk=subscription["id"]).cursor == 20, timeout=90,
+               what="every event delivered")
+
+    assert_complete(receiver, 20)
+    for name, path in logs.items():
+        log = path.read_text(errors="replace")
+        assert "Timeout" not in log and "Connection to broker lost" not in log, f"{name}:\n{log[-4000:]}"

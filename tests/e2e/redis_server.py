@@ -11,10 +11,14 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import redis
+
+from .stack import free_port
 
 BINARY = "redis-server"
 
@@ -81,3 +85,22 @@ class PrivateRedis:
     def log(self) -> str:
         path = self.workdir / "redis.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own on a free port: restarting it disturbs nobody else using the
+    machine's Redis. Without the binary the test skips, except in CI (CI=true, or
+    CONSORTIUM_REQUIRE_REDIS_FAULTS=1, which .ci/run sets), where that is a failure. Test modules
+    that use it import it."""
+    reason = unavailable()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true" or os.environ.get("CONSORTIUM_REQUIRE_REDIS_FAULTS") == "1":
+            pytest.fail(f"{reason}, and CI (CI=true or CONSORTIUM_REQUIRE_REDIS_FAULTS=1) requires the Redis "
+                        "fault tests", pytrace=False)
+        pytest.skip(f"no private Redis for the fault tests: {reason}")
+    server = PrivateRedis(tmp_path / "redis", free_port()).start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -40,8 +40,8 @@ def _upload(content: bytes):
     return SimpleUploadedFile("clip.mp4", content, content_type="application/octet-stream")
 
 
-def job(actor, job_id: str):
-    return actor.api.get(f"/api/v1/hash/jobs/{job_id}/")
+def job(actor, job_id: str, query: str = ""):
+    return actor.api.get(f"/api/v1/hash/jobs/{job_id}/" + (f"?{query}" if query else ""))
 
 
 def test_a_short_videos_job_gives_exactly_what_post_hash_gives(alice, django_capture_on_commit_callbacks, job_dir,
@@ -61,8 +61,49 @@ def test_a_short_videos_job_gives_exactly_what_post_hash_gives(alice, django_cap
     assert (body["state"], body["progress"], body["error"]) == ("done", 1.0, None)
     assert body["signals"] == direct.json()["signals"]
     assert body["signals"][0]["type"] == "vpdq" and len(body["signals"][0]["frames"]) == 90
+    assert body["frame_page"] == {"total": 90, "after": 0, "next_after": 90, "has_more": False}  # one page
     assert body["expires_at"] is not None
     assert files_left(job_dir) == []
+
+
+def test_a_videos_frames_come_a_bounded_page_at_a_time_and_add_up_to_what_post_hash_gives(
+        alice, settings, django_capture_on_commit_callbacks, short_video):
+    settings.MEDIA_JOB_PAGE_FRAMES = 40
+    content = short_video.read_bytes()
+    direct = alice.api.post("/api/v1/hash/", {"file": _upload(content)}, format="multipart").json()["signals"]
+    job_id = start_job(alice, content, django_capture_on_commit_callbacks).json()["id"]
+
+    pages, after = [], 0
+    while True:
+        body = job(alice, job_id, f"frames_after={after}").json()
+        pages.append(body)
+        after = body["frame_page"]["next_after"]
+        if not body["frame_page"]["has_more"]:
+            break
+    asked_for_more = job(alice, job_id, "frames_limit=1000").json()
+    asked_for_fewer = job(alice, job_id, "frames_after=85&frames_limit=3").json()
+
+    assert [len(page["signals"][0]["frames"]) for page in pages] == [40, 40, 10]
+    assert [page["frame_page"] for page in pages] == [
+        {"total": 90, "after": 0, "next_after": 40, "has_more": True},
+        {"total": 90, "after": 40, "next_after": 80, "has_more": True},
+        {"total": 90, "after": 80, "next_after": 90, "has_more": False},
+    ]
+    assert [frame for page in pages for frame in page["signals"][0]["frames"]] == direct[0]["frames"]
+    assert all(page["signals"][1:] == direct[1:] for page in pages)  # the file's digests on every page
+    assert len(asked_for_more["signals"][0]["frames"]) == 40  # a larger limit is served as the most
+    assert asked_for_fewer["signals"][0]["frames"] == direct[0]["frames"][85:88]
+    assert asked_for_fewer["frame_page"] == {"total": 90, "after": 85, "next_after": 88, "has_more": True}
+
+
+@pytest.mark.parametrize("query", ["frames_after=-1", "frames_after=first", "frames_limit=0", "frames_limit=x"])
+def test_a_bad_frame_page_is_refused_with_a_code(alice, django_capture_on_commit_callbacks, short_video, query):
+    job_id = start_job(alice, short_video.read_bytes(), django_capture_on_commit_callbacks).json()["id"]
+
+    answer = job(alice, job_id, query)
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "validation_error"
 
 
 def test_a_job_is_seen_only_by_the_member_who_started_it(alice, bob, django_capture_on_commit_callbacks, short_video):
