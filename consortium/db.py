@@ -211,15 +211,16 @@ def read_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple]:
     that two texts never share a name. `sql` is a fixed text, never built from input: each one is
     worked out once per process and kept. A statement that went stale under the connection is
     prepared again, once, outside a transaction; inside one the error is the caller's."""
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
+    db = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for, asked once (each of its attributes is a lookup)
+    with db.cursor() as cursor:
+        if db.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
             cursor.execute(sql, params)
             return cursor.fetchall()
         statement = _statements.get((name, sql, len(params)))
         if statement is None:
             statement = _statements[(name, sql, len(params))] = _statement(cursor, name, sql, len(params))
         name, text, execute = statement
-        prepared = _prepared.setdefault(connection.connection, set())
+        prepared = _prepared.setdefault(db.connection, set())
         if name not in prepared:
             cursor.execute(f"PREPARE {name} AS {text}")
             prepared.add(name)
@@ -227,7 +228,7 @@ def read_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple]:
             cursor.execute(execute, params)
         except DatabaseError as exc:
             prepared.discard(name)
-            if connection.in_atomic_block or getattr(exc.__cause__, "pgcode", None) not in STALE_PREPARED:
+            if db.in_atomic_block or getattr(exc.__cause__, "pgcode", None) not in STALE_PREPARED:
                 raise
             if exc.__cause__.pgcode == "0A000":  # still there, planned for the old columns
                 cursor.execute(f"DEALLOCATE {name}")
@@ -245,12 +246,14 @@ def columns(model: type[models.Model], alias: str) -> str:
 def instance_from_row(model: type[M], values: Sequence[Any]) -> M:
     """A model instance from its concrete columns (see `columns`) as a cursor returned them,
     converted by the same backend and field converters the ORM applies."""
-    converted = []
-    for value, (expression, converters) in zip(values, _converters(model, connection.vendor)):
+    db = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for, asked once (each of its attributes is a lookup)
+    converted = list(values)
+    for n, expression, converters in _row_converters(model, db.vendor):
+        value = converted[n]
         for convert in converters:
-            value = convert(value, expression, connection)
-        converted.append(value)
-    return model.from_db(connection.alias, None, converted)
+            value = convert(value, expression, db)
+        converted[n] = value
+    return model.from_db(db.alias, None, converted)
 
 
 def converter(model: type[models.Model], name: str) -> Callable[[Any], Any]:
@@ -276,6 +279,14 @@ def _same(value: Any) -> Any:
 @functools.cache
 def _field_converters(model: type[models.Model], name: str, vendor: str) -> tuple[Any, list]:
     return _converters(model, vendor)[[field.name for field in model._meta.concrete_fields].index(name)]
+
+
+@functools.cache
+def _row_converters(model: type[models.Model], vendor: str) -> list[tuple[int, Any, list]]:
+    """The columns of `model` (by position) that have converters, with them: a token's read on every
+    request converts one of its and its member's sixteen columns on PostgreSQL."""
+    return [(n, expression, converters) for n, (expression, converters) in enumerate(_converters(model, vendor))
+            if converters]
 
 
 @functools.cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
@@ -635,20 +635,51 @@ def statement_key(value: Any) -> str:
     return value if len(value) == 36 else str(uuid.UUID(value))
 
 
+# A match's one read: the live corroborations of the candidates with their hashes' rows (kind 0, in
+# corroboration order), then every statement among them that the viewer may see, with its labels
+# (kind 1, a row per label). The viewer's rule (Viewer.statement_sql) is worked out once per
+# corroboration, in `c`; a statement's JWS is read only where it holds, and once however many
+# hashes it asserts (a 1,000-hash family carries one). The ids come last: read_by_ids appends them.
+MATCH_READ = (
+    "WITH c AS (SELECT c.id, c.hash_id, c.statement_id, s.share_group_id, s.member_id, {visible} AS visible "
+    "FROM hashes_corroboration c JOIN hashes_statement s ON s.id = c.statement_id "
+    "WHERE c.retracted_at IS NULL AND c.hash_id IN ({{ids}})) "
+    "SELECT 0, c.id, c.hash_id, CAST(c.statement_id AS TEXT), c.share_group_id, c.member_id, h.signal_type, "
+    "h.value, h.cluster_id, h.labels_override, "
+    "EXISTS (SELECT 1 FROM hashes_feedback f WHERE f.hash_id = h.id AND f.ended_at IS NULL) "
+    "OR EXISTS (SELECT 1 FROM hashes_dispute d WHERE d.hash_id = h.id), "
+    "EXISTS (SELECT 1 FROM hashes_hashlink l WHERE l.hash_id = h.id), "
+    "EXISTS (SELECT 1 FROM suppression_benignentry b WHERE b.active), "
+    "NULL, NULL, NULL, NULL, NULL, NULL "
+    "FROM c JOIN hashes_hash h ON h.id = c.hash_id "
+    "UNION ALL "
+    "SELECT 1, 0, NULL, CAST(s.id AS TEXT), s.share_group_id, s.member_id, s.jti, s.kind, NULL, NULL, NULL, NULL, "
+    "NULL, m.slug, m.kind, s.content_type, s.raw, s.verdict, l.slug "
+    "FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
+    "LEFT JOIN hashes_statement_labels sl ON sl.statement_id = s.id "
+    "LEFT JOIN hashes_label l ON l.id = sl.label_id "
+    "WHERE s.id IN (SELECT c.statement_id FROM c WHERE c.visible) "
+    "ORDER BY 1, 2"
+)
+
+
 @dataclass
 class MatchedHashes:
     """The candidates of one match request that the viewer may see, in as few round trips as it
     takes: matching is the hot path (a request per second per live stream, of up to 1,000 frames),
-    so these reads are plain SQL, one query for the hashes and one for the statements whatever
-    their number, and feedback, disputes and links are read only for the hashes that have some.
-    Visibility is decided by Viewer.sees, the one rule, on every live statement of every candidate,
-    before anything else of a statement is read.
+    so the hashes and the statements they hold are one plain SQL read (MATCH_READ) whatever their
+    number, and feedback, disputes and links are read only for the hashes that have some.
+    Visibility is decided by the one rule on every live statement of every candidate: in the read,
+    by Viewer.statement_sql, before anything else of a statement is read; and again by Viewer.sees
+    on each corroboration, before a hash is kept.
 
     `rows` holds the visible, live hashes that no suppression list entry covers; `live` their live
-    statements the viewer may see, in the order they came."""
+    statements the viewer may see, in the order they came; `facts` those statements (and perhaps
+    more the viewer may see: those of candidates left out afterwards)."""
 
     rows: dict[int, HashRow]
     live: dict[int, list[str]]
+    facts: dict[str, StatementFacts] = field(default_factory=dict)
 
     @classmethod
     def read(cls, viewer: Viewer, candidates: set[int]) -> MatchedHashes:
@@ -656,19 +687,21 @@ class MatchedHashes:
             return cls({}, {})
         rows: dict[int, HashRow] = {}
         live: dict[int, list[str]] = {}
+        said: dict[str, list] = {}
         suppression = False
-        for (hash_id, statement_id, share_group_id, member_id, signal_type, value, cluster_id, labels_override,
-             governed, linked, benign) in read_by_ids(
-            "SELECT c.hash_id, CAST(c.statement_id AS TEXT), s.share_group_id, s.member_id, h.signal_type, h.value, h.cluster_id, "
-            "h.labels_override, "
-            "EXISTS (SELECT 1 FROM hashes_feedback f WHERE f.hash_id = h.id AND f.ended_at IS NULL) "
-            "OR EXISTS (SELECT 1 FROM hashes_dispute d WHERE d.hash_id = h.id), "
-            "EXISTS (SELECT 1 FROM hashes_hashlink l WHERE l.hash_id = h.id), "
-            "EXISTS (SELECT 1 FROM suppression_benignentry b WHERE b.active) "
-            "FROM hashes_corroboration c JOIN hashes_statement s ON s.id = c.statement_id "
-            "JOIN hashes_hash h ON h.id = c.hash_id "
-            "WHERE c.retracted_at IS NULL AND c.hash_id IN ({ids}) ORDER BY c.id", candidates, prepare="match_hashes",
+        visible, params = viewer.statement_sql("s", connection.vendor)
+        for (part, _, hash_id, statement_id, share_group_id, member_id, signal_type, value, cluster_id, labels_override,
+             governed, linked, benign, slug, member_kind, content_type, raw, verdict, label) in read_by_ids(
+            MATCH_READ.format(visible=visible), candidates, *params, prepare="match_read",
         ):
+            if part:  # a statement: signal_type and value hold its jti and kind
+                key = statement_key(statement_id)
+                if key not in said:
+                    said[key] = [signal_type, value, member_id, slug, member_kind, share_group_id, content_type, raw,
+                                 verdict, set()]
+                if label is not None:
+                    said[key][-1].add(label)
+                continue
             if not viewer.sees(share_group_id=share_group_id, member_id=member_id):
                 continue
             live.setdefault(hash_id, []).append(statement_key(statement_id))
@@ -682,13 +715,20 @@ class MatchedHashes:
         videos = [pk for pk, row in rows.items() if row.signal_type == SignalType.VPDQ]
         for pk, frames in read_by_ids("SELECT id, frames FROM hashes_hash WHERE id IN ({ids})", videos):
             rows[pk].frames = json_column(frames)
-        return cls(rows, live)
+        facts = {
+            key: StatementFacts(id=key, jti=jti, kind=kind, member_id=member_id, member_slug=slug,
+                                member_kind=member_kind, share_group_id=share_group_id, content_type=content_type,
+                                raw=raw, labels=tuple(sorted(labels)), verdict=verdict)
+            for key, (jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, labels)
+            in said.items()
+        }
+        return cls(rows, live, facts)
 
     def views(self, viewer: Viewer, hash_ids: set[int]) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
         """These hashes (among `rows`) as the viewer sees them: what hash_views says of them; and
         the length of each view encoded as JSON (what a match answer's byte bound counts), without
         encoding the statements they share once per hash."""
-        facts = match_facts({sid for pk in hash_ids for sid in self.live[pk]})
+        facts = dict(self.facts)
         governed = [pk for pk in hash_ids if self.rows[pk].governed]
         governance = load_governance(governed)
         snapshots = {pk: state.snapshots() for pk, state in governance.items()}
@@ -721,31 +761,6 @@ class MatchedHashes:
                 del own[name]
             sizes[pk] = len(orjson.dumps(own)) + shared_size - 1
         return views, sizes
-
-
-def match_facts(keys: set[str]) -> dict[str, StatementFacts]:
-    """statement_facts for statements already known to be visible (MatchedHashes.read), in one query."""
-    rows: dict[str, list] = {}
-    for statement_id, jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, label in (
-        read_by_ids(
-            "SELECT CAST(s.id AS TEXT), s.jti, s.kind, s.member_id, m.slug, m.kind, s.share_group_id, s.content_type, s.raw, "
-            "s.verdict, l.slug FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
-            "LEFT JOIN hashes_statement_labels sl ON sl.statement_id = s.id "
-            "LEFT JOIN hashes_label l ON l.id = sl.label_id WHERE s.id IN ({ids})",
-            statement_params(keys), prepare="match_facts")
-    ):
-        key = statement_key(statement_id)
-        if key not in rows:
-            rows[key] = [jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, []]
-        if label is not None:
-            rows[key][-1].append(label)
-    return {
-        key: StatementFacts(id=key, jti=jti, kind=kind, member_id=member_id, member_slug=slug,
-                            member_kind=member_kind, share_group_id=share_group_id, content_type=content_type,
-                            raw=raw, labels=tuple(sorted(labels)), verdict=verdict)
-        for key, (jti, kind, member_id, slug, member_kind, share_group_id, content_type, raw, verdict, labels)
-        in rows.items()
-    }
 
 
 def dispute_list(*, viewer: Viewer, after: int, limit: int, state: str | None = None) -> dict[str, Any]:

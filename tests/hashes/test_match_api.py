@@ -3,13 +3,16 @@ media a member uploads hashed and forgotten, and the reference vectors through t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from hashes.models import Corroboration, Hash
-from hashes.selectors import MatchedHashes
+from hashes.selectors import MatchedHashes, statement_facts
 from hashes.visibility import Viewer
+from members.models import SharingGroup
 from tests.factories import BASE_PDQ, flip, md5, pdq_value, sha256
 from tests.signals.vectors import VECTORS, VIDEOS, csv_rows, reference_frames, requires_vectors, requires_video
 
@@ -258,3 +261,43 @@ def test_a_match_counts_each_view_at_exactly_its_encoded_length(alice, bob, pipe
 
     assert len(views) == 4
     assert sizes == {pk: len(orjson.dumps(view)) for pk, view in views.items()}
+
+
+def test_the_match_read_returns_what_the_rule_allows_for_every_viewer_shape(
+        alice, bob, charlie, homeoffice, trusted_group, pipeline):
+    """MatchedHashes.read is one SQL statement for the hashes and the statements they hold: for every
+    kind of viewer (in a group, outside it, narrowed to one audience) and every kind of statement
+    (shared with everyone, with a group, retracted, disputed, asserting several hashes), it must keep
+    exactly the live statements the one rule lets the viewer see, and read the facts of those and of
+    no other, as the feed's own read (statement_facts) reads them."""
+    solo = SharingGroup.objects.create(slug="solo", name="Solo")
+    solo.members.set([charlie.member])
+    alice.submit(alice.statement([md5(1), md5(2)], labels=["glorification", "recruitment"]))
+    alice.submit(alice.statement([md5(2), md5(3)], share="trusted", labels=["instruction"]))
+    bob.submit(bob.statement([md5(1)], labels=["recruitment"]))
+    charlie.submit(charlie.statement([md5(1), md5(4)], jti="gone"), charlie.statement([md5(5)], share="solo"))
+    pipeline()
+    charlie.submit(charlie.retraction("gone"))
+    homeoffice.submit(homeoffice.feedback(md5(1), "disagree", reasons=["newsworthy"]))
+    pipeline()
+    candidates = set(Hash.objects.values_list("pk", flat=True))
+    assert len(candidates) == 5 and Corroboration.objects.filter(retracted_at__isnull=False).count() == 2
+    alice_viewer = Viewer.for_member(alice.member)
+    viewers = [Viewer.for_member(a.member) for a in (alice, bob, charlie, homeoffice)]
+    viewers += [alice_viewer.within(trusted_group.pk), alice_viewer.within(None)]
+
+    for viewer in viewers:
+        live: dict[int, list[str]] = {}
+        for hash_id, statement_id in Corroboration.objects.filter(
+                viewer.statement_q("statement__"), retracted_at__isnull=True, hash_id__in=candidates,
+        ).order_by("id").values_list("hash_id", "statement_id"):
+            live.setdefault(hash_id, []).append(str(statement_id))
+        matched = MatchedHashes.read(viewer, candidates)
+
+        assert matched.live == live, viewer
+        assert set(matched.rows) == set(live)
+        said = {key for keys in live.values() for key in keys}
+        expected = {key: replace(fact, incident_id=None) for key, fact in statement_facts(said, viewer).items()}
+        assert matched.facts == expected, viewer
+    assert len(MatchedHashes.read(viewers[2], candidates).rows) == 3  # charlie: md5(1), md5(2) and its own md5(5)
+    assert len(MatchedHashes.read(viewers[4], candidates).facts) == 1  # alice within trusted: one statement
