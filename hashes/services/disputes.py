@@ -93,7 +93,7 @@ def dispute_resolve(*, dispute_id: int, outcome: str, resolution: str, labels: I
             each.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
             each.labels = chosen
         live = live_statements([hash_.pk])[hash_.pk]
-        after, cause = live, None
+        after, cause, labels_before = live, None, hash_.labels_override
         if outcome == Dispute.State.RELABELLED:
             hash_.labels_override = chosen
         if outcome == Dispute.State.REMOVED:
@@ -109,7 +109,7 @@ def dispute_resolve(*, dispute_id: int, outcome: str, resolution: str, labels: I
         batch = Batch(now=now, hashes={hash_key(hash_): hash_}, live={hash_.pk: live})
         batch.governance_of = load_governance([hash_.pk])
         for each in closing:
-            batch.record(hash_, cause, live, after, change="dispute", dispute=each)
+            batch.record(hash_, cause, live, after, change="dispute", dispute=each, labels_before=labels_before)
         events_append(head, batch.events)
         if outcome == Dispute.State.REMOVED:
             indexes.mark_stale()
