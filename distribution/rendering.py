@@ -63,7 +63,7 @@ class Rendered:
     fragment: bytes
     type: str
     signal_type: str
-    labels: frozenset[str]  # from the visible statements before and after the change
+    labels: frozenset[str]  # the visible statements' and an administrator's, before and after the change
     incident: bool  # a visible statement of the hash, or the cause, names an incident
     corroboration: int  # members with visible live statements before or after the change, whichever is more
     held: bool = False  # a dispute the viewer sees is open, and this event did not open it
@@ -229,7 +229,8 @@ def _render(event: EventRow, viewer: Viewer, visible: dict[str, StatementFacts],
         fragment=_json(body),
         type=body["type"],
         signal_type=body["hash"]["signal_type"],
-        labels=frozenset(label for f in (*before, *after) for label in f.labels),
+        labels=frozenset(label for f in (*before, *after) for label in f.labels).union(
+            event.labels_override or (), event.labels_override_before or ()),
         incident=any(fact.incident_id is not None for fact in visible.values()),
         corroboration=max(corroborating_members(before), corroborating_members(after)),
         held=is_held(event, body["type"], body["hash"]["dispute"]),

@@ -14,7 +14,7 @@ from consortium.admin_tools import ReadOnlyAdmin, SlugFixedAdmin
 from consortium.api.errors import CodedError
 
 from .models import Corroboration, Dispute, Event, Feedback, Hash, Incident, Label, Statement
-from .services.disputes import OUTCOMES, dispute_resolve
+from .services.disputes import OUTCOMES, REVIEWED, dispute_resolve
 from .services.taxonomy import incident_close
 
 
@@ -128,7 +128,10 @@ class ResolveDisputeForm(forms.Form):
                                 help_text="upheld: the hash stays. relabelled: its labels are replaced for everyone. "
                                           "removed: the server retracts it for everyone, by a statement it signs.")
     resolution = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=2000,
-                                 help_text="The reason every member who sees the dispute will read.")
+                                 help_text="The reason every member who sees the dispute will read. The outcome "
+                                           "reaches everyone who sees the hash; for a dispute a sharing group "
+                                           f"opened, the server's removal statement says only '{REVIEWED}', so "
+                                           "these words stay within the group.")
     labels = forms.ModelMultipleChoiceField(queryset=Label.objects.filter(is_active=True), to_field_name="slug",
                                             required=False, widget=forms.CheckboxSelectMultiple,
                                             help_text="relabelled only: the labels that replace the hash's.")

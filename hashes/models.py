@@ -324,6 +324,9 @@ class Event(models.Model):
     feedback = models.JSONField(null=True, blank=True)  # None: none
     disputes = models.JSONField(null=True, blank=True)
     labels_override = models.JSONField(null=True, blank=True)
+    # The labels an administrator had set before the event: they differ from `labels_override` only on
+    # a dispute resolved `relabelled`, an outcome every reader of the hash sees, whoever sees the dispute.
+    labels_override_before = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["seq"]

@@ -291,7 +291,8 @@ def render_event(
 def changed_for(viewer: Viewer, event: Event, facts: dict[str, StatementFacts], before: list[StatementFacts], after: list[StatementFacts],
                 cause: StatementFacts | None, dispute: dict[str, Any] | None) -> bool:
     """Whether the reader sees anything change: its visible statements, the cluster, a verdict it may
-    see (the cause is visible), or a dispute it may see (`dispute` is the one it sees)."""
+    see (the cause is visible), a dispute it may see (`dispute` is the one it sees), or the labels
+    an administrator's outcome replaced (everyone's, whoever may see the dispute behind it)."""
     if [f.id for f in before] != [f.id for f in after] or event.cluster_before is not None:
         return True
     if not after:
@@ -299,9 +300,18 @@ def changed_for(viewer: Viewer, event: Event, facts: dict[str, StatementFacts], 
     if event.change == "feedback":
         return cause is not None
     if event.change == "dispute":
-        return dispute is not None and any(d["id"] == event.dispute_id and sees_snapshot(viewer, d, facts)
-                                           for d in event.disputes or ())
+        if dispute is not None and any(d["id"] == event.dispute_id and sees_snapshot(viewer, d, facts)
+                                       for d in event.disputes or ()):
+            return True
+        return shown_labels(after, event.labels_override_before) != shown_labels(after, event.labels_override)
     return False
+
+
+def shown_labels(live: list[StatementFacts], labels_override: list[str] | None) -> list[str]:
+    """The labels a hash view shows: an administrator's, if set, else what its visible statements say."""
+    if labels_override is not None:
+        return list(labels_override)
+    return sorted({label for fact in live for label in fact.labels})
 
 
 def cause_view(cause: StatementFacts, statements: list[StatementFacts]) -> dict[str, Any]:
@@ -345,6 +355,7 @@ class EventRow:
     feedback: list[str] | None
     disputes: list[dict[str, Any]] | None
     labels_override: list[str] | None
+    labels_override_before: list[str] | None
 
     refs = Event.refs
 
@@ -352,7 +363,7 @@ class EventRow:
 EVENT_COLUMNS = (
     "SELECT e.seq, CAST(e.event_id AS TEXT), e.occurred_at, e.hash_id, CAST(e.cause_id AS TEXT), "
     "e.statements_before, e.statements_after, e.cluster_id_at, e.cluster_before, e.change, e.dispute_id, "
-    "e.feedback, e.disputes, e.labels_override, h.signal_type, h.value, h.frames "
+    "e.feedback, e.disputes, e.labels_override, e.labels_override_before, h.signal_type, h.value, h.frames "
     "FROM hashes_event e JOIN hashes_hash h ON h.id = e.hash_id ")
 
 
@@ -376,9 +387,9 @@ def event_rows(rows: Iterable[tuple]) -> list[EventRow]:
                  EventHash(hash_id, signal_type, value, json_column(frames)),
                  statement_key(cause_id) if cause_id is not None else None, json_column(before), json_column(after),
                  cluster_id_at, cluster_before, change, dispute_id, json_column(feedback), json_column(disputes),
-                 json_column(labels_override))
+                 json_column(labels_override), json_column(labels_override_before))
         for (seq, event_id, occurred_at, hash_id, cause_id, before, after, cluster_id_at, cluster_before, change,
-             dispute_id, feedback, disputes, labels_override, signal_type, value, frames) in rows
+             dispute_id, feedback, disputes, labels_override, labels_override_before, signal_type, value, frames) in rows
     ]
 
 

@@ -27,6 +27,9 @@ from .feed import events_append, feed_lock
 from .feedback import carried_disputes, load_governance
 
 OUTCOMES = (Dispute.State.UPHELD, Dispute.State.RELABELLED, Dispute.State.REMOVED)
+# What the server's removal statement, and the disputes a removal closes besides the one resolved,
+# say when the administrator's own words belong to a sharing group's dispute (see dispute_resolve).
+REVIEWED = "removed after review"
 
 
 def server_member() -> Member:
@@ -61,7 +64,14 @@ def dispute_resolve(*, dispute_id: int, outcome: str, resolution: str, labels: I
                     actor: Any = None) -> Dispute:
     """Close an open dispute as `upheld` (the hash stays), `relabelled` (its labels replaced for
     everyone) or `removed` (retracted for everyone by a statement the server signs; every other open
-    dispute on the hash closes with it). One event on the feed, one audit record per dispute."""
+    dispute on the hash closes with it). One event on the feed, one audit record per dispute.
+
+    The outcome is the consortium's decision: everyone who sees the hash sees its labels replaced,
+    or its retraction, whoever may see the dispute. The dispute, and what opened it, stay within
+    the opening feedback's audience, and so does `resolution`, the administrator's words: the
+    removal statement (every reader of the hash receives it) carries them only for a dispute shared
+    with the whole consortium, and says REVIEWED otherwise; the other disputes a removal closes
+    take them only from such a dispute as well."""
     from .publishing import Batch, hash_key
 
     if outcome not in OUTCOMES:
@@ -88,16 +98,19 @@ def dispute_resolve(*, dispute_id: int, outcome: str, resolution: str, labels: I
         if outcome == Dispute.State.REMOVED:
             closing += list(Dispute.objects.select_for_update().filter(hash=hash_, state=Dispute.State.OPEN)
                             .exclude(pk=dispute.pk))
+        words = resolution.strip()
+        public = dispute.share_group_id is None  # shared with the whole consortium, or the suppression list's
         for each in closing:
-            each.state, each.resolved_at, each.resolution = outcome, now, resolution.strip()
+            each.state, each.resolved_at = outcome, now
+            each.resolution = words if each is dispute or public else REVIEWED
             each.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
             each.labels = chosen
         live = live_statements([hash_.pk])[hash_.pk]
-        after, cause = live, None
+        after, cause, labels_before = live, None, hash_.labels_override
         if outcome == Dispute.State.RELABELLED:
             hash_.labels_override = chosen
         if outcome == Dispute.State.REMOVED:
-            cause = server_statement(removal_payload(hash_, resolution.strip()), now=now)
+            cause = server_statement(removal_payload(hash_, words if public else REVIEWED), now=now)
             for each in closing:
                 each.removal = cause
             Corroboration.objects.filter(hash=hash_, retracted_at__isnull=True).update(retracted_at=now)
@@ -108,8 +121,10 @@ def dispute_resolve(*, dispute_id: int, outcome: str, resolution: str, labels: I
             each.save(update_fields=["state", "resolved_at", "resolution", "resolved_by", "labels", "removal"])
         batch = Batch(now=now, hashes={hash_key(hash_): hash_}, live={hash_.pk: live})
         batch.governance_of = load_governance([hash_.pk])
-        for each in closing:
-            batch.record(hash_, cause, live, after, change="dispute", dispute=each)
+        # One event however many disputes close: the disputes it carries show each reader the ones
+        # it may see, and one retraction per closed dispute would count, to everyone, disputes that
+        # only a sharing group may know of.
+        batch.record(hash_, cause, live, after, change="dispute", dispute=dispute, labels_before=labels_before)
         events_append(head, batch.events)
         if outcome == Dispute.State.REMOVED:
             indexes.mark_stale()

@@ -31,6 +31,9 @@ def signal_key(signal: dict[str, Any]) -> SignalKey:
     return signal["type"], signal["value"]
 
 
+_UNCHANGED = object()
+
+
 @dataclass
 class Batch:
     """The hashes a batch touches, their live corroborating statements, and what it will write."""
@@ -74,7 +77,10 @@ class Batch:
         return next(h for h in self.hashes.values() if h.pk == hash_id)
 
     def record(self, hash_: Hash, cause: Statement | None, before: list[str], after: list[str],
-               cluster_before: int | None = None, *, change: str = "", dispute: Dispute | None = None) -> None:
+               cluster_before: int | None = None, *, change: str = "", dispute: Dispute | None = None,
+               labels_before: Any = _UNCHANGED) -> None:
+        """Append the event of a change to `hash_`; `labels_before` is the administrator's labels
+        before it, when the change replaced them (`hash_` holds those after)."""
         kind = Event.Type.of_change(before, after)
         governance = self.governance(hash_.pk)
         self.events.append({
@@ -84,6 +90,7 @@ class Batch:
             # None for "none": most events have neither, and an empty JSON value costs as much to write.
             "dispute": dispute.pk if dispute else None, "feedback": governance.votes() or None,
             "disputes": governance.snapshots() or None, "labels_override": hash_.labels_override,
+            "labels_override_before": hash_.labels_override if labels_before is _UNCHANGED else labels_before,
         })
 
 

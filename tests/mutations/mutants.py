@@ -85,6 +85,7 @@ MADM = "members/admin.py"
 FB = "hashes/services/feedback.py"
 DSP = "hashes/services/disputes.py"
 FEEDBACK = ("tests/hashes/test_feedback.py", "tests/governance/test_disputes.py", "tests/hashes/test_non_interference.py")
+OUTCOMES = ("tests/hashes/test_dispute_outcomes.py",)
 SUPPRESSION = ("tests/suppression/test_verification.py", "tests/suppression/test_match.py",
                "tests/suppression/test_disputes.py")
 TXS = "taxii/selectors.py"
@@ -566,6 +567,20 @@ MUTANTS: list[Mutant] = [
     mutant("disputes.removal-keeps-statements", DSP,
            "            Corroboration.objects.filter(hash=hash_, retracted_at__isnull=True).update(retracted_at=now)\n",
            "", FEEDBACK),
+    mutant("disputes.group-words-in-removal", DSP,
+           "removal_payload(hash_, words if public else REVIEWED)", "removal_payload(hash_, words)", OUTCOMES),
+    mutant("disputes.group-words-on-others", DSP,
+           "each.resolution = words if each is dispute or public else REVIEWED", "each.resolution = words", OUTCOMES),
+    mutant("disputes.one-event-per-closed-dispute", DSP,
+           "        batch.record(hash_, cause, live, after, change=\"dispute\", dispute=dispute, labels_before=labels_before)",
+           "        for each in closing:\n"
+           "            batch.record(hash_, cause, live, after, change=\"dispute\", dispute=each, labels_before=labels_before)",
+           OUTCOMES),
+    mutant("selectors.outcome-for-dispute-viewers-only", SEL,
+           "        return shown_labels(after, event.labels_override_before) != shown_labels(after, event.labels_override)",
+           "        return False", OUTCOMES),
+    mutant("rendering.filters-ignore-administrators-labels", REND,
+           ".union(\n            event.labels_override or (), event.labels_override_before or ())", "", OUTCOMES),
     mutant("suppression.publish-unchecked", PUB,
            "    statements = refuse_benign(batch, statements)\n", "", SUPPRESSION),
 
