@@ -84,7 +84,7 @@ class StatementAdmin(ReadOnlyAdmin):
 
 class CorroborationInline(admin.TabularInline):
     model = Corroboration
-    fields = ["statement", "member", "distance", "created_at", "retracted_at"]
+    fields = ["statement", "member", "distance", "created_at", "retracted_at", "superseded_by"]
     readonly_fields = fields
     extra = 0
     can_delete = False

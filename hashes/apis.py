@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
@@ -22,9 +23,12 @@ from . import tasks
 from .models import Dispute, Statement
 from .schemas import (
     DisputeSerializer, FeedEventSerializer, HashDetailSerializer, HashStatementSerializer, MatchResultSerializer,
-    MatchSignalSerializer, ReasonsField, SignalSerializer, SignalsField, TargetField,
+    MatchSignalSerializer, ReasonsField, SignalSerializer, SignalsField, SupersededSerializer, TargetField,
 )
-from .selectors import dispute_list, feed_page, hash_detail, hash_statements, match_signals, statement_get, statement_list
+from .selectors import (
+    dispute_list, feed_page, hash_detail, hash_statements, match_signals, statement_get, statement_list, superseded_rows,
+    with_superseded,
+)
 from .services.media import upload_signals
 from .services.submission import statements_submit
 from .signals.parse import parse_match_queries
@@ -41,13 +45,16 @@ class StatementOutputSerializer(serializers.ModelSerializer):
     reasons = ReasonsField(read_only=True)
     share = serializers.SerializerMethodField()
     retracts = serializers.SerializerMethodField()
+    superseded = serializers.SerializerMethodField(
+        help_text="Hash statements: the hashes on which a later statement of yours with the same share replaced "
+                  "this one (one live assertion per member, hash and share), by which statement and when.")
 
     class Meta:
         model = Statement
         fields = [
             "id", "jti", "kind", "state", "rejection_code", "rejection_message", "member", "statement",
             "received_at", "verified_at", "published_at", "retracted_at", "content_type", "signals",
-            "labels", "incident", "share", "retracts", "target", "verdict", "reasons",
+            "labels", "incident", "share", "retracts", "target", "verdict", "reasons", "superseded",
         ]
 
     def get_share(self, obj: Statement) -> str | None:
@@ -57,6 +64,14 @@ class StatementOutputSerializer(serializers.ModelSerializer):
 
     def get_retracts(self, obj: Statement) -> str | None:
         return str(obj.retracts_id) if obj.retracts_id else None
+
+    @extend_schema_field(SupersededSerializer(many=True))
+    def get_superseded(self, obj: Statement) -> list[dict[str, Any]]:
+        rows = getattr(obj, "superseded_rows", None)
+        if rows is None:
+            rows = superseded_rows(obj)
+        return [{"hash": row.hash_id, "by": str(row.superseded_by_id), "at": row.retracted_at.isoformat()}
+                for row in rows]
 
 
 class AcceptedSerializer(serializers.Serializer):
@@ -136,8 +151,8 @@ class StatementsApi(APIView):
             raise DomainError("validation_error", f"state must be one of {', '.join(Statement.State.values)}.")
         paginator = Pagination()
         page = paginator.paginate_queryset(
-            statement_list(member=request.user.member, state=state)
-            .select_related("member", "incident", "share_group").prefetch_related("labels"),
+            with_superseded(statement_list(member=request.user.member, state=state)
+                            .select_related("member", "incident", "share_group").prefetch_related("labels")),
             request, view=self,
         )
         return paginator.get_paginated_response(StatementOutputSerializer(page, many=True).data)

@@ -178,7 +178,9 @@ class Hash(models.Model):
 
 
 class Corroboration(models.Model):
-    """A statement asserting a hash. Retracting the statement ends it; the row stays for the record."""
+    """A statement asserting a hash. Retracting the statement ends it, and so does the same member's
+    later statement of the same hash and audience (`superseded_by`: one live assertion per member,
+    hash and audience); the row stays for the record."""
 
     # Not indexed alone: corroboration_unique and corroboration_live both lead with it.
     hash = models.ForeignKey(Hash, on_delete=models.PROTECT, related_name="corroborations", db_index=False)
@@ -186,7 +188,10 @@ class Corroboration(models.Model):
     member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="+")
     distance = models.PositiveSmallIntegerField(default=0, help_text="Bits from the hash's value (0: exact).")
     created_at = models.DateTimeField(default=timezone.now)
-    retracted_at = models.DateTimeField(null=True, blank=True)
+    retracted_at = models.DateTimeField(null=True, blank=True, help_text="When it ended (retracted or superseded).")
+    # Few rows have one, and nothing looks rows up by it: not indexed.
+    superseded_by = models.ForeignKey(Statement, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                      db_index=False, help_text="The member's later statement that replaced it.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["hash", "statement"], name="corroboration_unique")]

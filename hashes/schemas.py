@@ -129,16 +129,32 @@ class CorroborationSerializer(serializers.Serializer):
     member = serializers.CharField()
     distance = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
-    retracted_at = serializers.DateTimeField(allow_null=True)
+    retracted_at = serializers.DateTimeField(allow_null=True, help_text="When it ended: retracted, or superseded.")
+    superseded_by = serializers.UUIDField(
+        allow_null=True, help_text="The member's later statement of the same hash and share that replaced this one "
+                                   "(one live assertion per member, hash and share); null unless superseded.")
 
     class Meta:
         ref_name = "Corroboration"
 
 
+class SupersededSerializer(serializers.Serializer):
+    hash = serializers.IntegerField(help_text="The hash.")
+    by = serializers.UUIDField(help_text="Your later statement that replaced this one on it.")
+    at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "Superseded"
+
+
 class HashDetailSerializer(HashViewSerializer):
     created_at = serializers.DateTimeField(required=False)
     updated_at = serializers.DateTimeField(required=False)
-    corroborations = CorroborationSerializer(many=True, required=False)
+    corroborations = CorroborationSerializer(
+        many=True, required=False, help_text="The newest corroborations you may see, live or ended, oldest first "
+                                             "(at most 100).")
+    corroborations_omitted = serializers.IntegerField(
+        min_value=0, required=False, help_text="Older corroborations you may see that are not listed.")
 
     class Meta:
         ref_name = "HashDetail"

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Max, Min, Prefetch, Q, QuerySet
 
 from consortium.api.errors import DomainError, NotFound
 from consortium.db import converter, read_by_ids, read_prepared
@@ -440,40 +440,60 @@ def feed_page(*, viewer: Viewer, after: int, limit: int, max_bytes: int | None =
     return {"events": events, "next_after": cursor, "has_more": has_more}
 
 
+# How many corroborations `GET hashes/{id}/` lists: the newest, the older ones counted.
+HASH_DETAIL_MAX_CORROBORATIONS = 100
+
+
 def hash_views(viewer: Viewer, hashes: list[Hash], *, detailed: bool = False) -> dict[int, dict[str, Any]]:
-    """Hashes as this viewer sees them (each must be visible to it). `detailed` adds every visible
-    corroboration and the times of the first and last visible change."""
-    rows: dict[int, list[tuple]] = {h.pk: [] for h in hashes}
-    for hash_id, *row in Corroboration.objects.filter(hash__in=hashes).order_by("id").values_list(
-        "hash_id", "statement_id", "retracted_at", "distance", "created_at"
-    ):
-        rows[hash_id].append(row)
-    governance = load_governance(rows)
+    """Hashes as this viewer sees them (each must be visible to it). `detailed` adds the newest
+    HASH_DETAIL_MAX_CORROBORATIONS visible corroborations, live or ended (retracted, or superseded
+    by the member's later statement: `superseded_by`), `corroborations_omitted` counting the older
+    ones, and the times of the first and last visible change. What is read is bounded: the live
+    corroborations (one per member and audience) and, per hash, the listed ones and the first."""
+    fields = ("hash_id", "statement_id", "retracted_at", "distance", "created_at", "superseded_by_id")
+    live_rows: dict[int, list[tuple]] = {h.pk: [] for h in hashes}
+    for hash_id, *row in Corroboration.objects.filter(hash__in=hashes, retracted_at__isnull=True).order_by(
+            "id").values_list(*fields):
+        live_rows[hash_id].append(row)
+    listed: dict[int, list[tuple]] = {h.pk: [] for h in hashes}
+    first: dict[int, list[tuple]] = {h.pk: [] for h in hashes}
+    totals: dict[int, dict[str, Any]] = {}
+    for hash_ in hashes:
+        visible = Corroboration.objects.filter(viewer.statement_q("statement__"), hash=hash_)
+        first[hash_.pk] = [row for _, *row in visible.order_by("id").values_list(*fields)[:1]]
+        if detailed:
+            newest = visible.order_by("-id").values_list(*fields)[:HASH_DETAIL_MAX_CORROBORATIONS]
+            listed[hash_.pk] = [row for _, *row in reversed(list(newest))]
+            totals[hash_.pk] = visible.aggregate(count=Count("id"), created=Min("created_at"),
+                                                 changed=Max("created_at"), ended=Max("retracted_at"))
+    governance = load_governance(live_rows)
     snapshots = {pk: state.snapshots() for pk, state in governance.items()}
     facts = statement_facts(
-        {str(r[0]) for group in rows.values() for r in group}
+        {str(r[0]) for rows in (live_rows, listed, first) for group in rows.values() for r in group}
         | {sid for state in governance.values() for sid in state.votes()}
         | {d["opened_by"] for ds in snapshots.values() for d in ds if d["opened_by"]}, viewer)
-    links = visible_links(viewer, rows)
+    links = visible_links(viewer, live_rows)
     views = {}
     for hash_ in hashes:
-        mine = [r for r in rows[hash_.pk] if str(r[0]) in facts]  # only what the viewer may see
-        live = visible_facts(viewer, [str(r[0]) for r in mine if r[1] is None], facts)
-        seen = visible_facts(viewer, [str(r[0]) for r in mine], facts)
+        live = visible_facts(viewer, [str(r[0]) for r in live_rows[hash_.pk]], facts)
+        seen = visible_facts(viewer, [str(r[0]) for r in first[hash_.pk]], facts) + live
         body = hash_view(hash_, live, cluster_id=hash_.cluster_id, seen=seen, links=links.get(hash_.pk),
                          state=Hash.State.ACTIVE if live else Hash.State.RETRACTED,
                          votes=visible_facts(viewer, governance[hash_.pk].votes(), facts),
                          dispute=dispute_view(viewer, snapshots[hash_.pk], facts),
                          labels_override=hash_.labels_override)
+        mine = [r for r in listed[hash_.pk] if str(r[0]) in facts]  # only what the viewer may see
         if detailed and mine:
-            changes = [r[3] for r in mine] + [r[1] for r in mine if r[1] is not None]
-            body["created_at"] = min(r[3] for r in mine).isoformat()
-            body["updated_at"] = max(changes).isoformat()
+            total = totals[hash_.pk]
+            body["created_at"] = total["created"].isoformat()
+            body["updated_at"] = max(t for t in (total["changed"], total["ended"]) if t is not None).isoformat()
             body["corroborations"] = [
                 {"statement_id": str(sid), "member": facts[str(sid)].member_slug, "distance": distance,
-                 "created_at": created.isoformat(), "retracted_at": retracted.isoformat() if retracted else None}
-                for sid, retracted, distance, created in mine
+                 "created_at": created.isoformat(), "retracted_at": retracted.isoformat() if retracted else None,
+                 "superseded_by": str(by) if by else None}
+                for sid, retracted, distance, created, by in mine
             ]
+            body["corroborations_omitted"] = total["count"] - len(mine)
         views[hash_.pk] = body
     return views
 
@@ -798,9 +818,22 @@ def dispute_list(*, viewer: Viewer, after: int, limit: int, state: str | None = 
     }
 
 
+def superseded_rows(statement: Statement) -> list[Corroboration]:
+    """Where a later statement of its member replaced this one (few: one a signal at most)."""
+    return list(Corroboration.objects.filter(statement=statement, superseded_by__isnull=False).order_by("id"))
+
+
+def with_superseded(statements: QuerySet[Statement]) -> QuerySet[Statement]:
+    """The statements with their `superseded_rows`, read in one query for them all."""
+    return statements.prefetch_related(Prefetch(
+        "corroborations", queryset=Corroboration.objects.filter(superseded_by__isnull=False).order_by("id"),
+        to_attr="superseded_rows"))
+
+
 def statement_get(*, member: Member, statement_id: Any) -> Statement:
     """A member sees only its own submissions here; others' statements reach it through the feed."""
-    statement = Statement.objects.filter(member=member, id=statement_id).prefetch_related("labels").first()
+    statement = with_superseded(Statement.objects.filter(member=member, id=statement_id).prefetch_related(
+        "labels")).first()
     if statement is None:
         raise NotFound("No statement of yours has this id.")
     return statement

@@ -47,8 +47,13 @@ class Batch:
     created_states: dict[int, str] = field(default_factory=dict)  # hashes this batch inserted: their state then
     published: list[Statement] = field(default_factory=list)
     rejected: list[Statement] = field(default_factory=list)
-    # Feedback: who made each live statement and with which audience (statement id: (member,
-    # share group)), each touched hash's feedback and disputes, and what the batch writes of them.
+    # One live assertion per member, hash and audience: the corroborations this batch inserts, by
+    # (hash, statement id), and the stored ones it ends, {(statement id, hash): the statement replacing it}.
+    inserted: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    superseded: dict[tuple[str, int], Any] = field(default_factory=dict)
+    # Who made each live statement and with which audience (statement id: (member, share group)):
+    # for superseding and feedback; each touched hash's feedback and disputes, and what the batch
+    # writes of them.
     audience: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     governance_of: dict[int, HashGovernance] = field(default_factory=dict)
     feedback_targets: dict[Any, list[int]] = field(default_factory=dict)
@@ -61,7 +66,8 @@ class Batch:
         return self.governance_of[hash_id]
 
     def learn_audience(self, statement_ids: Iterable[str]) -> None:
-        """Who made each of these statements and for whom (only feedback needs it: loaded then)."""
+        """Who made each of these statements and for whom (loaded for the live statements of the
+        hashes a batch's statements touch)."""
         missing = [sid for sid in statement_ids if sid not in self.audience]
         if missing:
             self.audience.update({
@@ -72,6 +78,15 @@ class Batch:
     def sees(self, viewer: Viewer, statement_id: str) -> bool:
         member_id, share_group_id = self.audience[statement_id]
         return viewer.sees(share_group_id=share_group_id, member_id=member_id)
+
+    def supersede(self, hash_id: int, statement_id: str, by: Any) -> None:
+        """End `statement_id`'s corroboration of the hash: `by`, its member's later statement of the
+        same audience, replaces it."""
+        row = self.inserted.get((hash_id, statement_id))
+        if row is not None:  # inserted by this batch: written ended
+            row["retracted_at"], row["superseded_by"] = self.now, by
+        else:
+            self.superseded[(statement_id, hash_id)] = by
 
     def by_pk(self, hash_id: int) -> Hash:
         return next(h for h in self.hashes.values() if h.pk == hash_id)
@@ -156,20 +171,31 @@ def move_merged_clusters(batch: Batch, planner: FamilyPlanner) -> None:
 
 
 def apply_hash_statement(batch: Batch, planner: FamilyPlanner, statement: Statement) -> None:
+    """Corroborate each hash the statement's signals are placed on. One live assertion per member,
+    hash and audience (its sharing group, or the consortium): the member's live statement of the
+    same audience on that hash ends, superseded by this one, in the same event, so a hash's live
+    statements are bounded by members and audiences however often a member repeats a value."""
     sid = str(statement.id)
+    audience = (statement.member_id, statement.share_group_id)
+    batch.audience[sid] = audience
     for position, signal in enumerate(statement.signals or ()):
         placement = planner.placements[(statement.id, position)]
         hash_ = placement.hash
         before = batch.live[hash_.pk]
         if sid in before:
             continue  # the same signal twice in one statement corroborates once
-        after = before + [sid]
+        batch.learn_audience(before)
+        replaced = {s for s in before if batch.audience[s] == audience}
+        after = [s for s in before if s not in replaced] + [sid]
+        for old in replaced:
+            batch.supersede(hash_.pk, old, statement.pk)
         batch.live[hash_.pk] = after
-        batch.audience[sid] = (statement.member_id, statement.share_group_id)
-        batch.corroborations.append({
+        row = {
             "hash": hash_.pk, "statement": statement.pk, "member": statement.member_id,
-            "distance": placement.distance, "created_at": batch.now, "retracted_at": None,
-        })
+            "distance": placement.distance, "created_at": batch.now, "retracted_at": None, "superseded_by": None,
+        }
+        batch.corroborations.append(row)
+        batch.inserted[(hash_.pk, sid)] = row
         if hash_.state == Hash.State.RETRACTED:
             hash_.state = Hash.State.ACTIVE
         hash_.updated_at = batch.now
@@ -274,10 +300,14 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
         statement_id__in=retract_targets, ended_at__isnull=True
     ).values_list("statement_id", "hash_id"):
         batch.feedback_targets.setdefault(statement_id, []).append(hash_id)
+    superseded_targets = set(Corroboration.objects.filter(
+        statement_id__in=retract_targets, superseded_by__isnull=False).values_list("statement_id", flat=True)
+    ) if retract_targets else set()
     keys = {signal_key(sig) for s in statements for sig in (s.signals or ())}
     keys |= {(s.target["type"], s.target["value"]) for s in statements if s.kind == Statement.Kind.FEEDBACK}
     load_hashes(batch, keys, {h for ids in (*target_hashes.values(), *batch.feedback_targets.values()) for h in ids})
     planner = place_signals(batch, statements)
+    batch.learn_audience(sid for p in planner.placements.values() for sid in batch.live[p.hash.pk])
     viewers = viewers_for_ids({s.member_id for s in statements if s.kind == Statement.Kind.FEEDBACK})
 
     retracted_now: set[Any] = set()
@@ -302,7 +332,13 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
             if target.kind == Statement.Kind.FEEDBACK:
                 apply_feedback_retraction(batch, statement)
             else:
-                apply_retraction(batch, statement, target_hashes.get(target.id, []))
+                hash_ids = target_hashes.get(target.id, [])
+                if superseded(batch, target, hash_ids, superseded_targets):
+                    reject(batch, statement, "statement_superseded",
+                           "That statement was replaced by a later statement of yours (same value and share); "
+                           "retract that one instead.")
+                    continue
+                apply_retraction(batch, statement, hash_ids)
             retracted_now.add(target.id)
             # The retraction travels with what it retracts: whoever could see the statement sees
             # it go, and nobody else. Set here, where the target is certainly verified.
@@ -313,6 +349,7 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
 
     move_merged_clusters(batch, planner)
     insert_rows(Corroboration, batch.corroborations)
+    write_superseded(batch)  # before the retractions' write, which ends what is left live
     write_feedback(batch)
     if retracted_now:
         Corroboration.objects.filter(statement_id__in=retracted_now, retracted_at__isnull=True).update(
@@ -335,6 +372,31 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
     events_append(head, batch.events)
     indexes.mark_stale()  # should this roll back instead, a needless catch-up is all it costs
     return batch
+
+
+def superseded(batch: Batch, target: Statement, hash_ids: list[int], superseded_before: set[Any]) -> bool:
+    """Whether a hash statement about to be retracted asserts nothing any more because later
+    statements of its member replaced it (before this batch, or in it): nothing is left to retract,
+    and its member's newer assertion is not this statement's to withdraw."""
+    sid = str(target.id)
+    if any(sid in batch.live.get(hash_id, ()) for hash_id in hash_ids):
+        return False
+    return target.id in superseded_before or any(old == sid for old, _ in batch.superseded)
+
+
+def write_superseded(batch: Batch) -> None:
+    """End the stored corroborations this batch's statements superseded (those it inserted and
+    superseded are written ended already)."""
+    if not batch.superseded:
+        return
+    rows = []
+    for pk, hash_id, statement_id in Corroboration.objects.filter(
+        AnyOf(F("statement_id"), {old for old, _ in batch.superseded}), retracted_at__isnull=True,
+    ).values_list("pk", "hash_id", "statement_id"):
+        by = batch.superseded.get((str(statement_id), hash_id))
+        if by is not None:
+            rows.append(Corroboration(pk=pk, retracted_at=batch.now, superseded_by_id=by))
+    update_rows(Corroboration, rows, ["retracted_at", "superseded_by"])
 
 
 def refuse_benign(batch: Batch, statements: list[Statement]) -> list[Statement]:

@@ -33,10 +33,12 @@ def test_twenty_statements_of_one_member_are_one_corroboration_and_one_embedded_
 
     hash_ = bob.feed()["events"][-1]["hash"]
     assert hash_["corroboration_count"] == 2
-    assert len(hash_["statements"]) == 2 and hash_["statements_omitted"] == 19
+    # alice's latest statement replaced each earlier one (one live assertion per member, hash and share).
+    assert len(hash_["statements"]) == 2 and hash_["statements_omitted"] == 0
     detail = bob.api.get(f"/api/v1/hashes/{hash_['id']}/").json()
     assert detail["corroboration_count"] == 2 and len(detail["statements"]) == 2
     assert len(detail["corroborations"]) == 21  # the record still lists every statement
+    assert sum(c["superseded_by"] is not None for c in detail["corroborations"]) == 19
 
 
 def test_a_hash_carries_at_most_hash_max_statements_and_pages_the_rest(settings, alice, actor_factory, pipeline):

@@ -211,7 +211,10 @@ def test_what_charlie_sees_is_the_same_whether_or_not_the_group_shares(
     scenario(actors, pipeline, hidden=True)
     interleaved = observe(charlie)
 
-    assert Statement.objects.filter(member=alice.member, state="published").count() == 13  # the group did share
+    # The group did share (13 statements, all published but gr2: g4 and g5, near duplicates on g2's
+    # group hash, superseded g2, so retracting it is refused).
+    assert Statement.objects.filter(member=alice.member, state="published").count() == 12
+    assert Statement.objects.get(member=alice.member, jti="gr2").rejection_code == "statement_superseded"
     assert Dispute.objects.filter(share_group__isnull=False, state="upheld").exists()
     assert dict((jti, code) for jti, _, code in alone["statements"])["cf2"] == "target_not_found"
     assert any(e["hash"]["dispute"] and e["hash"]["dispute"]["state"] == "removed" for e in alone["feed"])
