@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('hashes', '0008_indexes_where_used'),
+        ('hashes', '0009_event_labels_override_before'),
     ]
 
     operations = [
