@@ -397,6 +397,10 @@ if MEDIA_JOB_MAX_ATTEMPTS < 1 or MEDIA_JOB_MAX_PER_MEMBER < 1:
 VERIFY_CHUNK_SIZE = env_int("VERIFY_CHUNK_SIZE", 250)
 PUBLISH_BATCH_SIZE = env_int("PUBLISH_BATCH_SIZE", 500)
 PUBLISH_BATCH_MAX_FRAMES = env_int("PUBLISH_BATCH_MAX_FRAMES", 100_000)  # vPDQ frames per publishing transaction
+# How long a verification task waits for the feed lock to publish what it verified in its own
+# transaction (hashes.services.publishing.publish_just_verified); past it, the statements are stored
+# verified for the publisher holding the lock. 0: never wait.
+PUBLISH_LOCK_WAIT_SECONDS = float(env("PUBLISH_LOCK_WAIT_SECONDS", "2"))
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10)
 SWEEP_STALE_AFTER_SECONDS = env_int("SWEEP_STALE_AFTER_SECONDS", 30)
 # New statements whose (unverified) envelope names an active incident are verified on the priority
