@@ -242,8 +242,10 @@ def publish_just_verified(fresh: list[Statement], *, limit: int) -> Batch | None
     Waiting for the lock, rather than leaving the statements verified for the publisher holding it,
     is what keeps every statement of a burst on this path: a publisher holds the lock for one batch,
     and the statements left verified would cost another write of each row and a read of it back.
-    While this waits, its statements are locked by this transaction alone (nobody else writes a
-    received statement), so the wait can never close a cycle. The caller looks again for
+    While this waits it holds its claimed statements' rows. The sweep skips locked rows, so it
+    neither waits for these nor holds a row the feed holder needs while waiting; should a cycle of
+    waits close all the same, PostgreSQL aborts one waiter, and if that is this one only the wait's
+    savepoint is lost (feed_lock_within returns None) and the statements are stored verified. The caller looks again for
     publishable work after it commits, as every publisher does (see publish_verified)."""
     frames = sum(frames_of(statement) for statement in fresh)
     if not fresh or frames > settings.PUBLISH_BATCH_MAX_FRAMES:
