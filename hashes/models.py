@@ -115,8 +115,13 @@ class Statement(models.Model):
             # queues hold only statements still waiting, which every query of them names (a state
             # `= x` or `IN`, implying the condition), so publishing a statement adds nothing to them
             # and they stay the size of the backlog, not of the table.
-            models.Index(fields=["state", "-priority", "received_at"], name="statement_waiting",
-                         condition=models.Q(state__in=["received", "verified"])),
+            # One index per waiting state, each condition a single `state = x` that the queries name
+            # (SQLite uses a partial index only when a term of the query matches its condition; it
+            # cannot tell that `state = x` implies `state IN (...)`).
+            models.Index(fields=["-priority", "received_at"], name="statement_received",
+                         condition=models.Q(state="received")),
+            models.Index(fields=["-priority", "received_at"], name="statement_verified",
+                         condition=models.Q(state="verified")),
             models.Index(fields=["queued_at"], name="statement_received_queued", condition=models.Q(state="received")),
             models.Index(fields=["member", "-received_at"], name="statement_member_recent"),
             # Columns that few statements fill (or none until verified) are indexed where filled.

@@ -62,7 +62,8 @@ def test_a_published_statement_is_in_no_work_queue_and_empty_columns_are_not_ind
     with connection.cursor() as cursor:
         indexes = statement_indexes(cursor)
         assert {name for name, definition in indexes.items() if " WHERE " not in definition} == UNCONDITIONAL
-        assert "WHERE ((state)::text = ANY" in indexes["statement_waiting"]
+        assert "WHERE ((state)::text = 'received'::text)" in indexes["statement_received"]
+        assert "WHERE ((state)::text = 'verified'::text)" in indexes["statement_verified"]
         assert "WHERE ((state)::text = 'received'::text)" in indexes["statement_received_queued"]
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'transparency_corroboration_ended_set'")
         assert cursor.fetchone()[0].endswith("WHERE (retracted_at IS NOT NULL)")
@@ -71,7 +72,7 @@ def test_a_published_statement_is_in_no_work_queue_and_empty_columns_are_not_ind
 def test_the_migrations_run_outside_a_transaction_and_build_before_they_drop():
     assert waiting.Migration.atomic is False and where_set.Migration.atomic is False
     kinds = [type(op).__name__ for op in waiting.Migration.operations]
-    assert kinds == ["AddIndexOnline"] * 4 + ["RemoveIndexOnline"] * 2 + ["SeparateDatabaseAndState"]
+    assert kinds == ["AddIndexOnline"] * 5 + ["RemoveIndexOnline"] * 2 + ["SeparateDatabaseAndState"]
     editor = Catalogue("postgresql")
     where_set.where_set(None, editor)
     statements = [sql for _, sql in editor.done]
@@ -97,7 +98,7 @@ def test_the_migrations_run_forwards_backwards_and_again_after_an_interruption()
     admin = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
     admin.autocommit = True
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SECRET_KEY": "migration-test"}
-    new = {"statement_waiting", "statement_received_queued", "statement_key", "statement_share_group",
+    new = {"statement_received", "statement_verified", "statement_received_queued", "statement_key", "statement_share_group",
            "transparency_statement_published_set"}
     old = {"statement_work_queue", "statement_sweep", *waiting.DROPPED, "transparency_statement_published"}
     try:
@@ -121,8 +122,8 @@ def test_the_migrations_run_forwards_backwards_and_again_after_an_interruption()
         # interrupted build, one old index already gone. Running `migrate` again finishes it.
         with psycopg2.connect(url) as db, db.cursor() as cursor:
             cursor.execute("CREATE INDEX statement_key ON hashes_statement (key_id) WHERE key_id IS NOT NULL")
-            cursor.execute("CREATE INDEX statement_waiting ON hashes_statement (state)")
-            cursor.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'statement_waiting'::regclass")
+            cursor.execute("CREATE INDEX statement_verified ON hashes_statement (state)")
+            cursor.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'statement_verified'::regclass")
             cursor.execute("CREATE INDEX transparency_statement_published_set ON hashes_statement (published_at)")
             cursor.execute("UPDATE pg_index SET indisvalid = false "
                            "WHERE indexrelid = 'transparency_statement_published_set'::regclass")
@@ -139,3 +140,31 @@ def test_the_migrations_run_forwards_backwards_and_again_after_an_interruption()
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's planner: PostgreSQL proves implication")
+@pytest.mark.django_db
+def test_sqlite_answers_every_work_queue_query_from_a_waiting_state_index():
+    """SQLite uses a partial index only when a term of the query is its condition (`state = x`); it
+    cannot prove `state = x` implies `state IN (...)`, and then scans the whole table."""
+    from datetime import datetime, timezone
+
+    from hashes.models import Statement
+    from hashes.services.publishing import publishable
+
+    queries = {
+        "publishable": publishable()[:500],
+        "sweep": Statement.objects.filter(state="received", queued_at__lt=datetime.now(timezone.utc))
+        .order_by("-priority", "received_at").values_list("id", flat=True)[:20000],
+        "drain": Statement.objects.filter(state="received").values_list("id", flat=True)[:500],
+    }
+    queries.update({
+        f"oldest {state}": Statement.objects.filter(state=state, priority=True).order_by("received_at")
+        .values_list("received_at", flat=True)[:1] for state in ("received", "verified")
+    })
+    for name, query in queries.items():
+        sql, params = query.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            plan = [row[-1] for row in cursor.fetchall()]
+        assert not any(step.startswith("SCAN hashes_statement") and " INDEX " not in step for step in plan), (name, plan)
