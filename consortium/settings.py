@@ -4,6 +4,7 @@ Every setting is documented in README.md ("Configuration")."""
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from pathlib import Path
@@ -403,6 +404,11 @@ if MEDIA_JOB_MAX_ATTEMPTS < 1 or MEDIA_JOB_MAX_PER_MEMBER < 1:
 VERIFY_CHUNK_SIZE = env_int("VERIFY_CHUNK_SIZE", 250)
 PUBLISH_BATCH_SIZE = env_int("PUBLISH_BATCH_SIZE", 500)
 PUBLISH_BATCH_MAX_FRAMES = env_int("PUBLISH_BATCH_MAX_FRAMES", 100_000)  # vPDQ frames per publishing transaction
+# How long a verification task waits for the feed lock to publish what it verified in its own
+# transaction (hashes.services.publishing.publish_just_verified); past it, the statements are stored
+# verified for a later publisher (the next task, or the sweep). 0: never wait. Checked below, once
+# CELERY_TASK_SOFT_TIME_LIMIT is known: the wait must end well inside the task's own bound.
+PUBLISH_LOCK_WAIT_SECONDS_RAW = env("PUBLISH_LOCK_WAIT_SECONDS", "2")
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10)
 SWEEP_STALE_AFTER_SECONDS = env_int("SWEEP_STALE_AFTER_SECONDS", 30)
 # New statements whose (unverified) envelope names an active incident are verified on the priority
@@ -542,6 +548,15 @@ if not 0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be positive and below CELERY_TASK_TIME_LIMIT.")
 if CELERY_TASK_TIME_LIMIT >= CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", float("inf")):
     raise ImproperlyConfigured("CELERY_TASK_TIME_LIMIT must be below CELERY_VISIBILITY_TIMEOUT.")
+try:
+    PUBLISH_LOCK_WAIT_SECONDS = float(PUBLISH_LOCK_WAIT_SECONDS_RAW)
+except ValueError:
+    PUBLISH_LOCK_WAIT_SECONDS = math.nan
+if not 0 <= PUBLISH_LOCK_WAIT_SECONDS < CELERY_TASK_SOFT_TIME_LIMIT:  # also refuses nan and inf
+    raise ImproperlyConfigured(f"PUBLISH_LOCK_WAIT_SECONDS must be a number of seconds from 0 to below "
+                               f"CELERY_TASK_SOFT_TIME_LIMIT ({CELERY_TASK_SOFT_TIME_LIMIT}), "
+                               f"not {PUBLISH_LOCK_WAIT_SECONDS_RAW!r}.")
+del PUBLISH_LOCK_WAIT_SECONDS_RAW
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 0) or None  # None: one process per core
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every queue, in the order a worker takes from them: a worker started with no --queues consumes

@@ -85,8 +85,8 @@ class Statement(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     published_at = models.DateTimeField(null=True, blank=True)
 
-    # Filled in by verification, from the signed payload.
-    key = models.ForeignKey(SigningKey, null=True, blank=True, on_delete=models.PROTECT)
+    # Filled in by verification, from the signed payload. Indexed where set: statement_key.
+    key = models.ForeignKey(SigningKey, null=True, blank=True, on_delete=models.PROTECT, db_index=False)
     issued_at = models.DateTimeField(null=True, blank=True)
     content_type = models.CharField(max_length=16, blank=True)
     signals = models.JSONField(null=True, blank=True, help_text="The signals, validated and normalised.")
@@ -94,9 +94,9 @@ class Statement(models.Model):
     labels = models.ManyToManyField(Label, blank=True, related_name="statements")
     incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.PROTECT, db_index=False)
     share_group = models.ForeignKey(
-        SharingGroup, null=True, blank=True, on_delete=models.PROTECT,
+        SharingGroup, null=True, blank=True, on_delete=models.PROTECT, db_index=False,
         help_text="Empty: shared with the whole consortium.",
-    )
+    )  # indexed where set: statement_share_group
     retracts = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="retractions",
                                  db_index=False)
     retract_reason = models.TextField(blank=True)
@@ -110,13 +110,26 @@ class Statement(models.Model):
         ordering = ["-received_at"]
         constraints = [models.UniqueConstraint(fields=["member", "jti"], name="statement_jti_unique_per_member")]
         indexes = [
-            models.Index(fields=["state", "-priority", "received_at"], name="statement_work_queue"),
-            models.Index(fields=["state", "queued_at"], name="statement_sweep"),
-            models.Index(fields=["member", "-received_at"], name="statement_member_recent"),
             # Every change of a statement's state writes a new entry in each index of the row (the
-            # state is indexed, so no update is HOT): columns that few statements fill are indexed
-            # where filled. Queries name a value (`= x`, `IN`), which implies the condition.
+            # state is indexed, so no update is HOT) whose condition the new version meets: the work
+            # queues hold only statements still waiting, which every query of them names (a state
+            # `= x` or `IN`, implying the condition), so publishing a statement adds nothing to them
+            # and they stay the size of the backlog, not of the table.
+            # One index per waiting state, each condition a single `state = x` that the queries name
+            # (SQLite uses a partial index only when a term of the query matches its condition; it
+            # cannot tell that `state = x` implies `state IN (...)`).
+            models.Index(fields=["-priority", "received_at"], name="statement_received",
+                         condition=models.Q(state="received")),
+            models.Index(fields=["-priority", "received_at"], name="statement_verified",
+                         condition=models.Q(state="verified")),
+            models.Index(fields=["queued_at"], name="statement_received_queued", condition=models.Q(state="received")),
+            models.Index(fields=["member", "-received_at"], name="statement_member_recent"),
+            # Columns that few statements fill (or none until verified) are indexed where filled.
+            # Queries name a value (`= x`, `IN`), which implies the condition.
             models.Index(fields=["rejection_code"], name="statement_rejected", condition=~models.Q(rejection_code="")),
+            models.Index(fields=["key"], name="statement_key", condition=models.Q(key__isnull=False)),
+            models.Index(fields=["share_group"], name="statement_share_group",
+                         condition=models.Q(share_group__isnull=False)),
             models.Index(fields=["incident"], name="statement_incident", condition=models.Q(incident__isnull=False)),
             models.Index(fields=["retracts"], name="statement_retracts", condition=models.Q(retracts__isnull=False)),
         ]

@@ -18,9 +18,9 @@ logger = logging.getLogger(__name__)
 @shared_task(ignore_result=True)
 def verify_statements(ids: list[str]) -> None:
     # Publishing right here, rather than in a task of its own, keeps a verified statement from
-    # queueing behind unverified ones: in verification's own transaction when the feed lock is
-    # free; if another worker is publishing, it takes these too. Publish after rejections too: a
-    # rejected target releases the retraction waiting for it.
+    # queueing behind unverified ones: in verification's own transaction once the feed lock is
+    # free (waiting for it a bounded time); if another worker holds it longer, it takes these too.
+    # Publish after rejections too: a rejected target releases the retraction waiting for it.
     if verification.statements_verify(ids=ids, publish=True):
         publish()
 

@@ -111,7 +111,8 @@ class DatabaseCollector:
         for state in (Statement.State.RECEIVED, Statement.State.VERIFIED):
             waiting = Statement.objects.filter(state=state)
             backlog[(state.value,)] = waiting.count()
-            # One look per priority, each answered by the work-queue index (state, -priority, received_at).
+            # One look per priority, each answered by the state's work-queue index (statement_received or
+            # statement_verified: -priority, received_at where the state is this one).
             firsts = [waiting.filter(priority=p).order_by("received_at").values_list("received_at", flat=True).first()
                       for p in (True, False)]
             oldest[(state.value,)] = max(age(first, now) for first in firsts)

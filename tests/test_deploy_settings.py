@@ -105,3 +105,20 @@ def test_the_embedded_mode_keeps_var_and_its_files_to_their_owner(tmp_path):
     assert stat.S_IMODE(var.stat().st_mode) == 0o700
     for name in ("consortium.sqlite3", "django-secret-key"):
         assert stat.S_IMODE((var / name).stat().st_mode) == 0o600, name
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e7", "300", "-1", "soon"])
+def test_a_publish_lock_wait_that_is_not_a_bounded_number_of_seconds_refuses_to_start_naming_it(tmp_path, value):
+    # Below CELERY_TASK_SOFT_TIME_LIMIT (300 by default): the wait must end inside the task's bound.
+    done = run(tmp_path, ["-c", "import django; django.setup()"], PUBLISH_LOCK_WAIT_SECONDS=value)
+
+    assert done.returncode != 0
+    assert "ImproperlyConfigured" in done.stderr and "PUBLISH_LOCK_WAIT_SECONDS" in done.stderr, done.stderr
+
+
+def test_a_publish_lock_wait_within_bounds_is_read_as_seconds(tmp_path):
+    done = run(tmp_path, ["-c", "import django; django.setup(); from django.conf import settings as s; "
+                          "print(s.PUBLISH_LOCK_WAIT_SECONDS)"], PUBLISH_LOCK_WAIT_SECONDS="0.5")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0.5"

@@ -17,6 +17,8 @@ is finished by running `migrate` again."""
 import django.db.models.deletion
 from django.db import migrations, models
 
+from consortium.online_migrations import AddIndexOnline
+
 # The indexes Django made for these fields (the `_like` one on PostgreSQL only): name -> (table, column).
 DROPPED = {
     "hashes_statement_member_id_10c57c68": ("hashes_statement", "member_id"),
@@ -48,34 +50,6 @@ def create_indexes(apps, schema_editor):
         else:
             schema_editor.execute(f"CREATE INDEX{online(schema_editor)} IF NOT EXISTS {schema_editor.quote_name(name)} "
                                   f"ON {table} ({column})")
-
-
-class AddIndexOnline(migrations.AddIndex):
-    """AddIndex, built and removed CONCURRENTLY on PostgreSQL (the migration is not atomic). An index
-    of that name left INVALID by an interrupted build is dropped first; a valid one is kept."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != "postgresql":
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
-            return
-        name = schema_editor.quote_name(self.index.name)
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                           "WHERE c.oid = to_regclass(%s)", [name])
-            found = cursor.fetchone()
-        if found is not None and not found[0]:
-            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-        create = str(self.index.create_sql(model, schema_editor, concurrently=True))
-        schema_editor.execute(create.replace("CREATE INDEX CONCURRENTLY ", "CREATE INDEX CONCURRENTLY IF NOT EXISTS ", 1))
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != "postgresql":
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.remove_index(model, self.index, concurrently=True)
 
 
 class Migration(migrations.Migration):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -40,6 +40,35 @@ def feed_lock(*, wait: bool = True) -> FeedHead | None:
     assert transaction.get_connection().in_atomic_block, "the feed lock only means something inside a transaction"
     FeedHead.objects.get_or_create(pk=FEED_HEAD_ID)
     return FeedHead.objects.select_for_update(skip_locked=not wait).filter(pk=FEED_HEAD_ID).first()
+
+
+# PostgreSQL's lock_not_available (lock_timeout ran out) and deadlock_detected (the wait closed a
+# cycle of waits and PostgreSQL chose this transaction to break it): either way the lock is not had.
+LOCK_NOT_AVAILABLE = "55P03"
+DEADLOCK_DETECTED = "40P01"
+
+
+def feed_lock_within(seconds: float) -> FeedHead | None:
+    """Take the feed lock for the rest of the current transaction, waiting at most `seconds` for
+    the transaction that holds it (0: not at all); None if it is held still. The wait is bounded by
+    PostgreSQL's lock_timeout inside a savepoint, so running out, or being chosen to break a
+    deadlock, costs only the savepoint: the caller's transaction goes on. Elsewhere (SQLite: one writer at a time) nobody else holds it."""
+    head = feed_lock(wait=False)
+    connection = transaction.get_connection()
+    if head is not None or seconds <= 0 or connection.vendor != "postgresql":
+        return head
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                           [f"{max(1, round(seconds * 1000))}ms"])
+            previous = cursor.fetchone()[0]
+            head = FeedHead.objects.select_for_update().filter(pk=FEED_HEAD_ID).first()
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "pgcode", None) not in (LOCK_NOT_AVAILABLE, DEADLOCK_DETECTED):
+            raise
+        return None
+    return head
 
 
 def events_append(head: FeedHead, events: list[dict[str, Any]]) -> None:

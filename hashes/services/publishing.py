@@ -19,7 +19,7 @@ from ..signals.parse import vpdq_digest
 from ..matching import indexes
 from ..visibility import Viewer, viewers_for_ids
 from .families import FamilyPlanner, HashKey, SignalKey, live_statements
-from .feed import events_append, feed_lock
+from .feed import events_append, feed_lock, feed_lock_within
 from suppression.selectors import benign_list
 
 from .feedback import FeedbackRejected, HashGovernance, apply_feedback, apply_feedback_retraction, load_governance
@@ -266,16 +266,24 @@ def publish_batch(*, limit: int) -> int | None:
 
 def publish_just_verified(fresh: list[Statement], *, limit: int) -> Batch | None:
     """In the caller's transaction, which has just verified `fresh` (hash statements, their rows
-    still `received`): publish them at once, with what else is waiting, if the feed lock is free
-    (None if not, or if their videos alone would fill a batch). Their rows are left for the caller
-    to write, once, with what verification found and what this decided (state, published_at or a
-    rejection): a statement row is then written twice (received, published) instead of three times,
-    and is not read back. The caller looks again for publishable work after it commits, as every
-    publisher does (see publish_verified)."""
+    still `received`): publish them at once, with what else is waiting, once the feed lock is free
+    (None if another publisher still holds it after PUBLISH_LOCK_WAIT_SECONDS, or if their videos
+    alone would fill a batch). Their rows are left for the caller to write, once, with what
+    verification found and what this decided (state, published_at or a rejection): a statement row
+    is then written twice (received, published) instead of three times, and is not read back.
+
+    Waiting for the lock, rather than leaving the statements verified for the publisher holding it,
+    is what keeps every statement of a burst on this path: a publisher holds the lock for one batch,
+    and the statements left verified would cost another write of each row and a read of it back.
+    While this waits it holds its claimed statements' rows. The sweep skips locked rows, so it
+    neither waits for these nor holds a row the feed holder needs while waiting; should a cycle of
+    waits close all the same, PostgreSQL aborts one waiter, and if that is this one only the wait's
+    savepoint is lost (feed_lock_within returns None) and the statements are stored verified. The caller looks again for
+    publishable work after it commits, as every publisher does (see publish_verified)."""
     frames = sum(frames_of(statement) for statement in fresh)
     if not fresh or frames > settings.PUBLISH_BATCH_MAX_FRAMES:
         return None
-    head = feed_lock(wait=False)
+    head = feed_lock_within(settings.PUBLISH_LOCK_WAIT_SECONDS)
     if head is None:
         return None
     # What was verified before waits no longer than these: the batch takes it too, in the order a

@@ -26,10 +26,12 @@ pytestmark = [
 ]
 
 
-# publish: the verification tries to publish in its own transaction, finds the lock taken and leaves.
+# publish: the verification tries to publish in its own transaction, waits for the lock as long as
+# PUBLISH_LOCK_WAIT_SECONDS allows, and leaves.
 @pytest.mark.parametrize("publish", [False, True], ids=["verified-alone", "publish-at-once"])
 def test_work_verified_while_an_idle_publisher_holds_the_lock_is_not_left_behind(actor_factory, monkeypatch,
-                                                                                 publish):
+                                                                                 settings, publish):
+    settings.PUBLISH_LOCK_WAIT_SECONDS = 0.2
     monkeypatch.setattr(verify_statements, "apply_async", lambda *a, **k: None)  # the broker edge
     # A migration creates the feed head; an earlier transactional test may have flushed it.
     FeedHead.objects.get_or_create(pk=FEED_HEAD_ID)
