@@ -15,6 +15,9 @@ BACKFILL = (
 
 
 class Migration(migrations.Migration):
+    # The column is added (no rewrite, a moment's lock) and committed before the backfill, so the
+    # backfill's scan of the events never runs under the table lock that blocks the feed.
+    atomic = False
 
     dependencies = [
         ('hashes', '0008_indexes_where_used'),

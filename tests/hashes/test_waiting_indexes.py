@@ -1,4 +1,4 @@
-"""hashes/0009_waiting_work_indexes and transparency/0002_statistics_indexes_where_set: a statement
+"""hashes/0011_waiting_work_indexes and transparency/0002_statistics_indexes_where_set: a statement
 row (inserted on receipt, updated once published) and a corroboration row write an index entry only
 where the value is one the queries ask for. The work queues hold waiting statements alone, and
 columns empty for most of a row's life are indexed where set. Online on PostgreSQL, like 0008."""
@@ -21,7 +21,7 @@ from tests.e2e.stack import database_url
 from tests.hashes.test_index_migration import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
-waiting = importlib.import_module("hashes.migrations.0009_waiting_work_indexes")
+waiting = importlib.import_module("hashes.migrations.0011_waiting_work_indexes")
 where_set = importlib.import_module("transparency.migrations.0002_statistics_indexes_where_set")
 
 # Every index of the statement table that has no condition: what identifies a statement, and a

@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
     atomic = False  # CONCURRENTLY cannot run inside a transaction
 
     dependencies = [
-        ('hashes', '0008_indexes_where_used'),
+        ('hashes', '0010_corroboration_superseded_by'),
         ('members', '0004_alter_member_kind'),
     ]
 
