@@ -190,6 +190,8 @@ def normalise(data: Any) -> Any:
             return rename("hash", node)
         if key in ("id", "statement_id"):
             return rename(key, node)
+        if key == "superseded_by" and node is not None:  # a statement id
+            return rename("statement_id", node)
         return node
 
     # Detail keys are hash ids too.
