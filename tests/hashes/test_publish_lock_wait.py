@@ -12,13 +12,13 @@ import threading
 import uuid
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 
 from hashes.models import Event, FeedHead, Statement
 from hashes.services import publishing, verification
 from hashes.services.feed import FEED_HEAD_ID, feed_lock
 from hashes.services.submission import statements_submit
-from tests.databases import postgresql_only
+from tests.databases import lock_waiters, postgresql_only
 from tests.factories import md5
 
 pytestmark = [
@@ -26,13 +26,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
-
-def lock_waiters() -> int:
-    """Backends of this database waiting for a lock (the verification, waiting for the feed lock)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND wait_event_type = 'Lock'")
-        return cursor.fetchone()[0]
 
 
 class Holder(threading.Thread):

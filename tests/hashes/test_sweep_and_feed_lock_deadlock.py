@@ -16,7 +16,7 @@ from hashes.models import FeedHead, Statement
 from hashes.services import pipeline
 from hashes.services.feed import FEED_HEAD_ID, feed_lock, feed_lock_within
 from hashes.services.submission import statements_submit
-from tests.databases import postgresql_only
+from tests.databases import lock_waiters, postgresql_only
 from tests.factories import md5
 
 pytestmark = [
@@ -24,12 +24,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
-
-def lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND wait_event_type = 'Lock'")
-        return cursor.fetchone()[0]
 
 
 def submitted(alice, count: int) -> list[str]:
