@@ -284,11 +284,19 @@ class FamilyPlanner:
         }
 
 
-def live_statements(hash_ids: list[int]) -> dict[int, list[str]]:
+def live_statements(hash_ids: list[int], audience: dict[str, tuple[int, int | None]] | None = None
+                    ) -> dict[int, list[str]]:
+    """Each hash's live corroborating statements, oldest first. With `audience`, who made each and
+    for whom ({statement id: (member, share group)}) is added to it from the same read."""
     live: dict[int, list[str]] = {pk: [] for pk in hash_ids}
-    for hash_id, statement_id in (
-        Corroboration.objects.filter(AnyOf(F("hash_id"), hash_ids), retracted_at__isnull=True)
-        .order_by("id").values_list("hash_id", "statement_id")
-    ):
-        live[hash_id].append(str(statement_id))
+    rows = Corroboration.objects.filter(AnyOf(F("hash_id"), hash_ids), retracted_at__isnull=True).order_by("id")
+    if audience is None:
+        for hash_id, statement_id in rows.values_list("hash_id", "statement_id"):
+            live[hash_id].append(str(statement_id))
+        return live
+    for hash_id, statement_id, member_id, share_group_id in rows.values_list(
+            "hash_id", "statement_id", "member_id", "statement__share_group_id"):
+        sid = str(statement_id)
+        live[hash_id].append(sid)
+        audience[sid] = (member_id, share_group_id)
     return live

@@ -101,7 +101,6 @@ def apply_feedback(batch: Batch, statement: Statement, viewer: Viewer) -> None:
         if h.pk is not None and h.signal_type == target.get("type") and h.value == target.get("value")
         and h.state == Hash.State.ACTIVE
     ]
-    batch.learn_audience(sid for h in candidates for sid in batch.live.get(h.pk, ()))
     hashes = [h for h in candidates if any(batch.sees(viewer, sid) for sid in batch.live.get(h.pk, ()))]
     if not hashes:
         raise FeedbackRejected("target_not_found", "No live hash you can see has this type and value.")

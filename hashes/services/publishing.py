@@ -4,7 +4,7 @@ a time and every dedupe decision sees every hash published before it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -51,9 +51,9 @@ class Batch:
     # (hash, statement id), and the stored ones it ends, {(statement id, hash): the statement replacing it}.
     inserted: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     superseded: dict[tuple[str, int], Any] = field(default_factory=dict)
-    # Who made each live statement and with which audience (statement id: (member, share group)):
-    # for superseding and feedback; each touched hash's feedback and disputes, and what the batch
-    # writes of them.
+    # Who made each live statement and with which audience (statement id: (member, share group)),
+    # read with the live statements (families.live_statements): for superseding and feedback; each
+    # touched hash's feedback and disputes, and what the batch writes of them.
     audience: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     governance_of: dict[int, HashGovernance] = field(default_factory=dict)
     feedback_targets: dict[Any, list[int]] = field(default_factory=dict)
@@ -64,16 +64,6 @@ class Batch:
         if hash_id not in self.governance_of:
             self.governance_of.update(load_governance([hash_id]))
         return self.governance_of[hash_id]
-
-    def learn_audience(self, statement_ids: Iterable[str]) -> None:
-        """Who made each of these statements and for whom (loaded for the live statements of the
-        hashes a batch's statements touch)."""
-        missing = [sid for sid in statement_ids if sid not in self.audience]
-        if missing:
-            self.audience.update({
-                str(pk): (member_id, group) for pk, member_id, group in
-                Statement.objects.filter(pk__in=missing).values_list("pk", "member_id", "share_group_id")
-            })
 
     def sees(self, viewer: Viewer, statement_id: str) -> bool:
         member_id, share_group_id = self.audience[statement_id]
@@ -124,12 +114,7 @@ def load_hashes(batch: Batch, keys: set[SignalKey], extra_hash_ids: set[int]) ->
     for hash_ in Hash.objects.filter(pk__in=missing):
         batch.hashes[hash_key(hash_)] = hash_
     ids = [h.pk for h in batch.hashes.values()]
-    batch.live = {pk: [] for pk in ids}
-    for hash_id, statement_id in (
-        Corroboration.objects.filter(AnyOf(F("hash_id"), ids), retracted_at__isnull=True)
-        .order_by("id").values_list("hash_id", "statement_id")
-    ):
-        batch.live[hash_id].append(str(statement_id))
+    batch.live = live_statements(ids, batch.audience)
     batch.governance_of.update(load_governance(ids))
 
 
@@ -144,7 +129,7 @@ def place_signals(batch: Batch, statements: list[Statement]) -> FamilyPlanner:
         batch.governance_of[hash_.pk] = HashGovernance({}, [])  # new: no feedback, no disputes
     # Near duplicates found through the index: their live statements are not loaded yet.
     found = {p.hash.pk: p.hash for p in planner.placements.values() if p.hash.pk not in batch.live}
-    batch.live.update(live_statements(list(found)))
+    batch.live.update(live_statements(list(found), batch.audience))
     batch.governance_of.update(load_governance(list(found)))
     for hash_ in found.values():
         batch.hashes.setdefault(hash_key(hash_), hash_)
@@ -184,7 +169,6 @@ def apply_hash_statement(batch: Batch, planner: FamilyPlanner, statement: Statem
         before = batch.live[hash_.pk]
         if sid in before:
             continue  # the same signal twice in one statement corroborates once
-        batch.learn_audience(before)
         replaced = {s for s in before if batch.audience[s] == audience}
         after = [s for s in before if s not in replaced] + [sid]
         for old in replaced:
@@ -239,7 +223,8 @@ def next_batch(limit: int, max_frames: int | None = None) -> list[Statement]:
     max_frames = settings.PUBLISH_BATCH_MAX_FRAMES if max_frames is None else max_frames
     statements = list(
         publishable().select_related("retracts")
-        .only("id", "kind", "member_id", "signals", "content_type", "priority", "received_at", "share_group_id",
+        .only("id", "kind", "member_id", "signals", "target", "verdict", "reasons", "content_type", "priority",
+              "received_at", "share_group_id",
               "retracts__id", "retracts__state", "retracts__retracted_at", "retracts__share_group_id")[:limit]
     )
     frames = 0
@@ -315,7 +300,6 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
     keys |= {(s.target["type"], s.target["value"]) for s in statements if s.kind == Statement.Kind.FEEDBACK}
     load_hashes(batch, keys, {h for ids in (*target_hashes.values(), *batch.feedback_targets.values()) for h in ids})
     planner = place_signals(batch, statements)
-    batch.learn_audience(sid for p in planner.placements.values() for sid in batch.live[p.hash.pk])
     viewers = viewers_for_ids({s.member_id for s in statements if s.kind == Statement.Kind.FEEDBACK})
 
     retracted_now: set[Any] = set()
