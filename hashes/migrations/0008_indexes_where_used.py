@@ -17,7 +17,7 @@ is finished by running `migrate` again."""
 import django.db.models.deletion
 from django.db import migrations, models
 
-from consortium.online_migrations import AddIndexOnline
+from consortium.online_migrations import AddIndexOnline, create_index, drop_index
 
 # The indexes Django made for these fields (the `_like` one on PostgreSQL only): name -> (table, column).
 DROPPED = {
@@ -31,25 +31,18 @@ DROPPED = {
 }
 
 
-def online(schema_editor) -> str:
-    return " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
-
-
 def drop_indexes(apps, schema_editor):
     for name in DROPPED:
-        schema_editor.execute(f"DROP INDEX{online(schema_editor)} IF EXISTS {schema_editor.quote_name(name)}")
+        drop_index(schema_editor, name)
 
 
 def create_indexes(apps, schema_editor):
     postgresql = schema_editor.connection.vendor == "postgresql"
     for name, (table, column) in DROPPED.items():
-        if name.endswith("_like"):
-            if postgresql:
-                schema_editor.execute(f"CREATE INDEX{online(schema_editor)} IF NOT EXISTS {schema_editor.quote_name(name)} "
-                                      f"ON {table} ({column} varchar_pattern_ops)")
-        else:
-            schema_editor.execute(f"CREATE INDEX{online(schema_editor)} IF NOT EXISTS {schema_editor.quote_name(name)} "
-                                  f"ON {table} ({column})")
+        if not name.endswith("_like"):
+            create_index(schema_editor, name, table, column)
+        elif postgresql:
+            create_index(schema_editor, name, table, f"{column} varchar_pattern_ops")
 
 
 class Migration(migrations.Migration):
