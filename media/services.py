@@ -90,15 +90,23 @@ def media_job_create(*, member: Member, upload: Any) -> MediaJob:
 
 
 def enqueue_media_jobs(ids: list[uuid.UUID]) -> None:
-    """Best effort: a job the broker did not take stays queued in the database, and the sweep
-    queues it again after MEDIA_JOB_REQUEUE_SECONDS."""
+    """Best effort: jobs the broker did not take stay queued in the database, marked so that the next
+    sweep (every MEDIA_JOB_SWEEP_SECONDS) queues them again; a message lost after the broker took it
+    is queued again after MEDIA_JOB_REQUEUE_SECONDS."""
     from .tasks import run_media_job
 
+    sent = 0
     try:
         for job_id in ids:
             run_media_job.delay(str(job_id))
+            sent += 1
     except Exception:
-        logger.exception("media jobs could not be queued; the sweep will queue them again")
+        logger.exception("media jobs could not be queued; the next sweep queues them again")
+        overdue = timezone.now() - timedelta(seconds=settings.MEDIA_JOB_REQUEUE_SECONDS + 1)
+        try:
+            MediaJob.objects.filter(pk__in=ids[sent:], state=MediaJob.State.QUEUED).update(enqueued_at=overdue)
+        except Exception:  # the database too: the sweep still finds them, MEDIA_JOB_REQUEUE_SECONDS later
+            logger.exception("media jobs not queued could not be marked for the next sweep")
 
 
 @dataclass

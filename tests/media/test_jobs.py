@@ -216,6 +216,32 @@ def test_the_sweep_queues_again_a_running_job_whose_heartbeat_stopped(alice, set
     assert alive.state == "running"
 
 
+def test_a_job_the_broker_did_not_take_is_queued_again_by_the_next_sweep(
+        alice, bob, django_capture_on_commit_callbacks, job_dir, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from media.tasks import run_media_job
+
+    taken = a_job(bob.member, job_dir)  # queued just now, its message with the broker
+    refused = []
+
+    def broker_down(job_id):
+        refused.append(job_id)
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(run_media_job, "delay", broker_down)
+    started = start_job(alice, b"not a video", django_capture_on_commit_callbacks)
+    assert started.status_code == 202 and refused == [started.json()["id"]]
+
+    sent = []
+    monkeypatch.setattr(run_media_job, "delay", sent.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = media_jobs_sweep()  # the next sweep, not MEDIA_JOB_REQUEUE_SECONDS later
+    assert [str(pk) for pk in result.requeued] == sent == [started.json()["id"]]
+    assert taken.pk not in result.requeued
+    assert MediaJob.objects.get(pk=started.json()["id"]).state == "queued"
+
+
 def test_the_sweep_fails_a_job_whose_worker_died_on_every_attempt_and_deletes_its_file(alice, settings, job_dir):
     settings.MEDIA_JOB_MAX_ATTEMPTS = 2
     now = timezone.now()
