@@ -14,7 +14,7 @@ from hashes.apis import MediaUploadSerializer
 from hashes.schemas import SignalSerializer
 
 from .models import MediaJob
-from .selectors import media_job_get
+from .selectors import media_job_frames, media_job_get
 from .services import FAILURE_CODES, media_job_create, media_jobs_refuse_over_limit
 from .uploads import JobUploadHandler
 
@@ -78,21 +78,6 @@ class DocumentedFramePageQuery(FramePageQuery):
         ref_name = "MediaJobQuery"
 
 
-def page_of_frames(signals: list[dict[str, Any]], *, after: int, limit: int) -> tuple[list[dict], dict | None]:
-    """The signals with a video signal's frames cut to [after, after + limit), and where that page lies."""
-    paged, page = [], None
-    for signal in signals:
-        frames = signal.get("frames")
-        if frames is None:
-            paged.append(signal)
-            continue
-        chosen = frames[after:after + limit]
-        paged.append({**signal, "frames": chosen})
-        end = after + len(chosen)
-        page = {"total": len(frames), "after": after, "next_after": end, "has_more": end < len(frames)}
-    return paged, page
-
-
 def job_body(job: MediaJob, *, frames_after: int = 0, frames_limit: int | None = None) -> dict[str, Any]:
     # Built by hand rather than through the serializer: a page holds thousands of frames, already
     # in the wire shape.
@@ -100,7 +85,7 @@ def job_body(job: MediaJob, *, frames_after: int = 0, frames_limit: int | None =
     signals, page = None, None
     if job.state == MediaJob.State.DONE:
         limit = min(frames_limit or settings.MEDIA_JOB_PAGE_FRAMES, settings.MEDIA_JOB_PAGE_FRAMES)
-        signals, page = page_of_frames(job.result, after=frames_after, limit=limit)
+        signals, page = media_job_frames(job, after=frames_after, limit=limit)
     return {
         "id": str(job.id),
         "state": job.state,

@@ -10,10 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from media.models import MediaJob
 from media.services import media_jobs_sweep
+from tests.databases import postgresql_only
 from tests.test_upload_limits import MultipartBody, assert_media_too_large, post
 
 
@@ -94,6 +97,39 @@ def test_a_videos_frames_come_a_bounded_page_at_a_time_and_add_up_to_what_post_h
     assert len(asked_for_more["signals"][0]["frames"]) == 40  # a larger limit is served as the most
     assert asked_for_fewer["signals"][0]["frames"] == direct[0]["frames"][85:88]
     assert asked_for_fewer["frame_page"] == {"total": 90, "after": 85, "next_after": 88, "has_more": True}
+
+
+def a_finished_job(owner, frames: int) -> MediaJob:
+    return MediaJob.objects.create(owner=owner, state="done", progress=1.0, finished_at=timezone.now(), result=[
+        {"type": "vpdq", "frames": [{"pdq": f"{n:064x}", "quality": 100, "timestamp": n / 30} for n in range(frames)]},
+        {"type": "md5", "value": "0" * 32},
+    ])
+
+
+@pytest.mark.parametrize("after", [2_999, 3_000, 2**31 - 1, 2**31 + 5, 10**30])
+def test_a_page_at_or_past_the_end_is_empty_and_says_so(alice, after):
+    done = a_finished_job(alice.member, 3_000)
+
+    body = job(alice, str(done.id), f"frames_after={after}").json()
+
+    assert len(body["signals"][0]["frames"]) == (after == 2_999)
+    assert body["signals"][1] == {"type": "md5", "value": "0" * 32}
+    assert body["frame_page"] == {"total": 3_000, "after": after, "next_after": after + (after == 2_999),
+                                  "has_more": False}
+
+
+@postgresql_only("on SQLite, the embedded single-user database, the answer is cut in the web process")
+def test_a_page_of_a_long_videos_answer_is_cut_in_the_database(alice, settings):
+    """A four-hour video hashed at every frame is an answer of 400,000 frames: no page request reads
+    it whole into a web process."""
+    settings.MEDIA_JOB_PAGE_FRAMES = 100
+    done = a_finished_job(alice.member, 3_000)
+
+    with CaptureQueriesContext(connection) as captured:
+        body = job(alice, str(done.id), "frames_after=2950").json()
+
+    assert [f["pdq"] for f in body["signals"][0]["frames"]] == [f"{n:064x}" for n in range(2_950, 3_000)]
+    assert not [q["sql"] for q in captured.captured_queries if '"media_mediajob"."result"' in q["sql"]]
 
 
 @pytest.mark.parametrize("query", ["frames_after=-1", "frames_after=first", "frames_limit=0", "frames_limit=x"])
