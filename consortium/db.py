@@ -180,11 +180,14 @@ def read_by_ids(sql: str, ids: Iterable[Any], *params: Any, prepare: str | None 
 
 
 # The statements each PostgreSQL connection has prepared, by its psycopg2 connection (a new
-# connection starts with none; a closed one drops out).
-_prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+# connection starts with none; a closed one drops out): True while usable, False once it no longer
+# fits its tables and must be deallocated before it is prepared again. A prepared statement is the
+# session's, not a transaction's: it outlives the rollback of a failed execute.
+_prepared: weakref.WeakKeyDictionary[Any, dict[str, bool]] = weakref.WeakKeyDictionary()
 # What PostgreSQL says when a prepared statement no longer fits its tables (a migration changed a
 # column it returns) or is gone (DEALLOCATE ALL, DISCARD ALL by a pooler): prepare it again.
-STALE_PREPARED = {"0A000", "26000"}
+# (DUPLICATE: the session holds a statement of that name, which this process lost track of.)
+STALE, GONE, DUPLICATE = "0A000", "26000", "42P05"
 
 
 # (name, sql, number of parameters) -> (statement name, text to prepare, text to execute it): the
@@ -199,6 +202,20 @@ def _statement(cursor: Any, name: str, sql: str, count: int) -> tuple[str, str, 
     text = cursor.mogrify(sql, [AsIs(f"${n}") for n in range(1, count + 1)]).decode()
     name = f"{name}_{hashlib.blake2s(text.encode(), digest_size=6).hexdigest()}"
     return name, text, (f"EXECUTE {name} ({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}")
+
+
+def _prepare(cursor: Any, prepared: dict[str, bool], name: str, text: str) -> None:
+    """PREPARE `name`, deallocating first a stale statement the session still holds under it."""
+    if name in prepared:
+        del prepared[name]  # whatever DEALLOCATE answers: a statement already gone is prepared next time
+        cursor.execute(f"DEALLOCATE {name}")
+    try:
+        cursor.execute(f"PREPARE {name} AS {text}")
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "pgcode", None) == DUPLICATE:
+            prepared[name] = False  # held by the session after all: deallocated next time
+        raise
+    prepared[name] = True
 
 
 def read_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple]:
@@ -220,20 +237,21 @@ def read_prepared(name: str, sql: str, params: Sequence[Any]) -> list[tuple]:
         if statement is None:
             statement = _statements[(name, sql, len(params))] = _statement(cursor, name, sql, len(params))
         name, text, execute = statement
-        prepared = _prepared.setdefault(db.connection, set())
-        if name not in prepared:
-            cursor.execute(f"PREPARE {name} AS {text}")
-            prepared.add(name)
+        prepared = _prepared.setdefault(db.connection, {})
+        if not prepared.get(name):
+            _prepare(cursor, prepared, name, text)
         try:
             cursor.execute(execute, params)
         except DatabaseError as exc:
-            prepared.discard(name)
-            if db.in_atomic_block or getattr(exc.__cause__, "pgcode", None) not in STALE_PREPARED:
+            # Any other error (a value out of range, a cancelled query) leaves the statement prepared.
+            code = getattr(exc.__cause__, "pgcode", None)
+            if code == GONE:
+                del prepared[name]
+            elif code == STALE:
+                prepared[name] = False
+            if db.in_atomic_block or code not in (GONE, STALE):
                 raise
-            if exc.__cause__.pgcode == "0A000":  # still there, planned for the old columns
-                cursor.execute(f"DEALLOCATE {name}")
-            cursor.execute(f"PREPARE {name} AS {text}")
-            prepared.add(name)
+            _prepare(cursor, prepared, name, text)
             cursor.execute(execute, params)
         return cursor.fetchall()
 

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from consortium.api.errors import DomainError
-from consortium.api.fields import BoundedListField
+from consortium.api.fields import BoundedListField, PositionField
 from consortium.api.openapi import ERRORS
 from hashes.models import SignalType
 from hashes.services.feed import feed_head
@@ -151,8 +151,8 @@ class SubscriptionsApi(APIView):
         url = serializers.CharField(max_length=2000)
         description = serializers.CharField(max_length=200, required=False, allow_blank=True)
         filters = FiltersSerializer(required=False)
-        after = serializers.IntegerField(min_value=0, required=False,
-                                         help_text="Start after this feed seq (0: from the beginning); default: now.")
+        after = PositionField(required=False,
+                              help_text="Start after this feed seq (0: from the beginning); default: now.")
 
         class Meta:
             ref_name = "SubscriptionCreate"
@@ -269,8 +269,8 @@ class SubscriptionDeliveriesApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         limit = serializers.IntegerField(min_value=1, max_value=DELIVERIES_MAX_LIMIT, default=DELIVERIES_DEFAULT_LIMIT)
-        before = serializers.IntegerField(min_value=1, required=False,
-                                          help_text="Only deliveries older than this one (its id): next_before.")
+        before = PositionField(min_value=1, required=False,
+                               help_text="Only deliveries older than this one (its id): next_before.")
 
         class Meta:
             ref_name = "DeliveriesQuery"
@@ -310,7 +310,7 @@ class SubscriptionReplayApi(APIView):
     required_scope = "subscribe"
 
     class InputSerializer(serializers.Serializer):
-        from_seq = serializers.IntegerField(min_value=1, help_text="Send again every event from this seq on.")
+        from_seq = PositionField(min_value=1, help_text="Send again every event from this seq on.")
 
         class Meta:
             ref_name = "SubscriptionReplay"

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from consortium.api.errors import DomainError
 from consortium.api.exceptions import is_multipart
+from consortium.api.fields import PositionField
 from consortium.api.pagination import Pagination
 from consortium.api.parsers import BoundedJSONParser
 from consortium.api.renderers import FastJSONRenderer
@@ -184,7 +185,7 @@ class HashStatementsApi(APIView):
     required_scope = "read"
 
     class InputSerializer(serializers.Serializer):
-        offset = serializers.IntegerField(min_value=0, default=0)
+        offset = PositionField(default=0)
         limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
 
         class Meta:
@@ -297,7 +298,7 @@ class FeedApi(APIView):
     renderer_classes = [FastJSONRenderer]  # pages of up to FEED_MAX_LIMIT events, read as they are published
 
     class InputSerializer(serializers.Serializer):
-        after = serializers.IntegerField(min_value=0, default=0)
+        after = PositionField(default=0)
         limit = serializers.IntegerField(min_value=1, required=False)
 
         class Meta:
@@ -338,7 +339,7 @@ class DisputeListApi(APIView):
     required_scope = "read"
 
     class InputSerializer(serializers.Serializer):
-        after = serializers.IntegerField(min_value=0, default=0)
+        after = PositionField(default=0)
         limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
         state = serializers.ChoiceField(choices=Dispute.State.values, required=False)
 

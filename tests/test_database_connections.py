@@ -10,7 +10,7 @@ import time
 
 import psycopg2
 import pytest
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection, transaction
 
 from consortium.db import read_by_ids, read_prepared
 from tests.databases import postgresql_only
@@ -141,6 +141,36 @@ def test_a_prepared_read_is_prepared_again_after_its_statements_were_dropped(scr
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
 
+    assert read_prepared("probe", scratch_table, [1]) == [("one",)]
+
+
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_a_read_that_fails_leaves_its_statement_prepared_and_usable(transactional_db, in_transaction):
+    """A prepared statement is the session's: a failed execute (here a value past bigint, as a
+    request's bad parameter could send) rolls back, and the statement stays prepared. Forgetting it
+    made the next read on that connection, whoever's request it served, fail to PREPARE it again."""
+    sql = "SELECT %s::bigint + 1"
+    assert read_prepared("plus", sql, [1]) == [(2,)]
+    with pytest.raises(DatabaseError):
+        if in_transaction:
+            with transaction.atomic():
+                read_prepared("plus", sql, [str(2**63)])
+        else:
+            read_prepared("plus", sql, [str(2**63)])
+
+    assert read_prepared("plus", sql, [2]) == [(3,)]
+    assert len([n for n in prepared_names() if n.startswith("plus_")]) == 1
+
+
+def test_a_read_gone_stale_inside_a_transaction_is_prepared_again_after_it(scratch_table):
+    """Inside a transaction a stale statement's error is the caller's; the statement, still held by
+    the session, is deallocated and prepared again by the next read."""
+    assert read_prepared("probe", scratch_table, [1]) == [("one",)]
+    from_another_session("ALTER TABLE prepared_probe ALTER COLUMN name TYPE varchar(200)")
+    with pytest.raises(DatabaseError), transaction.atomic():
+        read_prepared("probe", scratch_table, [1])
+
+    assert read_prepared("probe", scratch_table, [1]) == [("one",)]
     assert read_prepared("probe", scratch_table, [1]) == [("one",)]
 
 

@@ -19,3 +19,17 @@ class BoundedListField(serializers.ListField):
         if too_long:
             self.fail("max_length", max_length=self.max_length)
         return super().to_internal_value(data)
+
+
+BIGINT_MAX = 2**63 - 1
+
+
+class PositionField(serializers.IntegerField):
+    """A seq, an offset or an id in a request: a whole number that PostgreSQL's bigint holds (from
+    `min_value`, 0 unless given, to 2**63 - 1). A larger one is a validation_error, not a database
+    error: an out-of-range value reached the database and answered 500."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", BIGINT_MAX)
+        super().__init__(**kwargs)

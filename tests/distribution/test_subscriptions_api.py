@@ -230,6 +230,18 @@ def test_replay_cannot_skip_ahead_of_the_cursor(alice, bob, receiver, pipeline):
     assert (response.status_code, error_code(response)) == (400, "from_seq_invalid")
 
 
+@pytest.mark.parametrize("too_far", [2**63, 10**30])
+def test_positions_past_any_seq_are_refused_not_sent_to_the_database(bob, receiver, too_far):
+    created = subscribe(bob, receiver)
+
+    replay = bob.api.post(url(created["id"], "replay"), {"from_seq": too_far}, format="json")
+    create = bob.api.post("/api/v1/subscriptions/", {"url": receiver.url, "after": too_far}, format="json")
+
+    assert (replay.status_code, error_code(replay)) == (400, "validation_error")
+    assert (create.status_code, error_code(create)) == (400, "validation_error")
+    assert Subscription.objects.count() == 1
+
+
 def test_a_member_has_a_bounded_number_of_subscriptions(bob, receiver, settings):
     settings.WEBHOOK_MAX_SUBSCRIPTIONS = 2
     subscribe(bob, receiver)

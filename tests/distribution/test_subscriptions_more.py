@@ -187,7 +187,7 @@ def test_pages_do_not_shift_while_new_deliveries_are_made(bob, receiver):
     assert [d["id"] for d in second["deliveries"]] == [ids[1], ids[0]] and second["next_before"] is None
 
 
-@pytest.mark.parametrize("before", ["0", "-3", "x", "1.5"])
+@pytest.mark.parametrize("before", ["0", "-3", "x", "1.5", str(2**63), "9" * 30])
 def test_before_is_a_delivery_id(bob, receiver, before):
     created = subscribe(bob, receiver)
 
