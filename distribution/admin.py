@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from consortium.admin_tools import ReadOnlyAdmin
+from consortium.admin_tools import ConsortiumAdmin, ReadOnlyAdmin
 from consortium.api.errors import CodedError
 from hashes.services.feed import feed_head
 
@@ -29,7 +29,7 @@ class ReplayForm(forms.Form):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ConsortiumAdmin):
     list_display = ["__str__", "member", "target", "state", "state_reason", "cursor", "backlog", "last_success_at",
                     "last_error", "in_flight_failures", "next_attempt_at"]
     list_filter = ["state", "state_reason", "member"]

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from consortium.admin_tools import SlugFixedAdmin
+from consortium.admin_tools import ConsortiumAdmin, SlugFixedAdmin
 from consortium.api.errors import CodedError
 
 from .models import ApiToken, Member, SharingGroup, SigningKey
@@ -115,7 +115,7 @@ class MemberAdmin(SlugFixedAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ConsortiumAdmin):
     list_display = ["prefix", "member", "name", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at"]
     list_filter = ["member", "revoked_at"]
     search_fields = ["prefix", "member__slug", "name"]
@@ -142,7 +142,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(ConsortiumAdmin):
     list_display = ["kid", "member", "state", "registered_by", "created_at", "state_changed_at"]
     list_filter = ["state", "member"]
     search_fields = ["kid", "member__slug"]
