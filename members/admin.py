@@ -30,6 +30,10 @@ class RegisterKeyForm(forms.Form):
                           help_text='The public JWK, e.g. {"kty":"OKP","crv":"Ed25519","x":"..."}')
 
 
+# The members credentials are made for: not the server's own row (services.refuse_the_server).
+ONBOARDED = Member.objects.exclude(kind=Member.Kind.SERVER)
+
+
 @admin.register(Member)
 class MemberAdmin(SlugFixedAdmin):
     list_display = ["slug", "name", "kind", "status", "created_at"]
@@ -69,18 +73,18 @@ class MemberAdmin(SlugFixedAdmin):
     @admin.action(description="Suspend selected members (they can do nothing until reactivated)",
                   permissions=["suspend_member"])
     def suspend(self, request, queryset):
-        for member in queryset:
+        for member in queryset.exclude(kind=Member.Kind.SERVER):
             member_set_status(member=member, status=Member.Status.SUSPENDED, actor=request.user)
 
     @admin.action(description="Reactivate selected members", permissions=["suspend_member"])
     def reactivate(self, request, queryset):
-        for member in queryset:
+        for member in queryset.exclude(kind=Member.Kind.SERVER):
             member_set_status(member=member, status=Member.Status.ACTIVE, actor=request.user)
 
     def issue_token_view(self, request, member_id: int):
         if not request.user.has_perm("members.issue_token"):
             raise PermissionDenied
-        member = get_object_or_404(Member, pk=member_id)
+        member = get_object_or_404(ONBOARDED, pk=member_id)
         form = IssueTokenForm(request.POST or None)
         context = {**self.admin_site.each_context(request), "member": member, "form": form,
                    "title": f"Issue an API token for {member.slug}", "opts": self.model._meta}
@@ -97,7 +101,7 @@ class MemberAdmin(SlugFixedAdmin):
     def register_key_view(self, request, member_id: int):
         if not request.user.has_perm("members.add_signingkey"):
             raise PermissionDenied
-        member = get_object_or_404(Member, pk=member_id)
+        member = get_object_or_404(ONBOARDED, pk=member_id)
         form = RegisterKeyForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:

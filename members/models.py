@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+# The `share` of a statement shared with every member (DESIGN.md): no sharing group may take it as
+# its slug, or what its members share with it would go to everyone.
+CONSORTIUM_SHARE = "consortium"
 
 
 class Member(models.Model):
@@ -34,6 +39,12 @@ class Member(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    def clean(self) -> None:
+        # The server's own row (hashes.services.disputes.server_member) is found by this slug: a
+        # member onboarded under it would be taken for the server.
+        if self.slug == settings.SERVER_ISSUER and self.kind != self.Kind.SERVER:
+            raise ValidationError({"slug": f"{self.slug!r} names the server itself (SERVER_ISSUER)."})
+
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
@@ -52,6 +63,10 @@ class SharingGroup(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        if self.slug == CONSORTIUM_SHARE:
+            raise ValidationError({"slug": f"{CONSORTIUM_SHARE!r} is the share of every member, not a group's."})
 
 
 class ApiToken(models.Model):

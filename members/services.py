@@ -30,6 +30,13 @@ TOKEN_PREFIX = "cst"
 LAST_USED_PRECISION = timedelta(seconds=60)
 
 
+def refuse_the_server(member: Member) -> None:
+    """The server's own row signs with the server's key and is never a member anyone onboards:
+    no token, key or status change is made for it."""
+    if member.kind == Member.Kind.SERVER:
+        raise DomainError("member_is_server", "This is the server itself, not a member: it has no tokens or keys.")
+
+
 def member_snapshot(member: Member) -> dict[str, Any]:
     return {"slug": member.slug, "name": member.name, "kind": member.kind, "status": member.status}
 
@@ -54,6 +61,7 @@ def member_create(*, slug: str, name: str, kind: str, actor: Any = None) -> Memb
 
 @transaction.atomic
 def member_set_status(*, member: Member, status: str, actor: Any = None) -> Member:
+    refuse_the_server(member)
     before = member_snapshot(member)
     member.status = status
     member.save(update_fields=["status"])
@@ -86,6 +94,7 @@ def parse_scopes(scopes: Iterable[str]) -> list[str]:
 def token_create(
     *, member: Member, scopes: Iterable[str], name: str = "", expires_at: datetime | None = None, actor: Any = None
 ) -> IssuedToken:
+    refuse_the_server(member)
     scope_list = parse_scopes(scopes)
     prefix = secrets.token_hex(6)
     plaintext = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
@@ -166,6 +175,7 @@ def key_snapshot(key: SigningKey) -> dict[str, Any]:
 def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool = False) -> SigningKey:
     """Register a public JWK as pending (active at once only when an operator approves). A key an
     administrator registers remembers who did, because someone else must approve it."""
+    refuse_the_server(member)
     registered_by = actor if isinstance(actor, AbstractBaseUser) else None
     if approve and registered_by is not None:
         raise DomainError(KEY_SELF_APPROVAL, SELF_APPROVAL_MESSAGE)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from consortium.db import AnyOf, insert_rows, update_rows
 from consortium_client import jws
 from consortium_client.keys import load_public_jwk
-from members.models import Member, SigningKey
+from members.models import CONSORTIUM_SHARE, Member, SigningKey
 from members.selectors import sharing_groups_of
 from suppression.entries import BenignList
 from suppression.selectors import benign_list
@@ -33,7 +33,6 @@ from ..signals.parse import Signal, SignalError, parse_signals, parse_target
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPES = ("photo", "video", "file")
-CONSORTIUM_SHARE = "consortium"
 MAX_REASON_CHARS = 2000
 
 
