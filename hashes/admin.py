@@ -82,15 +82,9 @@ class StatementAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in Statement._meta.fields] + ["labels"]
 
 
-class CorroborationInline(admin.TabularInline):
-    model = Corroboration
-    fields = ["statement", "member", "distance", "created_at", "retracted_at", "superseded_by"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
+# The corroborations a hash's page lists, newest first: a hash's ended ones (retracted, superseded)
+# grow with every repeat of its value, and the page is read by people, not paged through.
+HASH_PAGE_CORROBORATIONS = 100
 
 
 @admin.register(Hash)
@@ -98,8 +92,25 @@ class HashAdmin(ReadOnlyAdmin):
     list_display = ["id", "signal_type", "value", "cluster", "state", "created_at", "updated_at"]
     list_filter = ["signal_type", "state"]
     search_fields = ["value"]
-    readonly_fields = [f.name for f in Hash._meta.fields] + ["feedback_counts", "disputes"]
-    inlines = [CorroborationInline]
+    readonly_fields = [f.name for f in Hash._meta.fields] + ["feedback_counts", "disputes", "corroborations"]
+
+    @admin.display(description=f"corroborations (the newest {HASH_PAGE_CORROBORATIONS})")
+    def corroborations(self, obj):
+        rows = list(Corroboration.objects.filter(hash=obj).select_related("member").order_by("-id")
+                    [:HASH_PAGE_CORROBORATIONS + 1])
+        if not rows:
+            return "none"
+        more = " (and older ones not listed)" if len(rows) > HASH_PAGE_CORROBORATIONS else ""
+        return format_html(
+            "<table><tr><th>statement</th><th>member</th><th>distance</th><th>created</th><th>ended</th>"
+            "<th>superseded by</th></tr>{}</table>{}",
+            format_html_join("", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
+                                 "<td>{}</td></tr>", (
+                (reverse("admin:hashes_statement_change", args=[c.statement_id]), c.statement_id, c.member.slug,
+                 "" if c.distance is None else c.distance, c.created_at, c.retracted_at or "",
+                 c.superseded_by_id or "")
+                for c in rows[:HASH_PAGE_CORROBORATIONS])),
+            more)
 
     @admin.display(description="feedback (live verdicts, distinct members, every audience)")
     def feedback_counts(self, obj):

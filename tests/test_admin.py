@@ -242,3 +242,23 @@ def test_an_administrator_edits_a_label(admin_client, db):
     assert response.status_code == 302, response.content
     label.refresh_from_db()
     assert label.name == "Terrorist propaganda"
+
+
+def test_a_hash_page_lists_its_newest_corroborations_whatever_its_history(admin_client, alice, settings, pipeline):
+    """Every repeat of a value ends the member's earlier corroboration and adds one: the page lists
+    the newest HASH_PAGE_CORROBORATIONS and says there are more, in the same number of reads."""
+    from hashes.admin import HASH_PAGE_CORROBORATIONS
+    from hashes.models import Hash
+
+    alice.submit(*(alice.statement([md5(5)]) for _ in range(3)))
+    pipeline()
+    page = reverse("admin:hashes_hash_change", args=[Hash.objects.get().pk])
+    with CaptureQueriesContext(connection) as few:
+        assert admin_client.get(page).content.decode().count("<tr><td><a ") == 3
+    alice.submit(*(alice.statement([md5(5)]) for _ in range(HASH_PAGE_CORROBORATIONS)))
+    pipeline()
+    with CaptureQueriesContext(connection) as many:
+        content = admin_client.get(page).content.decode()
+
+    assert content.count("<tr><td><a ") == HASH_PAGE_CORROBORATIONS and "older ones not listed" in content
+    assert len(many.captured_queries) == len(few.captured_queries)
