@@ -386,6 +386,9 @@ MEDIA_JOB_PAGE_FRAMES = env_int("MEDIA_JOB_PAGE_FRAMES", 10_000)
 if MEDIA_JOB_PAGE_FRAMES < 1:
     raise ImproperlyConfigured("MEDIA_JOB_PAGE_FRAMES must be at least 1.")
 MEDIA_JOB_MAX_PER_MEMBER = env_int("MEDIA_JOB_MAX_PER_MEMBER", 4)  # queued and running at once (429 beyond)
+# Running at once per member: below the media worker's concurrency (2 in deploy/Procfile), so one
+# member's four-hour videos never hold every worker while another member's job waits.
+MEDIA_JOB_MAX_RUNNING_PER_MEMBER = env_int("MEDIA_JOB_MAX_RUNNING_PER_MEMBER", 1)
 # A running job writes its progress and a heartbeat this often; one silent for MEDIA_JOB_LEASE_SECONDS
 # lost its worker, and the sweep runs it again (MEDIA_JOB_MAX_ATTEMPTS in all) or fails it.
 MEDIA_JOB_HEARTBEAT_SECONDS = float(env("MEDIA_JOB_HEARTBEAT_SECONDS", "5"))
@@ -397,8 +400,9 @@ MEDIA_JOB_TIME_LIMIT_SECONDS = env_int("MEDIA_JOB_TIME_LIMIT_SECONDS", 4 * 3600)
 MEDIA_JOB_SWEEP_SECONDS = env_int("MEDIA_JOB_SWEEP_SECONDS", 15)
 if not 0 < MEDIA_JOB_HEARTBEAT_SECONDS < MEDIA_JOB_LEASE_SECONDS:
     raise ImproperlyConfigured("MEDIA_JOB_HEARTBEAT_SECONDS must be positive and below MEDIA_JOB_LEASE_SECONDS.")
-if MEDIA_JOB_MAX_ATTEMPTS < 1 or MEDIA_JOB_MAX_PER_MEMBER < 1:
-    raise ImproperlyConfigured("MEDIA_JOB_MAX_ATTEMPTS and MEDIA_JOB_MAX_PER_MEMBER must be at least 1.")
+if MEDIA_JOB_MAX_ATTEMPTS < 1 or MEDIA_JOB_MAX_PER_MEMBER < 1 or MEDIA_JOB_MAX_RUNNING_PER_MEMBER < 1:
+    raise ImproperlyConfigured("MEDIA_JOB_MAX_ATTEMPTS, MEDIA_JOB_MAX_PER_MEMBER and MEDIA_JOB_MAX_RUNNING_PER_MEMBER "
+                               "must be at least 1.")
 
 # --- Pipeline -------------------------------------------------------------------------------------
 VERIFY_CHUNK_SIZE = env_int("VERIFY_CHUNK_SIZE", 250)

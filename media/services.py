@@ -102,9 +102,9 @@ def enqueue_media_jobs(ids: list[uuid.UUID]) -> None:
             sent += 1
     except Exception:
         logger.exception("media jobs could not be queued; the next sweep queues them again")
-        overdue = timezone.now() - timedelta(seconds=settings.MEDIA_JOB_REQUEUE_SECONDS + 1)
         try:
-            MediaJob.objects.filter(pk__in=ids[sent:], state=MediaJob.State.QUEUED).update(enqueued_at=overdue)
+            MediaJob.objects.filter(pk__in=ids[sent:], state=MediaJob.State.QUEUED).update(
+                enqueued_at=_for_the_next_sweep())
         except Exception:  # the database too: the sweep still finds them, MEDIA_JOB_REQUEUE_SECONDS later
             logger.exception("media jobs not queued could not be marked for the next sweep")
 
@@ -138,19 +138,57 @@ def _held(job_id: uuid.UUID, lease: uuid.UUID):
 
 
 def media_job_run(*, job_id: uuid.UUID | str) -> None:
-    """Hash a queued job's file, unless another attempt holds it or it is finished."""
+    """Hash a queued job's file, unless another attempt holds it, it is finished, or its member
+    already runs MEDIA_JOB_MAX_RUNNING_PER_MEMBER jobs (then it waits its turn)."""
     # The client's hasher, as POST hash/ and `consortium hash` use: PyAV and pdqhash load only here.
-    from consortium_client.media import MediaError, hash_media, video_supported
+    from consortium_client.media import video_supported
 
     video_supported()  # loads PyAV now: an attempt's first heartbeat, after its first frame, is not late for it
-    lease, now = uuid.uuid4(), timezone.now()
-    claimed = MediaJob.objects.filter(pk=job_id, state=MediaJob.State.QUEUED).update(
-        state=MediaJob.State.RUNNING, lease=lease, attempts=F("attempts") + 1, progress=0.0,
-        heartbeat_at=now, started_at=now,
-    )
-    if not claimed:
+    lease = uuid.uuid4()
+    if not _claim(job_id, lease):
         return
     job = MediaJob.objects.get(pk=job_id)
+    try:
+        _hash_job(job, lease)
+    finally:
+        _queue_next(job.owner_id)
+
+
+def _claim(job_id: uuid.UUID | str, lease: uuid.UUID) -> bool:
+    """Take a queued job, unless its member already runs MEDIA_JOB_MAX_RUNNING_PER_MEMBER jobs: then
+    it waits, marked for the next sweep, and its turn comes when one of them ends (_queue_next)."""
+    with transaction.atomic():
+        owner_id = MediaJob.objects.filter(pk=job_id, state=MediaJob.State.QUEUED).values_list(
+            "owner_id", flat=True).first()
+        if owner_id is None:
+            return False
+        # One member's claims take turns, so two workers cannot both start its jobs past the limit.
+        Member.objects.select_for_update().only("pk").get(pk=owner_id)
+        waiting = MediaJob.objects.filter(pk=job_id, state=MediaJob.State.QUEUED)
+        running = MediaJob.objects.filter(owner_id=owner_id, state=MediaJob.State.RUNNING).count()
+        if running >= settings.MEDIA_JOB_MAX_RUNNING_PER_MEMBER:
+            waiting.update(enqueued_at=_for_the_next_sweep())
+            return False
+        now = timezone.now()
+        return bool(waiting.update(state=MediaJob.State.RUNNING, lease=lease, attempts=F("attempts") + 1,
+                                   progress=0.0, heartbeat_at=now, started_at=now))
+
+
+def _for_the_next_sweep() -> datetime:
+    """An enqueued_at the next sweep queues again (it queues what waited MEDIA_JOB_REQUEUE_SECONDS)."""
+    return timezone.now() - timedelta(seconds=settings.MEDIA_JOB_REQUEUE_SECONDS + 1)
+
+
+def _queue_next(owner_id: int) -> None:
+    """A job of this member ended: queue its oldest waiting job now rather than at the next sweep."""
+    following = list(MediaJob.objects.filter(owner_id=owner_id, state=MediaJob.State.QUEUED)
+                     .order_by("created_at").values_list("pk", flat=True)[:1])
+    enqueue_media_jobs(following)
+
+
+def _hash_job(job: MediaJob, lease: uuid.UUID) -> None:
+    from consortium_client.media import MediaError, hash_media
+
     try:
         signals = hash_media(
             job.file_path, max_bytes=settings.MEDIA_MAX_BYTES, max_pixels=settings.MEDIA_MAX_PIXELS,

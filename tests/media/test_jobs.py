@@ -278,6 +278,53 @@ def test_a_job_the_broker_did_not_take_is_queued_again_by_the_next_sweep(
     assert MediaJob.objects.get(pk=started.json()["id"]).state == "queued"
 
 
+def test_a_members_jobs_take_turns_so_another_members_job_starts_at_once(alice, bob, settings, job_dir,
+                                                                         monkeypatch):
+    """Two media workers, and alice's four-hour videos: her second job waits while her first runs
+    (MEDIA_JOB_MAX_RUNNING_PER_MEMBER, 1), so bob's job takes the other worker at once."""
+    from media.services import media_job_run
+    from media.tasks import run_media_job
+
+    hashed = []
+    monkeypatch.setattr("consortium_client.media.hash_media", lambda path, **_: hashed.append(path) or [])
+    queued = []
+    monkeypatch.setattr(run_media_job, "delay", queued.append)
+    hers = a_job(alice.member, job_dir, state="running", attempts=1, lease=uuid.uuid4(), heartbeat_at=timezone.now())
+    her_next = a_job(alice.member, job_dir)
+    his = a_job(bob.member, job_dir)
+
+    media_job_run(job_id=her_next.pk)  # the second worker takes her next job's message first
+    media_job_run(job_id=his.pk)
+
+    assert MediaJob.objects.get(pk=her_next.pk).state == "queued" and hashed == [his.file_path]
+    assert [str(pk) for pk in media_jobs_sweep().requeued] == [str(her_next.pk)]  # not lost meanwhile
+    MediaJob.objects.filter(pk=hers.pk).update(state="done", lease=None)  # her first job ends
+    media_job_run(job_id=str(her_next.pk))
+    assert hashed == [his.file_path, her_next.file_path]
+
+
+def test_when_a_members_job_ends_its_next_waiting_job_is_queued_at_once(alice, settings, job_dir, monkeypatch):
+    from media.services import media_job_run
+    from media.tasks import run_media_job
+
+    first = a_job(alice.member, job_dir)
+    second = a_job(alice.member, job_dir)
+
+    def hash_media(path, **_):
+        if path == first.file_path:  # meanwhile the other worker takes the second job's message: it waits
+            media_job_run(job_id=second.pk)
+        return []
+
+    monkeypatch.setattr("consortium_client.media.hash_media", hash_media)
+    queued = []
+    monkeypatch.setattr(run_media_job, "delay", queued.append)
+
+    media_job_run(job_id=first.pk)
+
+    assert [MediaJob.objects.get(pk=job.pk).state for job in (first, second)] == ["done", "queued"]
+    assert queued == [str(second.pk)]  # its turn, now rather than at the next sweep
+
+
 def test_the_sweep_fails_a_job_whose_worker_died_on_every_attempt_and_deletes_its_file(alice, settings, job_dir):
     settings.MEDIA_JOB_MAX_ATTEMPTS = 2
     now = timezone.now()
