@@ -812,7 +812,8 @@ class MatchViews:
         self._shared: dict[tuple[str, ...], tuple[list[StatementFacts], dict[str, Any]]] = {}
         self._views: dict[int, dict[str, Any]] = {}
         self._encoded: dict[int, bytes] = {}
-        self._templates: dict[tuple[tuple[str, ...], str], tuple[bytes, ...] | None] = {}
+        # By statements and signal type: the first hash seen (its id), then the template (False: none can be made).
+        self._templates: dict[tuple[tuple[str, ...], str], int | tuple[bytes, ...] | bool] = {}
 
     def view(self, pk: int) -> dict[str, Any]:
         view = self._views.get(pk)
@@ -841,10 +842,12 @@ class MatchViews:
             if (row.labels_override is None and row.frames is None and pk not in self.governance
                     and not self.links.get(pk)):
                 key = (tuple(self.matched.live[pk]), row.signal_type)
-                if key not in self._templates:
-                    self._templates[key] = self._template(pk)
-                parts = self._templates[key]
-                if parts is not None:
+                parts = self._templates.get(key)
+                if parts is None:  # the first such hash is encoded whole; the second makes the template from it
+                    self._templates[key] = pk
+                elif parts is not False and not isinstance(parts, tuple):  # the first one's id
+                    parts = self._templates[key] = self._template(parts) or False
+                if isinstance(parts, tuple):
                     encoded = b"".join((parts[0], str(pk).encode(), parts[1], orjson.dumps(row.value), parts[2],
                                         str(row.cluster_id).encode(), parts[3]))
             if encoded is None:
