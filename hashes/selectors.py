@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -192,10 +193,6 @@ def asserted_by(live: list[StatementFacts], seen: list[StatementFacts]) -> dict[
         "statements": [fact.raw for fact in carried],
         "statements_omitted": len(live) - len(carried),
     }
-
-
-# The fields of a hash view that come whole from asserted_by (labels may be an administrator's).
-SHARED_FIELDS = ("content_type", "submitters", "corroboration_count", "statements", "statements_omitted")
 
 
 def hash_view(
@@ -525,12 +522,19 @@ def hash_statements(*, viewer: Viewer, hash_id: int, offset: int, limit: int) ->
 
 def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int | None = None,
                   exclude_disputed: bool = False) -> dict[str, Any]:
-    """For each query, every visible, active hash that matches it, nearest first, in query order.
+    """For each query, the visible, active hashes that match it, nearest first, at most
+    MATCH_MAX_RESULTS of them, in query order.
 
     Exact: the indexes return every stored hash within the radius (see hashes.signals.index), and
-    visibility is applied afterwards, to the full candidate set. Identical queries are searched
-    once. The answer stops taking matches once they pass about `max_bytes` (it always carries one):
-    the results from there on are `truncated`, and so is the answer as a whole."""
+    visibility is applied afterwards, to the full candidate set, so only visible hashes are ranked
+    and cut (`ranked_hits`): a hidden candidate never takes a visible one's place. Identical queries
+    are searched once. The answer stops taking matches once they pass about `max_bytes` (it always
+    carries one): the results from there on are `truncated`, and so is the answer as a whole.
+
+    Only the hashes that survive the cut are rendered, and each only when the answer reaches it
+    (MatchViews): a query inside a large variant family, or many queries past the byte bound, no
+    longer build views nobody receives. Each view is encoded once, and the answer carries the
+    encoded bytes (orjson.Fragment) so that the renderer does not encode it again."""
     max_bytes = settings.MATCH_MAX_RESPONSE_BYTES if max_bytes is None else max_bytes
     unique: list[MatchQuery] = []
     at: list[int] = []  # where each distinct query first appears
@@ -545,31 +549,43 @@ def match_signals(*, viewer: Viewer, queries: list[MatchQuery], max_bytes: int |
         slot.append(first[key])
     frames = {n: bounded_frames(q, at[n]) for n, q in enumerate(unique) if q.signal.type == "vpdq"}
     found, matched = search_matches(viewer, unique, frames)
-    views, sizes = matched.views(viewer, {h for hits in found for h in hits})
+    held: set[int] = set()
     if exclude_disputed:  # held while contested: a dispute the member can see is open on it
-        views = {h: view for h, view in views.items() if not (view["dispute"] and view["dispute"]["state"] == "open")}
+        contested = {h for hits in found for h in hits if matched.rows[h].governed}
+        if contested:
+            disputed = MatchViews(matched, viewer, contested)
+            held = {h for h in contested if (disputed.view(h)["dispute"] or {}).get("state") == "open"}
     limit = settings.MATCH_MAX_RESULTS
-    ranked_per_query = [
-        sorted(
-            (h for h in hits if h in views),
-            key=lambda h, hits=hits: (hits[h].get("distance", 0), -min(hits[h].get("query_match_percent", 100),
-                                                                       hits[h].get("stored_match_percent", 100)), h),
-        )
-        for hits in found
-    ]
+    ranked = [ranked_hits(hits, held, limit) for hits in found]
+    views = MatchViews(matched, viewer, {h for chosen, _ in ranked for h in chosen})
     results, size, full = [], 0, False
     for query, n in zip(queries, slot):
-        hits, ranked = found[n], ranked_per_query[n]
+        hits, (chosen, total) = found[n], ranked[n]
         matches = []
-        for h in ranked[:limit]:
-            weight = sizes[h] + 64  # the match's own fields
+        for h in chosen if not full else ():
+            encoded = views.encoded(h)
+            weight = len(encoded) + 64  # the match's own fields
             if full or (size and size + weight > max_bytes):
                 full = True
                 break
-            matches.append({"hash": views[h], **hits[h]})
+            matches.append({"hash": orjson.Fragment(encoded), **hits[h]})
             size += weight
-        results.append({"query": query.echo(), "matches": matches, "truncated": len(matches) < len(ranked)})
+        results.append({"query": query.echo(), "matches": matches, "truncated": len(matches) < total})
     return {"results": results, "truncated": full}
+
+
+def ranked_hits(hits: dict[int, dict[str, Any]], held: set[int], limit: int) -> tuple[list[int], int]:
+    """The ids of a query's visible `hits` (less those `held`) in the order a match answers them,
+    at most `limit` of them, and how many there were. The order is total: distance (PDQ, MD5,
+    SHA-256; 0 for vPDQ), then the lower of a video's two match percentages, highest first, then
+    the hash id; so which hashes survive the cut is the same whatever else the index holds."""
+    keys = [
+        (hit["distance"], -100, h) if "distance" in hit
+        else (0, -min(hit.get("query_match_percent", 100), hit.get("stored_match_percent", 100)), h)
+        for h, hit in hits.items() if h not in held
+    ]
+    chosen = heapq.nsmallest(limit, keys) if len(keys) > limit else sorted(keys)
+    return [key[2] for key in chosen], len(keys)
 
 
 def query_key(query: MatchQuery) -> tuple:
@@ -635,7 +651,7 @@ def search_matches(
     return [{h: hit for h, hit in hits.items() if h in visible} for hits in found], matched
 
 
-@dataclass
+@dataclass(slots=True)
 class HashRow:
     """What a match answer shows of a hash, and whether it has feedback or disputes, or links, to read."""
 
@@ -666,15 +682,17 @@ def statement_key(value: Any) -> str:
     return value if len(value) == 36 else str(uuid.UUID(value))
 
 
-# A match's one read: the live corroborations of the candidates with their hashes' rows (kind 0, in
-# corroboration order), then every statement among them that the viewer may see, with its labels
-# (kind 1, a row per label). The viewer's rule (Viewer.statement_sql) is worked out once per
-# corroboration, in `c`; a statement's JWS is read only where it holds, and once however many
-# hashes it asserts (a 1,000-hash family carries one). The ids come last: read_by_ids appends them.
+# A match's one read: the live corroborations of the candidates that the viewer may see, with their
+# hashes' rows (kind 0), then every statement among them, with its labels (kind 1, a row per label).
+# The viewer's rule (Viewer.statement_sql) is the condition of `c`, so nothing of a statement it may
+# not see is read; a statement's JWS is read once however many hashes it asserts (a 1,000-hash
+# family carries one). Rows come in no particular order (sorting them cost PostgreSQL more than
+# sorting a hash's few corroborations costs Python). The ids come last: read_by_ids appends them.
 MATCH_READ = (
-    "WITH c AS (SELECT c.id, c.hash_id, c.statement_id, s.share_group_id, s.member_id, {visible} AS visible "
+    "WITH c AS (SELECT c.id, c.hash_id, c.statement_id, s.share_group_id, s.member_id "
     "FROM hashes_corroboration c JOIN hashes_statement s ON s.id = c.statement_id "
-    "WHERE c.retracted_at IS NULL AND c.hash_id IN ({{ids}})) "
+    "WHERE {visible} "
+    "AND c.retracted_at IS NULL AND c.hash_id IN ({{ids}})) "
     "SELECT 0, c.id, c.hash_id, CAST(c.statement_id AS TEXT), c.share_group_id, c.member_id, h.signal_type, "
     "h.value, h.cluster_id, h.labels_override, "
     "EXISTS (SELECT 1 FROM hashes_feedback f WHERE f.hash_id = h.id AND f.ended_at IS NULL) "
@@ -689,8 +707,7 @@ MATCH_READ = (
     "FROM hashes_statement s JOIN members_member m ON m.id = s.member_id "
     "LEFT JOIN hashes_statement_labels sl ON sl.statement_id = s.id "
     "LEFT JOIN hashes_label l ON l.id = sl.label_id "
-    "WHERE s.id IN (SELECT c.statement_id FROM c WHERE c.visible) "
-    "ORDER BY 1, 2"
+    "WHERE s.id IN (SELECT c.statement_id FROM c)"
 )
 
 
@@ -717,12 +734,13 @@ class MatchedHashes:
         if not candidates:
             return cls({}, {})
         rows: dict[int, HashRow] = {}
-        live: dict[int, list[str]] = {}
+        assertions: dict[int, list[tuple[int, str]]] = {}  # (corroboration id, statement id)
         said: dict[str, list] = {}
         suppression = False
         visible, params = viewer.statement_sql("s", connection.vendor)
-        for (part, _, hash_id, statement_id, share_group_id, member_id, signal_type, value, cluster_id, labels_override,
-             governed, linked, benign, slug, member_kind, content_type, raw, verdict, label) in read_by_ids(
+        sees = viewer.sees
+        for (part, corroboration, hash_id, statement_id, share_group_id, member_id, signal_type, value, cluster_id,
+             labels_override, governed, linked, benign, slug, member_kind, content_type, raw, verdict, label) in read_by_ids(
             MATCH_READ.format(visible=visible), candidates, *params, prepare="match_read",
         ):
             if part:  # a statement: signal_type and value hold its jti and kind
@@ -733,13 +751,19 @@ class MatchedHashes:
                 if label is not None:
                     said[key][-1].add(label)
                 continue
-            if not viewer.sees(share_group_id=share_group_id, member_id=member_id):
+            if not sees(share_group_id=share_group_id, member_id=member_id):  # the read's condition, checked again
                 continue
-            live.setdefault(hash_id, []).append(statement_key(statement_id))
-            if hash_id not in rows:
+            pairs = assertions.get(hash_id)
+            if pairs is None:
+                assertions[hash_id] = [(corroboration, statement_key(statement_id))]
                 rows[hash_id] = HashRow(hash_id, signal_type, value, cluster_id, json_column(labels_override),
                                         bool(governed), bool(linked))
+            else:
+                pairs.append((corroboration, statement_key(statement_id)))
             suppression = suppression or bool(benign)
+        # Each hash's statements in the order they came (their corroborations' order).
+        live = {pk: [pairs[0][1]] if len(pairs) == 1 else [key for _, key in sorted(pairs)]
+                for pk, pairs in assertions.items()}
         if suppression:  # the suppression list: never returned, to anyone
             for pk in suppressed_hash_ids(rows):
                 del rows[pk], live[pk]
@@ -757,41 +781,101 @@ class MatchedHashes:
 
     def views(self, viewer: Viewer, hash_ids: set[int]) -> tuple[dict[int, dict[str, Any]], dict[int, int]]:
         """These hashes (among `rows`) as the viewer sees them: what hash_views says of them; and
-        the length of each view encoded as JSON (what a match answer's byte bound counts), without
-        encoding the statements they share once per hash."""
-        facts = dict(self.facts)
-        governed = [pk for pk in hash_ids if self.rows[pk].governed]
-        governance = load_governance(governed)
-        snapshots = {pk: state.snapshots() for pk, state in governance.items()}
-        extra = ({sid for state in governance.values() for sid in state.votes()}
-                 | {d["opened_by"] for ds in snapshots.values() for d in ds if d["opened_by"]}) - set(facts)
+        the length of each view encoded as JSON (what a match answer's byte bound counts)."""
+        views = MatchViews(self, viewer, hash_ids)
+        return {pk: views.view(pk) for pk in hash_ids}, {pk: len(views.encoded(pk)) for pk in hash_ids}
+
+
+class MatchViews:
+    """Views of some of a match's hashes (`hash_ids`, among `matched.rows`), each built and encoded
+    when first asked for. What they need beyond the match's read is read here once for them all, and
+    only for the hashes that have some: feedback and disputes, links, and the statements those name.
+    Hashes asserted by the same statements (variants submitted together) share what those say
+    (asserted_by), built once; and those of them with nothing of their own beyond their id, value
+    and cluster (no feedback or dispute, no links, no administrator's labels, not a video: most of a
+    variant family) share one encoded view, cut where those three stand (`_template`)."""
+
+    def __init__(self, matched: MatchedHashes, viewer: Viewer, hash_ids: Iterable[int]) -> None:
+        self.matched, self.viewer = matched, viewer
+        rows = matched.rows
+        governed = [pk for pk in hash_ids if rows[pk].governed]
+        self.governance = load_governance(governed) if governed else {}
+        self.snapshots = {pk: state.snapshots() for pk, state in self.governance.items()}
+        facts = matched.facts
+        extra = ({sid for state in self.governance.values() for sid in state.votes()}
+                 | {d["opened_by"] for ds in self.snapshots.values() for d in ds if d["opened_by"]}) - set(facts)
         if extra:
-            facts.update(statement_facts(extra, viewer))
-        linked = [pk for pk in hash_ids if self.rows[pk].linked]
-        links = visible_links(viewer, linked) if linked else {}
-        views, sizes = {}, {}
-        # Hashes asserted by the same statements (variants submitted together) share that part.
-        shared: dict[tuple[str, ...], tuple[list[StatementFacts], dict[str, Any], int]] = {}
-        for pk in hash_ids:
-            row = self.rows[pk]
-            key = tuple(self.live[pk])
-            if key not in shared:
+            facts = {**facts, **statement_facts(extra, viewer)}
+        self.facts = facts
+        linked = [pk for pk in hash_ids if rows[pk].linked]
+        self.links = visible_links(viewer, linked) if linked else {}
+        self._shared: dict[tuple[str, ...], tuple[list[StatementFacts], dict[str, Any]]] = {}
+        self._views: dict[int, dict[str, Any]] = {}
+        self._encoded: dict[int, bytes] = {}
+        # By statements and signal type: the first hash seen (its id), then the template (False: none can be made).
+        self._templates: dict[tuple[tuple[str, ...], str], int | tuple[bytes, ...] | bool] = {}
+
+    def view(self, pk: int) -> dict[str, Any]:
+        view = self._views.get(pk)
+        if view is None:
+            viewer, facts = self.viewer, self.facts
+            row = self.matched.rows[pk]
+            key = tuple(self.matched.live[pk])
+            shared = self._shared.get(key)
+            if shared is None:
                 live = visible_facts(viewer, key, facts)
-                asserted = asserted_by(live, live)
-                shared[key] = (live, asserted, len(orjson.dumps({k: asserted[k] for k in SHARED_FIELDS})))
-            live, asserted, shared_size = shared[key]
-            view = views[pk] = hash_view(
-                row, live, cluster_id=row.cluster_id, seen=live, links=links.get(pk), state=Hash.State.ACTIVE,
-                votes=visible_facts(viewer, governance[pk].votes(), facts) if pk in governance else [],
-                dispute=dispute_view(viewer, snapshots[pk], facts) if pk in governance else None,
+                shared = self._shared[key] = (live, asserted_by(live, live))
+            live, asserted = shared
+            governance = self.governance.get(pk)
+            view = self._views[pk] = hash_view(
+                row, live, cluster_id=row.cluster_id, seen=live, links=self.links.get(pk), state=Hash.State.ACTIVE,
+                votes=visible_facts(viewer, governance.votes(), facts) if governance is not None else (),
+                dispute=dispute_view(viewer, self.snapshots[pk], facts) if governance is not None else None,
                 labels_override=row.labels_override, asserted=asserted)
-            # A JSON object's length is its members', in any order, plus the braces and commas: the
-            # two parts encoded apart, less the one brace pair joining them adds and its comma.
-            own = dict(view)
-            for name in SHARED_FIELDS:
-                del own[name]
-            sizes[pk] = len(orjson.dumps(own)) + shared_size - 1
-        return views, sizes
+        return view
+
+    def encoded(self, pk: int) -> bytes:
+        """The view as the answer carries it: its JSON, exactly orjson.dumps(self.view(pk)), encoded once."""
+        encoded = self._encoded.get(pk)
+        if encoded is None:
+            row = self.matched.rows[pk]
+            if (row.labels_override is None and row.frames is None and pk not in self.governance
+                    and not self.links.get(pk)):
+                key = (tuple(self.matched.live[pk]), row.signal_type)
+                parts = self._templates.get(key)
+                if parts is None:  # the first such hash is encoded whole; the second makes the template from it
+                    self._templates[key] = pk
+                elif parts is not False and not isinstance(parts, tuple):  # the first one's id
+                    parts = self._templates[key] = self._template(parts) or False
+                if isinstance(parts, tuple):
+                    encoded = b"".join((parts[0], str(pk).encode(), parts[1], orjson.dumps(row.value), parts[2],
+                                        str(row.cluster_id).encode(), parts[3]))
+            if encoded is None:
+                encoded = orjson.dumps(self.view(pk))
+            self._encoded[pk] = encoded
+        return encoded
+
+    def _template(self, pk: int) -> tuple[bytes, ...] | None:
+        """Hash `pk`'s encoded view cut where its id, value and cluster stand: what every hash with
+        the same statements and signal type and nothing else of its own encodes to, around those
+        three. None if they cannot be told apart in it (the view is then encoded whole)."""
+        marked = orjson.dumps({**self.view(pk), **OWN_FIELDS})  # the same keys, in the same order
+        parts, rest = [], marked
+        for name in ("id", "value", "cluster"):
+            cut = orjson.dumps(OWN_FIELDS[name])
+            if marked.count(cut) != 1:
+                return None
+            head, found, rest = rest.partition(cut)
+            if not found:
+                return None
+            parts.append(head)
+        return (*parts, rest)
+
+
+# What stands for a hash's own id, value and cluster in a shared encoded view (MatchViews._template):
+# strings no view holds otherwise (a NUL is never in a value, a label or a JWS).
+OWN_FIELDS = {"id": "\x00match-view-id\x00", "value": "\x00match-view-value\x00",
+              "cluster": "\x00match-view-cluster\x00"}
 
 
 def dispute_list(*, viewer: Viewer, after: int, limit: int, state: str | None = None) -> dict[str, Any]:
