@@ -14,7 +14,7 @@ from consortium.admin_tools import ReadOnlyAdmin, SlugFixedAdmin
 from consortium.api.errors import CodedError
 
 from .models import Corroboration, Dispute, Event, Feedback, Hash, Incident, Label, Statement
-from .services.disputes import OUTCOMES, REVIEWED, dispute_resolve
+from .services.disputes import OUTCOMES, REVIEWED, dispute_resolve, removal_lift
 from .services.taxonomy import incident_close
 
 
@@ -148,6 +148,12 @@ class ResolveDisputeForm(forms.Form):
                                             help_text="relabelled only: the labels that replace the hash's.")
 
 
+class LiftRemovalForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=2000,
+                             help_text="Why statements of this value may be accepted again (kept in the audit "
+                                       "trail). The hash stays retracted until a member asserts it again.")
+
+
 def waited(dispute: Dispute) -> str:
     seconds = int(((dispute.resolved_at or timezone.now()) - dispute.opened_at).total_seconds())
     days, rest = divmod(seconds, 86400)
@@ -208,7 +214,9 @@ class DisputeAdmin(ReadOnlyAdmin):
 
     def get_urls(self):
         own = [path("<int:dispute_id>/resolve/", self.admin_site.admin_view(self.resolve_view),
-                    name="hashes_dispute_resolve")]
+                    name="hashes_dispute_resolve"),
+               path("<int:dispute_id>/lift/", self.admin_site.admin_view(self.lift_view),
+                    name="hashes_dispute_lift")]
         return own + super().get_urls()
 
     def evidence(self, dispute: Dispute) -> dict:
@@ -231,6 +239,7 @@ class DisputeAdmin(ReadOnlyAdmin):
         extra_context = {**(extra_context or {}), **self.evidence(dispute),
                          "can_resolve": request.user.has_perm("hashes.resolve_dispute")
                          and dispute.state == Dispute.State.OPEN,
+                         "can_lift": request.user.has_perm("hashes.resolve_dispute") and self.liftable(dispute),
                          "resolve_form": ResolveDisputeForm()}
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -253,3 +262,29 @@ class DisputeAdmin(ReadOnlyAdmin):
                    "original": dispute, "resolve_form": form, "can_resolve": True, "opts": self.model._meta,
                    "title": f"Resolve dispute {dispute.pk}"}
         return TemplateResponse(request, "admin/hashes/dispute_resolve.html", context)
+
+    @staticmethod
+    def liftable(dispute: Dispute) -> bool:
+        return dispute.state == Dispute.State.REMOVED and dispute.hash.removal_holds is not None
+
+    def lift_view(self, request, dispute_id: int):
+        """Lift the removal a `removed` outcome holds on the dispute's hash (hashes.resolve_dispute)."""
+        if not request.user.has_perm("hashes.resolve_dispute"):
+            raise PermissionDenied
+        dispute = get_object_or_404(Dispute.objects.select_related("hash"), pk=dispute_id)
+        form = LiftRemovalForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            if not self.liftable(dispute):
+                form.add_error(None, "removal_not_held: No removal of this dispute holds on its hash.")
+            else:
+                try:
+                    removal_lift(hash_id=dispute.hash_id, reason=form.cleaned_data["reason"], actor=request.user)
+                except CodedError as exc:
+                    form.add_error(None, f"{exc.code}: {exc.message}")
+                else:
+                    messages.success(request, f"The removal of hash {dispute.hash_id} is lifted.")
+                    return redirect(reverse("admin:hashes_dispute_change", args=[dispute.pk]))
+        context = {**self.admin_site.each_context(request), **self.evidence(dispute), "dispute": dispute,
+                   "original": dispute, "lift_form": form, "opts": self.model._meta,
+                   "title": f"Lift the removal of hash {dispute.hash_id}"}
+        return TemplateResponse(request, "admin/hashes/dispute_lift.html", context)

@@ -172,6 +172,11 @@ class Hash(models.Model):
     # Labels an administrator set when resolving a dispute as `relabelled`; they replace the labels
     # of the statements for everyone. None: the statements' labels.
     labels_override = models.JSONField(null=True, blank=True)
+    # An administrator's `removed` outcome holds until an administrator lifts it: statements placed on
+    # this hash are refused (`hash_removed`) in the audiences its removal covered, those of the
+    # statements it ended (sharing group ids; None: the whole consortium, which covers every
+    # audience). None: no removal holds (hashes.services.disputes).
+    removal_holds = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -182,12 +187,25 @@ class Hash(models.Model):
             models.UniqueConstraint(fields=["signal_type", "value", "share_group"],
                                     condition=models.Q(share_group__isnull=False), name="hash_signal_unique_group"),
         ]
+        # Few hashes hold a removal; publishing reads the PDQs among them (hashes.services.publishing).
+        indexes = [models.Index(fields=["signal_type"], name="hash_removal_held",
+                                condition=models.Q(removal_holds__isnull=False))]
         # The permission to resolve a Dispute predates the model and stays here: the "Dispute review"
         # group holds it as hashes.resolve_dispute.
         permissions = [("resolve_dispute", "Can resolve disputes on shared hashes")]
 
     def __str__(self) -> str:
         return f"{self.signal_type}:{self.value[:16]}"
+
+    def removal_covers(self, share_group_id: int | None) -> bool:
+        return removal_covers(self.removal_holds, share_group_id)
+
+
+def removal_covers(holds: list[int | None] | None, share_group_id: int | None) -> bool:
+    """Whether a held removal (Hash.removal_holds) refuses a statement of this audience: one of the
+    audiences that saw the hash removed (the whole consortium's removal was seen by every audience).
+    Any other audience never saw the hash live, so its statement goes on as if the removal never was."""
+    return holds is not None and (None in holds or share_group_id in holds)
 
 
 class Corroboration(models.Model):

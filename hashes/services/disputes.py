@@ -105,7 +105,8 @@ def dispute_resolve(*, dispute_id: int, outcome: str, resolution: str, labels: I
             each.resolution = words if each is dispute or public else REVIEWED
             each.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
             each.labels = chosen
-        live = live_statements([hash_.pk])[hash_.pk]
+        audience: dict[str, tuple[int, int | None]] = {}
+        live = live_statements([hash_.pk], audience)[hash_.pk]
         after, cause, labels_before = live, None, hash_.labels_override
         if outcome == Dispute.State.RELABELLED:
             hash_.labels_override = chosen
@@ -115,8 +116,11 @@ def dispute_resolve(*, dispute_id: int, outcome: str, resolution: str, labels: I
                 each.removal = cause
             Corroboration.objects.filter(hash=hash_, retracted_at__isnull=True).update(retracted_at=now)
             hash_.state, after = Hash.State.RETRACTED, []
+            # A removal not lifted still holds: a hash back live through an audience it did not cover
+            # and removed again holds against both.
+            hash_.removal_holds = removal_audiences([*(hash_.removal_holds or ()), *(audience[sid][1] for sid in live)])
         hash_.updated_at = now
-        hash_.save(update_fields=["labels_override", "state", "updated_at"])
+        hash_.save(update_fields=["labels_override", "state", "removal_holds", "updated_at"])
         for each in closing:
             each.save(update_fields=["state", "resolved_at", "resolution", "resolved_by", "labels", "removal"])
         batch = Batch(now=now, hashes={hash_key(hash_): hash_}, live={hash_.pk: live})
@@ -131,8 +135,37 @@ def dispute_resolve(*, dispute_id: int, outcome: str, resolution: str, labels: I
         for each in closing:
             audit_record(actor=actor, action="dispute.resolve", obj=each, before={"state": Dispute.State.OPEN},
                          after={"state": outcome, "resolution": each.resolution, "labels": chosen,
-                                "removal": str(cause.pk) if cause else None})
+                                "removal": str(cause.pk) if cause else None,
+                                **({"removal_holds": hash_.removal_holds} if cause else {})})
     return dispute
+
+
+def removal_audiences(groups: Iterable[int | None]) -> list[int | None] | None:
+    """What a removal holds against: the audiences of the statements it ended (None: the whole
+    consortium), those that saw the hash go. None when it ended none: nobody saw it live."""
+    found = set(groups)
+    return sorted(found, key=lambda g: -1 if g is None else g) or None
+
+
+def removal_lift(*, hash_id: int, reason: str, actor: Any = None) -> Hash:
+    """Lift the removal an administrator's `removed` outcome holds on a hash: statements of its value
+    are accepted again (one sent while it held stays rejected: send it again, with a new `jti`).
+    Nothing members see changes, so no event: the hash stays retracted until a statement asserts it.
+    Audited (`hash.removal_lift`), with the administrator's reason."""
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
+        raise DomainError("reason_required", "Say why the removal is lifted (at most 2000 characters).")
+    with transaction.atomic():
+        hash_ = Hash.objects.select_for_update().filter(pk=hash_id).first()
+        if hash_ is None:
+            raise DomainError("hash_not_found", "No hash has this id.")
+        if hash_.removal_holds is None:
+            raise Conflict("removal_not_held", "No removal holds on this hash.")
+        before = hash_.removal_holds
+        hash_.removal_holds = None
+        hash_.save(update_fields=["removal_holds"])
+        audit_record(actor=actor, action="hash.removal_lift", obj=hash_, before={"removal_holds": before},
+                     after={"removal_holds": None, "reason": reason.strip()})
+    return hash_
 
 
 def disputes_open(*, hashes: Iterable[Hash], reasons: list[str], actor: Any = None) -> list[Dispute]:

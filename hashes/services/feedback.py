@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
+from django.db.models import Q
+
 from audit.services import audit_record
 from members.models import Member
 
@@ -149,11 +151,27 @@ def apply_feedback(batch: Batch, statement: Statement, viewer: Viewer) -> None:
         batch.record(hash_, statement, live, live, change=change, dispute=dispute)
 
 
+# Outcomes by which an administrator decided a member's dispute and kept the hash.
+KEPT = (Dispute.State.UPHELD, Dispute.State.RELABELLED)
+
+
 def dispute_open(batch: Batch, hash_: Hash, statement: Statement) -> Dispute | None:
-    """Open a dispute in the feedback's audience unless one is open there already."""
+    """Open a dispute in the feedback's audience unless one is open there already, or the member
+    had a dispute on this hash decided already: an administrator kept the hash (`upheld` or
+    `relabelled`) in an audience that sees this feedback's (the same sharing group, or the whole
+    consortium). Its `disagree` still counts as its verdict; only another member, or an
+    administrator, puts the hash in question again. A decision in a group does not bind the
+    member's consortium-wide feedback, which outsiders see as if the group's dispute never was.
+    A `removed` outcome binds nothing: a hash back live since was lifted by an administrator, or
+    asserted in an audience the removal did not cover."""
     governance = batch.governance(hash_.pk)
     if any(d.state == Dispute.State.OPEN and d.share_group_id == statement.share_group_id
            for d in governance.disputes):
+        return None
+    if Dispute.objects.filter(
+        Q(share_group__isnull=True) | Q(share_group_id=statement.share_group_id),
+        hash=hash_, member_id=statement.member_id, state__in=KEPT,
+    ).exists():
         return None
     dispute = Dispute.objects.create(
         hash=hash_, opened_by=statement, member_id=statement.member_id, share_group_id=statement.share_group_id,

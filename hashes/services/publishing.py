@@ -14,12 +14,13 @@ from django.utils import timezone
 
 from consortium.db import AnyOf, insert_rows, update_rows
 
-from ..models import Corroboration, Dispute, Event, Feedback, Hash, Statement
+from ..models import Corroboration, Dispute, Event, Feedback, Hash, Statement, removal_covers
 from ..signals.parse import vpdq_digest
 from ..matching import indexes
 from ..visibility import Viewer, viewers_for_ids
-from .families import FamilyPlanner, HashKey, SignalKey, live_statements
+from .families import FamilyPlanner, HashKey, SignalKey, audiences, live_statements
 from .feed import events_append, feed_lock, feed_lock_within
+from suppression.entries import BenignList
 from suppression.selectors import benign_list
 
 from .feedback import FeedbackRejected, HashGovernance, apply_feedback, apply_feedback_retraction, load_governance
@@ -299,6 +300,7 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
     keys = {signal_key(sig) for s in statements for sig in (s.signals or ())}
     keys |= {(s.target["type"], s.target["value"]) for s in statements if s.kind == Statement.Kind.FEEDBACK}
     load_hashes(batch, keys, {h for ids in (*target_hashes.values(), *batch.feedback_targets.values()) for h in ids})
+    statements = refuse_removed(batch, statements)
     planner = place_signals(batch, statements)
     viewers = viewers_for_ids({s.member_id for s in statements if s.kind == Statement.Kind.FEEDBACK})
 
@@ -406,6 +408,88 @@ def refuse_benign(batch: Batch, statements: list[Statement]) -> list[Statement]:
         else:
             kept.append(statement)
     return kept
+
+
+def refuse_removed(batch: Batch, statements: list[Statement]) -> list[Statement]:
+    """A hash an administrator removed after a dispute stays removed until an administrator lifts
+    the removal: a hash statement with a signal that would corroborate it, were it live, is refused
+    whole (`hash_removed`) in the audiences the removal covered (Hash.removal_covers). That is its
+    exact value, placed as FamilyPlanner.same_value places it (the statement's own audience's hash
+    first, then the consortium's), or, for a PDQ that meets no stored hash of its value, a removed
+    PDQ within DEDUPE_DISTANCE of one of the statement's audiences: another copy of the same picture.
+
+    A statement of an audience the removal did not cover goes where it would had the hash never
+    been removed, so the refusal tells nobody of a removal it could not see."""
+    hash_statements = [s for s in statements if s.kind == Statement.Kind.HASH]
+    if not hash_statements:
+        return statements
+    held = any(h.removal_holds is not None for h in batch.hashes.values())
+    # PDQs that meet no stored hash of their value, by the audience of their statement.
+    unplaced: dict[int | None, set[str]] = {}
+    for statement in hash_statements:
+        for signal in statement.signals or ():
+            if signal["type"] == "pdq" and exact_hash(batch, statement, signal_key(signal)) is None:
+                unplaced.setdefault(statement.share_group_id, set()).add(signal["value"])
+    near = RemovedPdqs.load() if unplaced else None
+    copies = {group: near.copies(group, values) for group, values in unplaced.items()} if near else {}
+    if not held and not any(copies.values()):
+        return statements
+    kept = []
+    for statement in statements:
+        if statement.kind == Statement.Kind.HASH and removed_signal(batch, statement, copies):
+            reject(batch, statement, "hash_removed", "An administrator removed this hash after a dispute; "
+                                                     "it stays removed until an administrator lifts the removal.")
+        else:
+            kept.append(statement)
+    return kept
+
+
+def removed_signal(batch: Batch, statement: Statement, copies: dict[int | None, set[str]]) -> bool:
+    for signal in statement.signals or ():
+        placed = exact_hash(batch, statement, signal_key(signal))
+        if placed is not None:
+            if placed.removal_covers(statement.share_group_id):
+                return True
+        elif signal["type"] == "pdq" and signal["value"] in copies.get(statement.share_group_id, ()):
+            return True
+    return False
+
+
+def exact_hash(batch: Batch, statement: Statement, key: SignalKey) -> Hash | None:
+    """The stored hash of exactly this value that the statement would corroborate."""
+    for audience in audiences(statement):
+        found = batch.hashes.get((*key, audience))
+        if found is not None:
+            return found
+    return None
+
+
+@dataclass
+class RemovedPdqs:
+    """The PDQ hashes holding a removal: one read, of an index of those few (administrators' removals)."""
+
+    rows: list[tuple[str, int | None, list[int | None]]]
+
+    @classmethod
+    def load(cls) -> RemovedPdqs:
+        return cls(list(Hash.objects.filter(signal_type="pdq", removal_holds__isnull=False)
+                        .values_list("value", "share_group_id", "removal_holds")))
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def copies(self, share_group_id: int | None, values: set[str]) -> set[str]:
+        """Those of `values` (PDQs of statements of this audience) within DEDUPE_DISTANCE of a removed
+        PDQ that such a statement may meet (a hash of its audiences) and whose removal covers it.
+        One vectorised pass over the removed PDQs for all of them."""
+        meets = (None,) if share_group_id is None else (share_group_id, None)
+        removed = BenignList.of([("pdq", value) for value, group, holds in self.rows
+                                 if group in meets and removal_covers(holds, share_group_id)],
+                                distance=settings.DEDUPE_DISTANCE)
+        if not removed:
+            return set()
+        ordered = sorted(values)
+        return {value for value, hit in zip(ordered, removed.covered([("pdq", v) for v in ordered])) if hit}
 
 
 def write_feedback(batch: Batch) -> None:

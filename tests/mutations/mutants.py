@@ -86,6 +86,7 @@ FB = "hashes/services/feedback.py"
 DSP = "hashes/services/disputes.py"
 FEEDBACK = ("tests/hashes/test_feedback.py", "tests/governance/test_disputes.py", "tests/hashes/test_non_interference.py")
 OUTCOMES = ("tests/hashes/test_dispute_outcomes.py",)
+CORRECTIONS = ("tests/hashes/test_corrections_hold.py",)
 SUPPRESSION = ("tests/suppression/test_verification.py", "tests/suppression/test_match.py",
                "tests/suppression/test_disputes.py")
 TXS = "taxii/selectors.py"
@@ -589,6 +590,27 @@ MUTANTS: list[Mutant] = [
            ".union(\n            event.labels_override or (), event.labels_override_before or ())", "", OUTCOMES),
     mutant("suppression.publish-unchecked", PUB,
            "    statements = refuse_benign(batch, statements)\n", "", SUPPRESSION),
+    # An administrator's decision holds until an administrator changes it (review findings 5, 6).
+    mutant("corrections.removal-unchecked", PUB, "    statements = refuse_removed(batch, statements)\n", "",
+           CORRECTIONS),
+    mutant("corrections.removal-holds-nothing", DSP,
+           "            hash_.removal_holds = removal_audiences([", "            hash_.removal_holds = None and ([",
+           CORRECTIONS),
+    mutant("corrections.removal-again-forgets-the-first", DSP,
+           "removal_audiences([*(hash_.removal_holds or ()), *(", "removal_audiences([*(", CORRECTIONS),
+    mutant("corrections.copies-unchecked", PUB, '        elif signal["type"] == "pdq" and signal["value"] in copies',
+           '        elif False and signal["value"] in copies', CORRECTIONS),
+    mutant("corrections.removal-covers-every-audience", "hashes/models.py",
+           "return holds is not None and (None in holds or share_group_id in holds)", "return holds is not None",
+           CORRECTIONS),
+    mutant("corrections.removal-checked-in-own-audience-only", PUB,
+           "    for audience in audiences(statement):\n        found = batch.hashes.get(",
+           "    for audience in (statement.share_group_id,):\n        found = batch.hashes.get(", CORRECTIONS),
+    mutant("corrections.decided-dispute-reopens", FB,
+           "hash=hash_, member_id=statement.member_id, state__in=KEPT,",
+           "hash=hash_, member_id=statement.member_id, state__in=(),", CORRECTIONS),
+    mutant("corrections.decision-binds-every-audience", FB,
+           "        Q(share_group__isnull=True) | Q(share_group_id=statement.share_group_id),\n", "", CORRECTIONS),
 
     # --- one audience's view (TAXII collections) ----------------------------------------------------
     mutant("visibility.audience-ignored-by-sees", VIS,

@@ -17,7 +17,7 @@ from datetime import datetime, timezone as dt_timezone
 from typing import Any, Callable
 
 from hashes.models import Dispute, Hash, Statement
-from hashes.services.disputes import dispute_resolve, disputes_open
+from hashes.services.disputes import dispute_resolve, disputes_open, removal_lift
 from tests.actors import Actor
 from tests.factories import md5
 
@@ -173,6 +173,11 @@ class World:
         self.record.disputes.append(dispute)
         return dispute
 
+    def lift(self, n: int) -> None:
+        """An administrator lifts the removal of the consortium's hash of md5(n): nothing is published."""
+        removal_lift(hash_id=Hash.objects.get(value=md5(n)["value"], share_group__isnull=True).pk,
+                     reason="Reviewed again.")
+
     def resolve(self, dispute: DisputeRecord, outcome: str, labels: list[str] | None = None) -> None:
         dispute_resolve(dispute_id=dispute.id, outcome=outcome, resolution=f"Resolved: {outcome}.", labels=labels)
         closing = [dispute]
@@ -254,6 +259,7 @@ def play(world: World, *, hidden: bool) -> dict[str, Any]:
         retract("alice", group_52)
 
     at("2025-03-03T10:00:00")
+    world.lift(6)  # a removal holds until an administrator lifts it
     share("charlie", 6, ("graphic-violence",))  # removed in February, shared again
     at("2025-03-05T10:00:00")
     resolve(d["p4"], "removed")
