@@ -165,7 +165,8 @@ def key_snapshot(key: SigningKey) -> dict[str, Any]:
 @transaction.atomic
 def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool = False) -> SigningKey:
     """Register a public JWK as pending (active at once only when an operator approves). A key an
-    administrator registers remembers who did, because someone else must approve it."""
+    administrator registers remembers who did, because someone else must approve it. A member has at
+    most SIGNING_KEY_MAX_PENDING keys waiting for approval, counted under its row's lock."""
     registered_by = actor if isinstance(actor, AbstractBaseUser) else None
     if approve and registered_by is not None:
         raise DomainError(KEY_SELF_APPROVAL, SELF_APPROVAL_MESSAGE)
@@ -177,10 +178,17 @@ def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool =
         raise DomainError("jwk_invalid", f"kid must be a string of 1 to {MAX_KID_LENGTH} visible ASCII characters "
                                          "(no spaces or control characters).")
     print_ = thumbprint(jwk)
+    # One member's registrations take turns here, so requests at once cannot pass the limit together.
+    Member.objects.select_for_update().only("pk").get(pk=member.pk)
     if SigningKey.objects.filter(thumbprint=print_).exists():
         raise Conflict("key_exists", "This public key is registered already.")
+    # Key ids are unique across members, as the JWS header and the one JWK Set name a key by kid alone.
     if SigningKey.objects.filter(kid=kid).exists():
         raise Conflict("kid_taken", f"The key id {kid!r} is taken; choose another or omit kid.")
+    limit = settings.SIGNING_KEY_MAX_PENDING
+    if not approve and SigningKey.objects.filter(member=member, state=SigningKey.State.PENDING).count() >= limit:
+        raise Conflict("pending_key_limit_reached", f"You have {limit} signing keys waiting for approval, the "
+                       "most allowed; ask an administrator to approve or revoke one.", {"max_pending": limit})
     state = SigningKey.State.ACTIVE if approve else SigningKey.State.PENDING
     try:
         key = SigningKey.objects.create(member=member, kid=kid, thumbprint=print_, public_key=jwk["x"], state=state,

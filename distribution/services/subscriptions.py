@@ -134,30 +134,41 @@ def _locked(subscription: Subscription) -> Subscription:
     return locked
 
 
-@transaction.atomic
+def _refuse_over_limit(member: Member) -> None:
+    if Subscription.objects.filter(member=member).count() >= settings.WEBHOOK_MAX_SUBSCRIPTIONS:
+        raise Conflict("subscription_limit_reached",
+                       f"A member may have at most {settings.WEBHOOK_MAX_SUBSCRIPTIONS} subscriptions.")
+
+
 def subscription_create(
     *, member: Member, url: Any, description: str = "", filters: Any = None, after: int | None = None,
     actor: Any = None, now: datetime | None = None,
 ) -> WithSecret:
     """A new subscription; by default it receives what is published from now on, and `after` starts
-    it further back in the feed (0: from the beginning)."""
+    it further back in the feed (0: from the beginning).
+
+    The URL is resolved (seconds, at worst) before any lock is taken; then the member's row is locked
+    while its subscriptions are counted and the new one is inserted, so requests sent together
+    cannot all pass WEBHOOK_MAX_SUBSCRIPTIONS. A member already at the limit is refused before the
+    lookup too."""
     now = now or timezone.now()
-    if Subscription.objects.filter(member=member).count() >= settings.WEBHOOK_MAX_SUBSCRIPTIONS:
-        raise Conflict("subscription_limit_reached",
-                       f"A member may have at most {settings.WEBHOOK_MAX_SUBSCRIPTIONS} subscriptions.")
+    _refuse_over_limit(member)
     check_url(url)
     chosen = check_filters(filters if filters is not None else {}, FILTER_DEFAULTS)
-    head = feed_head()
-    if after is None:
-        after = head
-    elif isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= head:
-        raise DomainError("after_invalid", f"after is a feed seq from 0 to the latest, {head}.", {"latest": head})
-    secret = signing.generate_secret()
-    subscription = Subscription.objects.create(
-        member=member, url=url, description=description, cursor=after, secret_encrypted=seal(secret),
-        created_at=now, updated_at=now, state_changed_at=now, **chosen,
-    )
-    audit_record(actor=actor, action="subscription.create", obj=subscription, after=snapshot(subscription))
+    with transaction.atomic():
+        Member.objects.select_for_update().only("pk").get(pk=member.pk)
+        _refuse_over_limit(member)
+        head = feed_head()
+        if after is None:
+            after = head
+        elif isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= head:
+            raise DomainError("after_invalid", f"after is a feed seq from 0 to the latest, {head}.", {"latest": head})
+        secret = signing.generate_secret()
+        subscription = Subscription.objects.create(
+            member=member, url=url, description=description, cursor=after, secret_encrypted=seal(secret),
+            created_at=now, updated_at=now, state_changed_at=now, **chosen,
+        )
+        audit_record(actor=actor, action="subscription.create", obj=subscription, after=snapshot(subscription))
     return WithSecret(subscription, secret)
 
 
