@@ -305,6 +305,11 @@ SPECTACULAR_SETTINGS = {
 SUBMIT_MAX_STATEMENTS = env_int("SUBMIT_MAX_STATEMENTS", 1000)
 # New statements a member may submit in any 24 hours (0: no quota); a request past it is refused whole.
 MEMBER_DAILY_STATEMENT_QUOTA = env_int("MEMBER_DAILY_STATEMENT_QUOTA", 100_000)
+# Signing keys one member may have waiting for an administrator's approval (409 beyond): POST keys/
+# cannot fill the approval queue.
+SIGNING_KEY_MAX_PENDING = env_int("SIGNING_KEY_MAX_PENDING", 5)
+if SIGNING_KEY_MAX_PENDING < 1:
+    raise ImproperlyConfigured("SIGNING_KEY_MAX_PENDING must be at least 1.")
 REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 32 * 1024 * 1024)
 # DRF reads a JSON body through request.body, which Django caps at this (refusing an over-long
 # Content-Length before reading): the documented limit, not Django's 2.5 MB. It also caps a form's

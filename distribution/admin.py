@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from consortium.admin_tools import ConsortiumAdmin, ReadOnlyAdmin
 from consortium.api.errors import CodedError
 from hashes.services.feed import feed_head
+from members.admin import token_label
 
 from . import tasks
 from .models import Delivery, DeliveryAttempt, Subscription
@@ -30,13 +31,15 @@ class ReplayForm(forms.Form):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ConsortiumAdmin):
-    list_display = ["__str__", "member", "target", "state", "state_reason", "cursor", "backlog", "last_success_at",
-                    "last_error", "in_flight_failures", "next_attempt_at"]
+    list_display = ["__str__", "member", "target", "token", "state", "state_reason", "cursor", "backlog",
+                    "last_success_at", "last_error", "in_flight_failures", "next_attempt_at"]
     list_filter = ["state", "state_reason", "member"]
-    search_fields = ["id", "member__slug", "description"]  # not url: a search would reveal its query secrets
-    list_select_related = ["member"]
+    # not url: a search would reveal its query secrets
+    search_fields = ["id", "member__slug", "description", "set_by_token__prefix"]
+    list_select_related = ["member", "set_by_token"]
     actions = ["reenable", "pause", "replay"]
-    fields = ["member", "target", "description", "state", "state_reason", "state_changed_at", "cursor", "backlog",
+    fields = ["member", "target", "token", "description", "state", "state_reason", "state_changed_at", "cursor",
+              "backlog",
               "signal_types", "labels", "incident_only", "min_corroboration", "include_retractions",
               "exclude_disputed",
               "last_success_at", "last_error", "in_flight_failures", "next_attempt_at", "secret_rotated_at",
@@ -61,6 +64,10 @@ class SubscriptionAdmin(ConsortiumAdmin):
     @admin.display(description="URL (secrets hidden)")
     def target(self, obj: Subscription) -> str:
         return url_for_display(obj.url)
+
+    @admin.display(description="set by token", ordering="set_by_token__prefix")
+    def token(self, obj: Subscription) -> str:
+        return token_label(obj.set_by_token)
 
     @admin.display(description="backlog (events after cursor)", ordering="events_waiting")
     def backlog(self, obj: Subscription) -> int:

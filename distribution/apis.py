@@ -90,8 +90,9 @@ class SubscriptionSerializer(serializers.Serializer):
     state = serializers.ChoiceField(Subscription.State.values)
     state_reason = serializers.ChoiceField(Subscription.Reason.values, allow_blank=True,
         help_text="Why it is not active: member (you paused it), admin (an administrator paused it; only an "
-                  "administrator can resume it), retries_exhausted or endpoint_gone (resume with state active); "
-                  "empty when active.")
+                  "administrator can resume it), retries_exhausted or endpoint_gone (resume with state active), "
+                  "token_revoked (the API token that set its URL was revoked; only an administrator can re-enable "
+                  "it); empty when active.")
     state_changed_at = serializers.DateTimeField()
     cursor = serializers.IntegerField(help_text="The last feed seq acknowledged (or skipped as not for you).")
     backlog = serializers.SerializerMethodField(help_text="Feed events after the cursor (not all may be for you).")
@@ -174,6 +175,7 @@ class SubscriptionsApi(APIView):
         created = subscription_create(
             member=request.user.member, url=data["url"], description=data.get("description", ""),
             filters=data.get("filters", {}), after=data.get("after"), actor=request.user.member,
+            token=request.user.token,
         )
         tasks.dispatch_if_active(created.subscription)
         return Response(subscription_body(created.subscription, created.secret), status=status.HTTP_201_CREATED)
@@ -206,14 +208,16 @@ class SubscriptionDetailApi(APIView):
                    operation_id="subscriptions_update", tags=["subscriptions"],
                    description="Unknown fields are refused (400 field_unknown). A request that changes nothing "
                                "changes nothing, not even updated_at. 409 paused_by_admin: an administrator "
-                               "paused this subscription, and only an administrator can resume it.")
+                               "paused this subscription, and only an administrator can resume it. 409 "
+                               "disabled_by_token_revocation: the token that set its URL was revoked, and only an "
+                               "administrator can re-enable it.")
     def patch(self, request, subscription_id):
         subscription = subscription_get(member=request.user.member, subscription_id=subscription_id)
         params = self.InputSerializer(data=request.data)
         refuse_unknown_fields(request.data, params)
         params.is_valid(raise_exception=True)
         updated = subscription_update(subscription=subscription, changes=dict(params.validated_data),
-                                      actor=request.user.member)
+                                      actor=request.user.member, token=request.user.token)
         if updated.changed:
             tasks.dispatch_if_active(updated.subscription)
         return Response(subscription_body(updated.subscription, updated.secret))

@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from members.models import Member
+from members.models import ApiToken, Member
 
 
 class Subscription(models.Model):
@@ -28,10 +28,16 @@ class Subscription(models.Model):
         ADMIN = "admin", "by an administrator"
         RETRIES_EXHAUSTED = "retries_exhausted", "every retry failed"
         ENDPOINT_GONE = "endpoint_gone", "the receiver answered 410 Gone"
+        TOKEN_REVOKED = "token_revoked", "the API token that set its URL was revoked"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="subscriptions")
     url = models.CharField(max_length=2000)
+    # The API token that created it or last changed its URL, that is, the credential answerable for
+    # where it sends the member's view: revoking that token disables it. None when an administrator
+    # or an operator command made it.
+    set_by_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="subscriptions")
     description = models.CharField(max_length=200, blank=True)
 
     # Filters, applied after visibility. Empty lists mean "all".

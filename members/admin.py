@@ -34,6 +34,15 @@ class RegisterKeyForm(forms.Form):
 ONBOARDED = Member.objects.exclude(kind=Member.Kind.SERVER)
 
 
+def token_label(token: ApiToken | None) -> str:
+    """Which API token made something, as administrators see it: its public prefix and name, and
+    whether it is revoked; "-" when an administrator or an operator made it."""
+    if token is None:
+        return "-"
+    name = f" {token.name}" if token.name else ""
+    return f"{token.prefix}{name}{' (revoked)' if token.revoked_at else ''}"
+
+
 @admin.register(Member)
 class MemberAdmin(SlugFixedAdmin):
     list_display = ["slug", "name", "kind", "status", "created_at"]
@@ -139,7 +148,9 @@ class ApiTokenAdmin(ConsortiumAdmin):
     def has_revoke_token_permission(self, request) -> bool:
         return request.user.has_perm("members.revoke_token")
 
-    @admin.action(description="Revoke selected tokens", permissions=["revoke_token"])
+    @admin.action(description="Revoke selected tokens (also revokes the keys they registered that are still "
+                              "pending and disables the subscriptions whose URL they set)",
+                  permissions=["revoke_token"])
     def revoke(self, request, queryset):
         for token in queryset:
             token_revoke(token=token, actor=request.user)
@@ -147,15 +158,20 @@ class ApiTokenAdmin(ConsortiumAdmin):
 
 @admin.register(SigningKey)
 class SigningKeyAdmin(ConsortiumAdmin):
-    list_display = ["kid", "member", "state", "registered_by", "created_at", "state_changed_at"]
+    list_display = ["kid", "member", "state", "registered_by", "token", "created_at", "state_changed_at"]
     list_filter = ["state", "member"]
-    search_fields = ["kid", "member__slug"]
-    readonly_fields = ["member", "kid", "thumbprint", "public_key", "state", "registered_by", "created_at",
+    search_fields = ["kid", "member__slug", "registered_by_token__prefix"]
+    list_select_related = ["member", "registered_by", "registered_by_token"]
+    readonly_fields = ["member", "kid", "thumbprint", "public_key", "state", "registered_by", "token", "created_at",
                        "state_changed_at"]
     actions = ["approve", "retire", "revoke"]
 
     def has_add_permission(self, request):
         return False  # registered from the member's page, the API or `manage.py member key`
+
+    @admin.display(description="registered with token", ordering="registered_by_token__prefix")
+    def token(self, obj: SigningKey) -> str:
+        return token_label(obj.registered_by_token)
 
     def has_change_permission(self, request, obj=None):
         return False  # a key's state moves only by the actions below, each with its own permission

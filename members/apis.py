@@ -87,7 +87,8 @@ class KeysApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 409: ERRORS[409]},
                    summary="Register a public signing key", operation_id="keys_register", tags=["keys"])
     def post(self, request):
-        key: SigningKey = key_register(member=request.user.member, jwk=request.data, actor=request.user.member)
+        key: SigningKey = key_register(member=request.user.member, jwk=request.data, actor=request.user.member,
+                                       token=request.user.token)
         body = {"kid": key.kid, "state": key.state, "jwk": key.jwk()}
         return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
 

@@ -124,6 +124,11 @@ class SigningKey(models.Model):
     # member registered through the API and for operator commands.
     registered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                                       related_name="registered_signing_keys")
+    # The API token that registered it through POST keys/: revoking that token revokes the key while it
+    # is still pending, so a stolen token leaves nothing in the approval queue. None for the admin and
+    # operator commands.
+    registered_by_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL,
+                                            related_name="registered_signing_keys")
 
     class Meta:
         ordering = ["member__slug", "created_at"]

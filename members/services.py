@@ -14,6 +14,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -109,13 +110,42 @@ def token_create(
     return IssuedToken(token=token, plaintext=plaintext)
 
 
+# Sent inside token_revoke's transaction, once the token is marked revoked, with `token`, `actor` and
+# `now`: what another app stops for it (distribution: the subscriptions whose URL it set) stops in the
+# same transaction as the revocation, or the revocation does not happen. Connected in AppConfig.ready().
+token_revoked = Signal()
+
+
 @transaction.atomic
 def token_revoke(*, token: ApiToken, actor: Any = None) -> ApiToken:
-    if token.revoked_at is None:
-        token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
-        audit_record(actor=actor, action="token.revoke", obj=token, before={"revoked": False}, after={"revoked": True})
+    """Revoke a token (stolen, or no longer wanted) and stop what it set up that could keep serving
+    whoever holds it: the signing keys it registered that are still pending are revoked, and the
+    subscriptions whose URL it set are disabled (distribution, through `token_revoked`), all in this
+    transaction, each change audited. A token that merely expires stops only itself."""
+    revoked_at = ApiToken.objects.select_for_update(no_key=True).values_list("revoked_at", flat=True).get(pk=token.pk)
+    if revoked_at is not None:
+        token.revoked_at = revoked_at
+        return token
+    now = timezone.now()
+    token.revoked_at = now
+    token.save(update_fields=["revoked_at"])
+    audit_record(actor=actor, action="token.revoke", obj=token, before={"revoked": False}, after={"revoked": True})
+    pending = (SigningKey.objects.select_for_update(of=("self",)).select_related("member")
+               .filter(registered_by_token=token, state=SigningKey.State.PENDING).order_by("pk"))
+    for key in pending:
+        _key_move(key, SigningKey.State.REVOKED, actor=actor, now=now,
+                  because={"because": "token_revoked", "token": token.prefix})
+    token_revoked.send(sender=ApiToken, token=token, actor=actor, now=now)
     return token
+
+
+def token_hold(token: ApiToken) -> None:
+    """Within a transaction that sets something up with this token: hold the token's row until the
+    transaction ends, so that a revocation either comes first, and this refuses (401 token_revoked),
+    or waits for the transaction and then finds what it set up."""
+    revoked_at = ApiToken.objects.select_for_update(no_key=True).values_list("revoked_at", flat=True).get(pk=token.pk)
+    if revoked_at is not None:
+        raise DomainError("token_revoked", "This token has been revoked.", status=401)
 
 
 TOKEN_FORMAT = re.compile(rf"{TOKEN_PREFIX}_([0-9a-f]{{12}})_[A-Za-z0-9_-]{{43}}")
@@ -172,9 +202,13 @@ def key_snapshot(key: SigningKey) -> dict[str, Any]:
 
 
 @transaction.atomic
-def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool = False) -> SigningKey:
+def key_register(
+    *, member: Member, jwk: Any, actor: Any = None, approve: bool = False, token: ApiToken | None = None,
+) -> SigningKey:
     """Register a public JWK as pending (active at once only when an operator approves). A key an
-    administrator registers remembers who did, because someone else must approve it."""
+    administrator registers remembers who did, because someone else must approve it; one registered
+    through the API remembers its token, whose revocation revokes it while it is pending. A member has
+    at most SIGNING_KEY_MAX_PENDING keys waiting for approval, counted under its row's lock."""
     refuse_the_server(member)
     registered_by = actor if isinstance(actor, AbstractBaseUser) else None
     if approve and registered_by is not None:
@@ -187,17 +221,27 @@ def key_register(*, member: Member, jwk: Any, actor: Any = None, approve: bool =
         raise DomainError("jwk_invalid", f"kid must be a string of 1 to {MAX_KID_LENGTH} visible ASCII characters "
                                          "(no spaces or control characters).")
     print_ = thumbprint(jwk)
+    # One member's registrations take turns here, so requests at once cannot pass the limit together.
+    Member.objects.select_for_update().only("pk").get(pk=member.pk)
+    if token is not None:
+        token_hold(token)
     if SigningKey.objects.filter(thumbprint=print_).exists():
         raise Conflict("key_exists", "This public key is registered already.")
+    # Key ids are unique across members, as the JWS header and the one JWK Set name a key by kid alone.
     if SigningKey.objects.filter(kid=kid).exists():
         raise Conflict("kid_taken", f"The key id {kid!r} is taken; choose another or omit kid.")
+    limit = settings.SIGNING_KEY_MAX_PENDING
+    if not approve and SigningKey.objects.filter(member=member, state=SigningKey.State.PENDING).count() >= limit:
+        raise Conflict("pending_key_limit_reached", f"You have {limit} signing keys waiting for approval, the "
+                       "most allowed; ask an administrator to approve or revoke one.", {"max_pending": limit})
     state = SigningKey.State.ACTIVE if approve else SigningKey.State.PENDING
     try:
         key = SigningKey.objects.create(member=member, kid=kid, thumbprint=print_, public_key=jwk["x"], state=state,
-                                        registered_by=registered_by)
+                                        registered_by=registered_by, registered_by_token=token)
     except IntegrityError:
         raise Conflict("key_exists", "This key or key id is registered already.") from None
-    audit_record(actor=actor, action="key.register", obj=key, after=key_snapshot(key))
+    after = key_snapshot(key) if token is None else {**key_snapshot(key), "token": token.prefix}
+    audit_record(actor=actor, action="key.register", obj=key, after=after)
     return key
 
 
@@ -217,11 +261,17 @@ def key_set_state(*, key: SigningKey, state: str, actor: Any = None) -> SigningK
         raise DomainError("key_transition_invalid", f"A {key.state} key cannot become {state}.")
     if state == SigningKey.State.ACTIVE and isinstance(actor, AbstractBaseUser) and actor.pk == key.registered_by_id:
         raise DomainError(KEY_SELF_APPROVAL, SELF_APPROVAL_MESSAGE)
-    before = key_snapshot(key)
-    key.state, key.state_changed_at = state, timezone.now()
-    key.save(update_fields=["state", "state_changed_at"])
-    audit_record(actor=actor, action=f"key.{state}", obj=key, before=before, after=key_snapshot(key))
+    _key_move(key, state, actor=actor, now=timezone.now())
     return key
+
+
+def _key_move(key: SigningKey, state: str, *, actor: Any, now: datetime, because: dict[str, str] | None = None) -> None:
+    """Move a key whose row the caller holds locked to `state`, audited (with why, when given)."""
+    before = key_snapshot(key)
+    key.state, key.state_changed_at = state, now
+    key.save(update_fields=["state", "state_changed_at"])
+    audit_record(actor=actor, action=f"key.{state}", obj=key, before=before,
+                 after={**key_snapshot(key), **(because or {})})
 
 
 @transaction.atomic

@@ -74,14 +74,15 @@ def test_revoking_a_token_in_the_admin_is_recorded_once(admin_client, alice):
     assert (event.actor_label, event.before, event.after) == ("admin:admin", {"revoked": False}, {"revoked": True})
 
 
-def test_a_member_registering_a_key_is_recorded_as_that_member(alice):
+def test_a_member_registering_a_key_is_recorded_as_that_member_with_its_token(alice):
     jwk = public_jwk(generate_private_key())
 
     alice.api.post("/api/v1/keys/", jwk, format="json")
 
     event = event_for("key.register", SigningKey.objects.get(kid=jwk["kid"]))
     assert (event.actor_label, event.actor_member, event.before) == ("member:alice", alice.member, None)
-    assert event.after == {"member": "alice", "kid": jwk["kid"], "state": "pending"}
+    token = alice.member.tokens.get()
+    assert event.after == {"member": "alice", "kid": jwk["kid"], "state": "pending", "token": token.prefix}
 
 
 def test_an_administrator_approving_a_key_is_recorded_with_before_and_after(admin_client, alice):

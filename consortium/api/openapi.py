@@ -42,7 +42,8 @@ BAD_REQUEST_CODES = REQUEST_CODES + OPERATION_CODES
 UNAUTHORIZED_CODES = ["not_authenticated", "invalid_token", "token_revoked", "token_expired"]
 FORBIDDEN_CODES = ["member_suspended", "insufficient_scope"]
 NOT_FOUND_CODES = ["not_found"]
-CONFLICT_CODES = ["key_exists", "kid_taken", "subscription_limit_reached", "paused_by_admin", "test_in_flight"]
+CONFLICT_CODES = ["key_exists", "kid_taken", "pending_key_limit_reached", "subscription_limit_reached",
+                  "paused_by_admin", "disabled_by_token_revocation", "test_in_flight"]
 TOO_LARGE_CODES = ["request_too_large", "too_many_statements", "media_too_large"]
 TOO_MANY_REQUESTS_CODES = ["throttled", "quota_exceeded", "media_jobs_limit"]
 SERVICE_UNAVAILABLE_CODES = ["database_unavailable"]  # consortium/api/middleware.py

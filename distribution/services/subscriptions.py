@@ -20,7 +20,8 @@ from audit.services import audit_record
 from consortium.api.errors import Conflict, DomainError, NotFound
 from hashes.models import Label, SignalType
 from hashes.services.feed import feed_head
-from members.models import Member
+from members.models import ApiToken, Member
+from members.services import token_hold
 
 from ..delivery import signing, transport
 from ..models import Delivery, Subscription
@@ -134,31 +135,51 @@ def _locked(subscription: Subscription) -> Subscription:
     return locked
 
 
-@transaction.atomic
-def subscription_create(
-    *, member: Member, url: Any, description: str = "", filters: Any = None, after: int | None = None,
-    actor: Any = None, now: datetime | None = None,
-) -> WithSecret:
-    """A new subscription; by default it receives what is published from now on, and `after` starts
-    it further back in the feed (0: from the beginning)."""
-    now = now or timezone.now()
+def _refuse_over_limit(member: Member) -> None:
     if Subscription.objects.filter(member=member).count() >= settings.WEBHOOK_MAX_SUBSCRIPTIONS:
         raise Conflict("subscription_limit_reached",
                        f"A member may have at most {settings.WEBHOOK_MAX_SUBSCRIPTIONS} subscriptions.")
+
+
+def subscription_create(
+    *, member: Member, url: Any, description: str = "", filters: Any = None, after: int | None = None,
+    actor: Any = None, token: ApiToken | None = None, now: datetime | None = None,
+) -> WithSecret:
+    """A new subscription; by default it receives what is published from now on, and `after` starts
+    it further back in the feed (0: from the beginning). `token`, the API token of the request,
+    answers for it: revoking that token disables it.
+
+    The URL is resolved (seconds, at worst) before any lock is taken; then the member's row is locked
+    while its subscriptions are counted and the new one is inserted, so requests sent together
+    cannot all pass WEBHOOK_MAX_SUBSCRIPTIONS. A member already at the limit is refused before the
+    lookup too."""
+    now = now or timezone.now()
+    _refuse_over_limit(member)
     check_url(url)
     chosen = check_filters(filters if filters is not None else {}, FILTER_DEFAULTS)
-    head = feed_head()
-    if after is None:
-        after = head
-    elif isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= head:
-        raise DomainError("after_invalid", f"after is a feed seq from 0 to the latest, {head}.", {"latest": head})
-    secret = signing.generate_secret()
-    subscription = Subscription.objects.create(
-        member=member, url=url, description=description, cursor=after, secret_encrypted=seal(secret),
-        created_at=now, updated_at=now, state_changed_at=now, **chosen,
-    )
-    audit_record(actor=actor, action="subscription.create", obj=subscription, after=snapshot(subscription))
+    with transaction.atomic():
+        Member.objects.select_for_update().only("pk").get(pk=member.pk)
+        _refuse_over_limit(member)
+        if token is not None:
+            token_hold(token)
+        head = feed_head()
+        if after is None:
+            after = head
+        elif isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= head:
+            raise DomainError("after_invalid", f"after is a feed seq from 0 to the latest, {head}.", {"latest": head})
+        secret = signing.generate_secret()
+        subscription = Subscription.objects.create(
+            member=member, url=url, description=description, cursor=after, secret_encrypted=seal(secret),
+            set_by_token=token, created_at=now, updated_at=now, state_changed_at=now, **chosen,
+        )
+        audit_record(actor=actor, action="subscription.create", obj=subscription,
+                     after=_with_token(snapshot(subscription), token))
     return WithSecret(subscription, secret)
+
+
+def _with_token(record: dict[str, Any], token: ApiToken | None) -> dict[str, Any]:
+    """An audit record's state, with the token that made the change when a token did."""
+    return record if token is None else {**record, "token": token.prefix}
 
 
 def _reschedule_in_flight(subscription: Subscription, now: datetime) -> None:
@@ -201,6 +222,9 @@ def _state_change(subscription: Subscription, changes: dict[str, Any]) -> str | 
     if state == Subscription.State.ACTIVE and subscription.state_reason == Subscription.Reason.ADMIN:
         raise Conflict("paused_by_admin", "An administrator paused this subscription; only an administrator "
                        "can resume it.")
+    if state == Subscription.State.ACTIVE and subscription.state_reason == Subscription.Reason.TOKEN_REVOKED:
+        raise Conflict("disabled_by_token_revocation", "The API token that set this subscription's URL was revoked; "
+                       "only an administrator can re-enable it.")
     return state
 
 
@@ -216,17 +240,21 @@ def _secret_overlap(changes: dict[str, Any]) -> int | None:
 
 @transaction.atomic
 def subscription_update(
-    *, subscription: Subscription, changes: dict[str, Any], actor: Any = None, now: datetime | None = None,
+    *, subscription: Subscription, changes: dict[str, Any], actor: Any = None, token: ApiToken | None = None,
+    now: datetime | None = None,
 ) -> WithSecret:
     """A member's change: the URL, description or filters, pause (`state: paused`), resume or
     re-enable (`state: active`), or rotate the secret (`rotate_secret: true`, with
-    `secret_overlap_seconds` during which the old secret keeps signing beside the new one).
+    `secret_overlap_seconds` during which the old secret keeps signing beside the new one). A new URL
+    is answered for by `token`, the request's API token, as if it had created the subscription.
 
     Everything is checked before anything is written. A request that changes nothing (empty, or
     every value as it already is) writes nothing: no save, no audit record, no wake."""
     now = now or timezone.now()
     if "url" in changes:
         check_url(changes["url"])  # resolves the host: never while holding the row's lock
+        if token is not None:
+            token_hold(token)  # before the row, in the order token_revoke takes them
     subscription = _locked(subscription)
     fields = _field_changes(subscription, changes)
     state = _state_change(subscription, changes)
@@ -237,6 +265,8 @@ def subscription_update(
     before = snapshot(subscription)
     for name, value in fields.items():
         setattr(subscription, name, value)
+    if "url" in fields:
+        subscription.set_by_token = token
     if state is not None:
         set_state(subscription, state, Subscription.Reason.MEMBER if state == Subscription.State.PAUSED else "", now)
     elif "url" in fields and subscription.state == Subscription.State.ACTIVE:
@@ -254,8 +284,36 @@ def subscription_update(
         after["secret_rotated"] = True
         after["previous_secret_expires_at"] = (
             subscription.previous_secret_expires_at.isoformat() if subscription.previous_secret_expires_at else None)
+    if "url" in fields:
+        after = _with_token(after, token)
     audit_record(actor=actor, action="subscription.update", obj=subscription, before=before, after=after)
     return WithSecret(subscription, secret)
+
+
+def subscriptions_disable_for_token(*, token: ApiToken, actor: Any = None, now: datetime | None = None) -> int:
+    """Disable every subscription whose URL this token set (it created it, or last changed its URL),
+    whatever its state, with reason `token_revoked`: none sends again, to what may be a thief's
+    URL, until an administrator re-enables it (its cursor kept, so nothing is skipped). Each one is
+    audited. Runs inside token_revoke's transaction; returns how many."""
+    now = now or timezone.now()
+    stopped = (Subscription.objects.select_for_update(of=("self",)).select_related("member")
+               .filter(set_by_token=token).order_by("pk"))
+    count = 0
+    for subscription in stopped:
+        before = snapshot(subscription)
+        set_state(subscription, Subscription.State.DISABLED, Subscription.Reason.TOKEN_REVOKED, now)
+        subscription.updated_at = now
+        subscription.save(update_fields=["state", "state_reason", "state_changed_at", "updated_at"])
+        audit_record(actor=actor, action="subscription.disable", obj=subscription, before=before,
+                     after=_with_token(snapshot(subscription), token))
+        count += 1
+    return count
+
+
+def token_revoked_received(sender: Any, *, token: ApiToken, actor: Any = None, now: datetime | None = None,
+                           **kwargs: Any) -> None:
+    """members' `token_revoked`, sent within the revocation's transaction."""
+    subscriptions_disable_for_token(token=token, actor=actor, now=now)
 
 
 @transaction.atomic

@@ -94,6 +94,32 @@ def test_once_an_administrator_approves_a_key_its_statements_verify(alice, bob, 
     assert state_of(alice, submitted)["state"] == "published"
 
 
+# --- the approval queue is bounded per member ------------------------------------------------------
+
+def test_a_member_has_at_most_signing_key_max_pending_keys_waiting_for_approval(alice, bob, settings):
+    settings.SIGNING_KEY_MAX_PENDING = 2
+    for _ in range(2):
+        assert register(alice, public_jwk(generate_private_key())).status_code == 201
+
+    refused = register(alice, jwk := public_jwk(generate_private_key(), kid="one-too-many"))
+
+    assert_error(refused, 409, "pending_key_limit_reached")
+    assert refused.json()["error"]["details"] == {"max_pending": 2}
+    assert not SigningKey.objects.filter(kid=jwk["kid"]).exists()
+    assert SigningKey.objects.filter(member=alice.member, state="pending").count() == 2
+    assert register(bob, public_jwk(generate_private_key())).status_code == 201  # each member its own
+
+
+def test_once_a_pending_key_is_approved_or_revoked_another_may_be_registered(alice, settings):
+    settings.SIGNING_KEY_MAX_PENDING = 1
+    first = SigningKey.objects.get(kid=register(alice, public_jwk(generate_private_key())).json()["kid"])
+    assert_error(register(alice, public_jwk(generate_private_key())), 409, "pending_key_limit_reached")
+
+    key_set_state(key=first, state="revoked")
+
+    assert register(alice, public_jwk(generate_private_key())).status_code == 201
+
+
 # --- refused JWKs ----------------------------------------------------------------------------------
 
 def test_a_jwk_holding_a_private_key_is_refused_and_nothing_is_stored(alice):
