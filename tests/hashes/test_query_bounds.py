@@ -4,8 +4,9 @@ stores: past that, a validation_error, never a database error, and never one tha
 from __future__ import annotations
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 
+from tests.databases import postgresql_only
 from tests.factories import md5
 
 PAST_BIGINT = [str(2**63), "9" * 30]
@@ -26,6 +27,7 @@ def test_a_position_past_any_row_is_a_validation_error(alice, pipeline, path, va
     assert response.json()["error"]["code"] == "validation_error"
 
 
+@postgresql_only("prepared statements are PostgreSQL's")
 @pytest.mark.django_db(transaction=True)
 def test_a_position_the_database_refuses_does_not_break_the_feed_for_the_next_member(alice, bob):
     """The feed's read is prepared once per PostgreSQL connection (consortium/db.read_prepared). A
@@ -34,8 +36,6 @@ def test_a_position_the_database_refuses_does_not_break_the_feed_for_the_next_me
     replaced (DATABASE_CONN_MAX_AGE)."""
     from hashes.selectors import feed_events
 
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are PostgreSQL's")
     assert alice.api.get("/api/v1/feed/").status_code == 200  # the feed read is prepared on this connection
     with pytest.raises(DatabaseError):
         feed_events(2**63, 10)
