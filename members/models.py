@@ -124,6 +124,11 @@ class SigningKey(models.Model):
     # member registered through the API and for operator commands.
     registered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                                       related_name="registered_signing_keys")
+    # Revoked (compromised): what it signed is withdrawn for everyone (hashes.services.revocation),
+    # only what the server received at or after `compromised_since` when an administrator gave it.
+    # `withdrawn_at`: when that finished; a revoked key without it still has statements to withdraw.
+    compromised_since = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["member__slug", "created_at"]
