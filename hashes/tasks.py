@@ -38,8 +38,8 @@ def publish() -> None:
 
 @shared_task(ignore_result=True)
 def withdraw_revoked_key(key_id: int) -> None:
-    """Withdraw what a revoked key signed, a batch at a time under the feed lock (on the ordinary
-    queue, like publishing); queued again while work is left, and by the sweep if lost."""
+    """Withdraw what a revoked key signed, a batch at a time under the feed lock (on the `publish`
+    queue, as publishing); queued again while work is left, and by the sweep if lost."""
     if not revocation.withdraw_key_statements(key_id=key_id, batch_size=settings.PUBLISH_BATCH_SIZE):
         withdraw_revoked_key.delay(key_id)
 
