@@ -583,6 +583,8 @@ CELERY_TASK_ROUTES = {
     "hashes.tasks.sweep_pipeline": {"queue": "sweep"},
     "hashes.tasks.verify_statements": {"queue": "verify"},
     "hashes.tasks.publish_verified": {"queue": "publish"},
+    # Withdrawing a revoked key's statements works under the feed lock, as publishing does.
+    "hashes.tasks.withdraw_revoked_key": {"queue": "publish"},
     "media.tasks.run_media_job": {"queue": "media"},
     "media.tasks.sweep_media_jobs": {"queue": "sweep"},
     "distribution.tasks.dispatch": {"queue": "deliver_priority"},

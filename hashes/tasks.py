@@ -10,7 +10,7 @@ from typing import Any, Iterable
 from celery import shared_task
 from django.conf import settings
 
-from .services import pipeline, publishing, verification
+from .services import pipeline, publishing, revocation, verification
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,22 @@ def publish() -> None:
         publish_verified.delay()
 
 
+@shared_task(ignore_result=True)
+def withdraw_revoked_key(key_id: int) -> None:
+    """Withdraw what a revoked key signed, a batch at a time under the feed lock (on the `publish`
+    queue, as publishing); queued again while work is left, and by the sweep if lost."""
+    if not revocation.withdraw_key_statements(key_id=key_id, batch_size=settings.PUBLISH_BATCH_SIZE):
+        withdraw_revoked_key.delay(key_id)
+
+
+def enqueue_withdrawal(key_id: int) -> None:
+    """Best effort, after the revocation commits: the sweep queues it if the broker is unreachable."""
+    try:
+        withdraw_revoked_key.delay(key_id)
+    except Exception:
+        logger.exception("Could not queue the withdrawal of key %s's statements; the sweep will retry.", key_id)
+
+
 # Runs on its own queue, taken first, so that recovery still happens under a backlog.
 @shared_task(ignore_result=True)
 def sweep_pipeline() -> None:
@@ -47,6 +63,8 @@ def sweep(*, stale_after_seconds: int) -> dict[str, int]:
     enqueue_verification(found.stale)
     if found.publishable:
         publish_verified.delay()
+    for key_id in revocation.unfinished_keys():  # a withdrawal whose task was lost, or stopped by a crash
+        withdraw_revoked_key.delay(key_id)
     return {"requeued": len(found.stale), "publish": int(found.publishable)}
 
 

@@ -30,6 +30,12 @@ class RegisterKeyForm(forms.Form):
                           help_text='The public JWK, e.g. {"kty":"OKP","crv":"Ed25519","x":"..."}')
 
 
+class RevokeKeyForm(forms.Form):
+    compromised_since = forms.DateTimeField(
+        required=False, help_text="Optional, e.g. 2026-11-30 18:00 (UTC): withdraw only statements received from "
+                                  "then on. Empty: withdraw everything the key signed.")
+
+
 # The members credentials are made for: not the server's own row (services.refuse_the_server).
 ONBOARDED = Member.objects.exclude(kind=Member.Kind.SERVER)
 
@@ -185,10 +191,10 @@ class SigningKeyAdmin(ConsortiumAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # statements refer to keys for ever; revoke instead
 
-    def _transition(self, request, queryset, state: str) -> None:
+    def _transition(self, request, queryset, state: str, **fields) -> None:
         for key in queryset:
             try:
-                key_set_state(key=key, state=state, actor=request.user)
+                key_set_state(key=key, state=state, actor=request.user, **fields)
             except CodedError as exc:
                 self.message_user(request, f"{key.kid}: {exc.message}", level=messages.ERROR)
 
@@ -204,7 +210,16 @@ class SigningKeyAdmin(ConsortiumAdmin):
 
     @admin.action(description="Revoke selected keys (compromised)", permissions=["revoke_signingkey"])
     def revoke(self, request, queryset):
-        self._transition(request, queryset, SigningKey.State.REVOKED)
+        """Asks first, for the time the key was compromised from (empty: everything it signed)."""
+        form = RevokeKeyForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            self._transition(request, queryset, SigningKey.State.REVOKED,
+                             compromised_since=form.cleaned_data["compromised_since"])
+            return None
+        context = {**self.admin_site.each_context(request), "title": "Revoke signing keys (compromised)",
+                   "form": form, "keys": queryset, "opts": self.model._meta,
+                   "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
+        return TemplateResponse(request, "admin/members/signingkey/revoke.html", context)
 
 
 @admin.register(SharingGroup)

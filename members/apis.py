@@ -43,6 +43,9 @@ class JWKSerializer(serializers.Serializer):
     use = serializers.CharField(required=False)
     member = serializers.CharField(required=False, help_text="keys/ only: the member's slug.")
     state = serializers.ChoiceField(SigningKey.State.values, required=False, help_text="keys/ only.")
+    compromised_since = serializers.DateTimeField(
+        required=False, help_text="keys/ only, on a revoked key: statements the server received before this time "
+                                  "stay valid; those from then on were withdrawn.")
 
     class Meta:
         ref_name = "JWK"
@@ -56,7 +59,8 @@ class JWKSetSerializer(serializers.Serializer):
 
 
 class KeysApi(APIView):
-    """GET: the JWK Set of every member's active and retired keys. POST: register a public key,
+    """GET: the JWK Set of every member's active and retired keys (and revoked ones whose statements
+    from before `compromised_since` stay valid). POST: register a public key,
     which stays pending until an administrator approves it."""
 
     required_scope = {"GET": "read", "POST": "submit"}

@@ -129,6 +129,11 @@ class SigningKey(models.Model):
     # operator commands.
     registered_by_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL,
                                             related_name="registered_signing_keys")
+    # Revoked (compromised): what it signed is withdrawn for everyone (hashes.services.revocation),
+    # only what the server received at or after `compromised_since` when an administrator gave it.
+    # `withdrawn_at`: when that finished; a revoked key without it still has statements to withdraw.
+    compromised_since = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["member__slug", "created_at"]

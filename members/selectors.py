@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from django.db.models import Q
+
 from consortium.db import read_by_ids
 
 from .models import SigningKey
@@ -22,6 +24,13 @@ def sharing_groups_of(member_ids: Iterable[int]) -> dict[int, dict[str, int]]:
 
 
 def published_keys() -> list[dict[str, Any]]:
-    """Active and retired keys verify statements; pending and revoked ones never do."""
-    keys = SigningKey.objects.filter(state__in=[SigningKey.State.ACTIVE, SigningKey.State.RETIRED]).select_related("member")
-    return [{**key.jwk(), "member": key.member.slug, "state": key.state} for key in keys]
+    """Active and retired keys verify statements; pending ones never do, nor revoked ones, whose
+    statements are withdrawn (hashes.services.revocation), except a key revoked as compromised only
+    from a time on (`compromised_since`): what it signed before then stays live, so it stays here,
+    saying so, for anyone to verify those statements."""
+    keys = SigningKey.objects.filter(
+        Q(state__in=[SigningKey.State.ACTIVE, SigningKey.State.RETIRED])
+        | Q(state=SigningKey.State.REVOKED, compromised_since__isnull=False)).select_related("member")
+    return [{**key.jwk(), "member": key.member.slug, "state": key.state,
+             **({"compromised_since": key.compromised_since} if key.state == SigningKey.State.REVOKED else {})}
+            for key in keys]

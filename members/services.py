@@ -255,23 +255,42 @@ KEY_TRANSITIONS = {
 
 
 @transaction.atomic
-def key_set_state(*, key: SigningKey, state: str, actor: Any = None) -> SigningKey:
+def key_set_state(*, key: SigningKey, state: str, actor: Any = None,
+                  compromised_since: datetime | None = None) -> SigningKey:
+    """Move a key to `state`. Revoking it (compromised) also withdraws, for everyone, the hash
+    statements it signed that the server received at or after `compromised_since` (all of them if
+    None), by a task that starts once this commits (hashes.services.revocation)."""
     key = SigningKey.objects.select_for_update().select_related("member").get(pk=key.pk)
     if state not in KEY_TRANSITIONS[SigningKey.State(key.state)]:
         raise DomainError("key_transition_invalid", f"A {key.state} key cannot become {state}.")
     if state == SigningKey.State.ACTIVE and isinstance(actor, AbstractBaseUser) and actor.pk == key.registered_by_id:
         raise DomainError(KEY_SELF_APPROVAL, SELF_APPROVAL_MESSAGE)
-    _key_move(key, state, actor=actor, now=timezone.now())
+    now = timezone.now()
+    if compromised_since is not None and (state != SigningKey.State.REVOKED or compromised_since > now):
+        raise DomainError("compromised_since_invalid", "compromised_since is a time in the past, given only when revoking.")
+    _key_move(key, state, actor=actor, now=now, compromised_since=compromised_since)
     return key
 
 
-def _key_move(key: SigningKey, state: str, *, actor: Any, now: datetime, because: dict[str, str] | None = None) -> None:
-    """Move a key whose row the caller holds locked to `state`, audited (with why, when given)."""
+def _key_move(key: SigningKey, state: str, *, actor: Any, now: datetime, because: dict[str, str] | None = None,
+              compromised_since: datetime | None = None) -> None:
+    """Move a key whose row the caller holds locked to `state`, audited (with why, when given).
+    Revoking it starts, once this commits, the withdrawal of what it signed from `compromised_since`
+    (everything if None; hashes.services.revocation)."""
     before = key_snapshot(key)
     key.state, key.state_changed_at = state, now
-    key.save(update_fields=["state", "state_changed_at"])
-    audit_record(actor=actor, action=f"key.{state}", obj=key, before=before,
-                 after={**key_snapshot(key), **(because or {})})
+    after = {**key_snapshot(key), **(because or {})}
+    fields = ["state", "state_changed_at"]
+    if state == SigningKey.State.REVOKED:
+        key.compromised_since = compromised_since
+        fields.append("compromised_since")
+        after["compromised_since"] = compromised_since.isoformat() if compromised_since else None
+    key.save(update_fields=fields)
+    audit_record(actor=actor, action=f"key.{state}", obj=key, before=before, after=after)
+    if state == SigningKey.State.REVOKED:
+        from hashes.tasks import enqueue_withdrawal
+
+        transaction.on_commit(lambda: enqueue_withdrawal(key.pk))
 
 
 @transaction.atomic

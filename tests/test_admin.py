@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -19,6 +20,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from consortium_client.keys import generate_private_key, private_jwk, public_jwk
@@ -38,8 +40,8 @@ def url(model, view: str, *args) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
-def run_action(client, model, action: str, *objects, follow: bool = False):
-    data = {"action": action, "_selected_action": [obj.pk for obj in objects]}
+def run_action(client, model, action: str, *objects, follow: bool = False, **extra):
+    data = {"action": action, "_selected_action": [obj.pk for obj in objects], **extra}
     return client.post(url(model, "changelist"), data, follow=follow)
 
 
@@ -192,7 +194,7 @@ def test_a_private_jwk_pasted_on_the_member_page_is_refused_and_nothing_stored(a
 def test_key_actions_move_a_key_to_its_next_state(admin_client, alice, start, action, end):
     key = key_in_state(alice, start)
 
-    run_action(admin_client, SigningKey, action, key)
+    run_action(admin_client, SigningKey, action, key, **({"apply": "1"} if action == "revoke" else {}))
 
     key.refresh_from_db()
     assert key.state == end
@@ -209,6 +211,28 @@ def test_key_actions_refuse_impossible_transitions(admin_client, alice, start, a
     key.refresh_from_db()
     assert key.state == start
     assert "cannot become" in response.content.decode()
+
+
+def test_revoking_a_key_asks_since_when_it_was_compromised_and_withdraws_from_then_on(
+    admin_client, alice, pipeline, django_capture_on_commit_callbacks,
+):
+    alice.submit(alice.statement([md5(1)], jti="old"), alice.statement([md5(2)], jti="new"))
+    pipeline()
+    Statement.objects.filter(jti="old").update(received_at=timezone.now() - timedelta(days=2))
+    key = SigningKey.objects.get(pk=alice.key.pk)
+
+    asked = run_action(admin_client, SigningKey, "revoke", key)
+    assert asked.status_code == 200 and 'name="compromised_since"' in asked.content.decode()
+    key.refresh_from_db()
+    assert key.state == "active"  # nothing happens until the form is sent
+    since = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_action(admin_client, SigningKey, "revoke", key, apply="1", compromised_since=since)
+
+    key.refresh_from_db()
+    assert key.state == "revoked" and key.compromised_since is not None and key.withdrawn_at is not None
+    codes = dict(Statement.objects.filter(member=alice.member).values_list("jti", "rejection_code"))
+    assert codes == {"old": "", "new": "key_revoked"}
 
 
 def key_in_state(actor, state: str) -> SigningKey:

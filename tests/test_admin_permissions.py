@@ -104,7 +104,7 @@ ACTIONS = [
     (ApiToken, "revoke", "members.revoke_token", lambda a: ApiToken.objects.get(member=a.member), {}, "token.revoke"),
     (SigningKey, "approve", "members.approve_signingkey", pending_key, {}, "key.active"),
     (SigningKey, "retire", "members.revoke_signingkey", lambda a: a.key, {}, "key.retired"),
-    (SigningKey, "revoke", "members.revoke_signingkey", pending_key, {}, "key.revoked"),
+    (SigningKey, "revoke", "members.revoke_signingkey", pending_key, {"apply": "1"}, "key.revoked"),
     (Incident, "close", "hashes.manage_incident", lambda a: Incident.objects.create(slug="halle", name="Halle"), {},
      "incident.close"),
     (Subscription, "pause", "distribution.manage_subscription", subscription, {}, "subscription.pause"),

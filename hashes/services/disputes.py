@@ -39,15 +39,16 @@ def server_member() -> Member:
     return member
 
 
-def server_statement(payload: dict[str, Any], *, now) -> Statement:
-    """A statement signed with the server's key (kid as in /.well-known/jwks.json), stored published."""
+def server_statement(payload: dict[str, Any], *, now, **fields: Any) -> Statement:
+    """A statement signed with the server's key (kid as in /.well-known/jwks.json), stored published
+    (with `fields` besides: what a withdrawal retracts, and its audience)."""
     key = server_signing_key()
     raw = jws.sign(key, public_jwk(key)["kid"], payload)
     return Statement.objects.create(
         member=server_member(), jti=payload["jti"], kind=payload["kind"], raw=raw,
         digest=hashlib.sha256(raw.encode()).hexdigest(), state=Statement.State.PUBLISHED, received_at=now,
         queued_at=now, verified_at=now, published_at=now, issued_at=now, target=payload.get("target"),
-        retract_reason=payload.get("reason", ""),
+        retract_reason=payload.get("reason", ""), **fields,
     )
 
 

@@ -1,4 +1,4 @@
-"""Operator commands: `member add|token|key` print only their result, so they compose in shell
+"""Operator commands: `member add|token|key|revoke-key` print only their result, so they compose in shell
 scripts, and fail with a CommandError that starts with the stable error code; `bootstrap_demo`
 creates working demo credentials on an empty database and never a second time."""
 
@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from consortium_client.keys import generate_private_key, load_private_jwk, private_jwk, public_jwk
 from consortium_client.statements import StatementSigner, hash_statement
+from hashes.models import Statement
 from members.models import ApiToken, Member, SigningKey
 from tests.factories import md5
 
@@ -134,6 +137,35 @@ def test_member_key_refuses_an_unknown_member_with_member_unknown(db):
 
 def test_member_key_refuses_a_key_registered_already_with_key_exists(alice):
     assert refused("member", "key", "alice", "--jwk", json.dumps(alice.key.jwk())).startswith("key_exists:")
+
+
+# --- member revoke-key -----------------------------------------------------------------------------
+
+def test_member_revoke_key_withdraws_what_it_signed_from_compromised_since(alice, bob, pipeline,
+                                                                          django_capture_on_commit_callbacks):
+    alice.submit(alice.statement([md5(1)], jti="old"), alice.statement([md5(2)], jti="new"))
+    bob.submit(bob.statement([md5(2)], jti="b1"))
+    pipeline()
+    Statement.objects.filter(jti="old").update(received_at=timezone.now() - timedelta(days=2))
+    since = (timezone.now() - timedelta(days=1)).isoformat()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert run("member", "revoke-key", alice.key.kid, "--compromised-since", since) == f"{alice.key.kid}\n"
+
+    assert SigningKey.objects.get(pk=alice.key.pk).state == "revoked"
+    codes = dict(Statement.objects.filter(member__in=[alice.member, bob.member]).values_list("jti", "rejection_code"))
+    assert codes == {"old": "", "new": "key_revoked", "b1": ""}
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2026-11-30T18:00:00", "2999-01-01T00:00:00Z"])
+def test_member_revoke_key_refuses_a_bad_time_and_changes_nothing(alice, since):
+    assert refused("member", "revoke-key", alice.key.kid, "--compromised-since", since).startswith(
+        "compromised_since_invalid:")
+    assert SigningKey.objects.get(pk=alice.key.pk).state == "active"
+
+
+def test_member_revoke_key_refuses_an_unknown_kid(db):
+    assert refused("member", "revoke-key", "nope").startswith("key_unknown:")
 
 
 # --- bootstrap_demo --------------------------------------------------------------------------------

@@ -5,11 +5,13 @@ the JWK Set publishes exactly the keys that verify statements; the server publis
 from __future__ import annotations
 
 import base64
-
 import os
 import stat
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from consortium.server_keys import server_signing_key
 from consortium_client import jws
@@ -217,6 +219,19 @@ def test_the_jwk_set_lists_active_and_retired_keys_never_pending_or_revoked(alic
     }
     assert pending.kid not in keys and charlie.key.kid not in keys
     assert all((k["kty"], k["crv"]) == ("OKP", "Ed25519") for k in keys.values())
+
+
+def test_a_key_revoked_from_a_time_on_stays_published_for_what_it_signed_before(alice, bob):
+    """A key revoked with compromised_since keeps its earlier statements live (tests/hashes/
+    test_key_revocation.py): anyone must still verify them, so keys/ lists it, revoked, with the time."""
+    since = timezone.now() - timedelta(days=1)
+    key_set_state(key=bob.key, state="revoked", compromised_since=since)
+
+    keys = published(alice.api)
+
+    assert keys[bob.key.kid]["state"] == "revoked"
+    assert parse_datetime(keys[bob.key.kid]["compromised_since"]) == since
+    assert "compromised_since" not in keys[alice.key.kid]
 
 
 def test_a_statement_verifies_against_the_published_key_of_its_kid(alice, bob):

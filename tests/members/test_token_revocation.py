@@ -44,7 +44,8 @@ def test_revoking_a_token_revokes_the_keys_it_registered_that_are_still_pending(
     event = AuditEvent.objects.get(action="key.revoked", object_id=str(waiting.pk))
     assert (event.actor_label, event.before["state"], event.after) == (
         "admin:admin", "pending",
-        {"member": "alice", "kid": "thief", "state": "revoked", "because": "token_revoked", "token": thief_token.prefix})
+        {"member": "alice", "kid": "thief", "state": "revoked", "because": "token_revoked", "token": thief_token.prefix,
+         "compromised_since": None})
 
 
 def test_a_key_its_revoked_token_registered_can_no_longer_be_approved(alice):

@@ -3,6 +3,7 @@
     python manage.py member add <slug> --name "<name>" --kind platform|government|ngo
     python manage.py member token <slug> --scopes submit,read,match [--name N] [--expires-days D]
     python manage.py member key <slug> --jwk '<public JWK JSON>' [--approve]
+    python manage.py member revoke-key <kid> [--compromised-since 2026-11-30T18:00:00Z]
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from consortium.api.errors import CodedError
-from members.models import Member
-from members.services import key_register, member_create, token_create
+from members.models import Member, SigningKey
+from members.services import key_register, key_set_state, member_create, token_create
 
 
 class Command(BaseCommand):
-    help = "Onboard members: add a member, issue an API token, register a signing key."
+    help = "Onboard members: add a member, issue an API token, register or revoke a signing key."
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -36,12 +38,20 @@ class Command(BaseCommand):
         key.add_argument("slug")
         key.add_argument("--jwk", required=True)
         key.add_argument("--approve", action="store_true", help="Make it active at once.")
+        revoke = sub.add_parser("revoke-key", help="Revoke a key as compromised, withdrawing what it signed; "
+                                                   "prints its kid.")
+        revoke.add_argument("kid")
+        revoke.add_argument("--compromised-since", default=None,
+                            help="ISO 8601 time: withdraw only statements received from then on (default: all).")
 
     def handle(self, *args, action: str, **options):
         try:
             if action == "add":
                 member = member_create(slug=options["slug"], name=options["name"], kind=options["kind"])
                 self.stdout.write(member.slug)
+                return
+            if action == "revoke-key":
+                self.stdout.write(self.revoke_key(options["kid"], options["compromised_since"]).kid)
                 return
             member = self.get_member(options["slug"])
             if action == "token":
@@ -60,6 +70,22 @@ class Command(BaseCommand):
                 self.stdout.write(key.kid)
         except CodedError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from None
+
+    @staticmethod
+    def revoke_key(kid: str, since: str | None) -> SigningKey:
+        key = SigningKey.objects.filter(kid=kid).first()
+        if key is None:
+            raise CommandError(f"key_unknown: no key has the kid {kid!r}.")
+        when = None
+        if since is not None:
+            try:
+                when = parse_datetime(since)
+            except ValueError:
+                when = None
+            if when is None or timezone.is_naive(when):
+                raise CommandError("compromised_since_invalid: give an ISO 8601 time with its offset, "
+                                   "e.g. 2026-11-30T18:00:00Z.")
+        return key_set_state(key=key, state=SigningKey.State.REVOKED, compromised_since=when)
 
     @staticmethod
     def get_member(slug: str) -> Member:
