@@ -21,6 +21,7 @@ from ..visibility import Viewer, viewers_for_ids
 from .families import FamilyPlanner, HashKey, SignalKey, audiences, live_statements
 from .feed import events_append, feed_lock, feed_lock_within
 from suppression.entries import BenignList
+from members.models import SigningKey
 from suppression.selectors import benign_list
 
 from .feedback import FeedbackRejected, HashGovernance, apply_feedback, apply_feedback_retraction, load_governance
@@ -224,8 +225,8 @@ def next_batch(limit: int, max_frames: int | None = None) -> list[Statement]:
     max_frames = settings.PUBLISH_BATCH_MAX_FRAMES if max_frames is None else max_frames
     statements = list(
         publishable().select_related("retracts")
-        .only("id", "kind", "member_id", "signals", "target", "verdict", "reasons", "content_type", "priority",
-              "received_at", "share_group_id",
+        .only("id", "kind", "member_id", "key_id", "signals", "target", "verdict", "reasons", "content_type",
+              "priority", "received_at", "share_group_id",
               "retracts__id", "retracts__state", "retracts__retracted_at", "retracts__share_group_id")[:limit]
     )
     frames = 0
@@ -283,7 +284,7 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
     """Publish `statements` under the feed lock `head`, in the current transaction. Rows whose id is
     in `unwritten` are left for the caller to write (see publish_just_verified)."""
     batch = Batch(now=timezone.now())
-    statements = refuse_benign(batch, statements)
+    statements = refuse_benign(batch, refuse_revoked_keys(batch, statements))
     retract_targets = [s.retracts_id for s in statements if s.kind == Statement.Kind.RETRACT]
     target_hashes: dict[Any, list[int]] = {}
     for statement_id, hash_id in Corroboration.objects.filter(
@@ -405,6 +406,26 @@ def refuse_benign(batch: Batch, statements: list[Statement]) -> list[Statement]:
         if statement.kind == Statement.Kind.HASH and benign.first_covered(
                 [signal_key(sig) for sig in statement.signals or ()]) is not None:
             reject(batch, statement, "benign_match", "A signal is on the suppression list of known-benign content.")
+        else:
+            kept.append(statement)
+    return kept
+
+
+def refuse_revoked_keys(batch: Batch, statements: list[Statement]) -> list[Statement]:
+    """A statement verified while its key was active, and published after an administrator revoked
+    the key as compromised (received at or after `compromised_since`, if given), is rejected
+    `key_revoked`: the withdrawal of what the key signed (hashes.services.revocation) may have
+    finished before it came here. One read a batch, of the few keys its statements name."""
+    keys = {s.key_id for s in statements if s.key_id is not None}
+    revoked = dict(SigningKey.objects.filter(pk__in=keys, state=SigningKey.State.REVOKED)
+                   .values_list("pk", "compromised_since")) if keys else {}
+    if not revoked:
+        return statements
+    kept = []
+    for statement in statements:
+        since = revoked.get(statement.key_id, False)
+        if since is not False and (since is None or statement.received_at >= since):
+            reject(batch, statement, "key_revoked", "This key has been revoked.")
         else:
             kept.append(statement)
     return kept

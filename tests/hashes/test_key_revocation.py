@@ -199,6 +199,32 @@ def test_a_statement_verified_but_not_yet_published_is_refused(alice, pipeline, 
     assert not Hash.objects.filter(value=md5(2)["value"]).exists()
 
 
+@pytest.mark.parametrize("since, published", [(None, False), ("before", False), ("after", True)])
+def test_a_statement_verified_before_the_revocation_and_published_after_its_withdrawal_is_refused(
+        alice, pipeline, since, published):
+    """The race the withdrawal cannot see: a statement verified while the key was active (in a
+    transaction still open, or left verified) reaches the publisher after the withdrawal finished.
+    The publisher refuses it, unless it was received before the time the key was compromised."""
+    from hashes.services.verification import statements_verify
+
+    alice.submit(alice.statement([md5(2)], jti="a2"))
+    statements_verify(ids=[statement(alice, "a2").pk], publish=False)
+    received = statement(alice, "a2").received_at
+    compromised_since = {None: None, "before": received - timedelta(seconds=1),
+                         "after": received + timedelta(seconds=1)}[since]
+    SigningKey.objects.filter(pk=alice.key.pk).update(  # revoked, and its withdrawal already done
+        state=SigningKey.State.REVOKED, compromised_since=compromised_since, withdrawn_at=timezone.now())
+
+    pipeline()
+
+    a2 = statement(alice, "a2")
+    if published:
+        assert a2.state == "published" and hash_of(md5(2)).state == "active"
+    else:
+        assert (a2.state, a2.rejection_code) == ("rejected", "key_revoked")
+        assert not Hash.objects.filter(value=md5(2)["value"]).exists()
+
+
 def group_scenario(actors, pipeline, *, hidden: bool) -> None:
     """Alice shares consortium-wide and, in the second run, with the "trusted" group too, all with
     the key about to be revoked; bob and the Home Office corroborate some of it."""
