@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from consortium.api.errors import NotFound
+from hashes import lives
 from hashes.models import Corroboration, Event
 from hashes.selectors import FEED_SCAN_FACTOR, StatementFacts, render_event, statement_facts, visible_facts, visible_links
 from hashes.visibility import Viewer, visible_hashes
@@ -160,52 +162,65 @@ def position_after(moment: datetime) -> int:
     return low
 
 
-@dataclass
-class Lives:
-    """A hash's lives in one collection: the spans in which one of its statements the reader sees
-    was live. Each statement's corroboration belongs to one life: (its number, when it began)."""
+class LifeBook:
+    """The lives of hashes in one collection (hashes.lives: each run of a hash's life there is an
+    indicator of its own), as far as the rows a page shows need them: each corroboration recorded
+    its life when it was published, so a page reads one row per version it lists, however long its
+    hashes' histories. A hash with rows published before migration 0012's backfill reached them is
+    worked out from its history, as every page did before."""
 
-    of_statement: dict[str, tuple[int, datetime]] = field(default_factory=dict)
-    count: int = 0
+    def __init__(self, viewer: Viewer) -> None:
+        if viewer.audience is None:
+            raise ValueError("lives are a collection's: the viewer must be narrowed to one audience")
+        self.viewer = viewer
+        self.known: dict[tuple[int, str], tuple[int, datetime]] = {}
+        self.history: dict[int, dict[str, tuple[int, datetime]]] = {}
 
-    def of(self, statements: list[StatementFacts], fallback: datetime) -> tuple[int, datetime]:
+    def visible(self) -> QuerySet[Corroboration]:
+        return Corroboration.objects.filter(self.viewer.statement_q("statement__"))
+
+    def load(self, pairs: set[tuple[int, str]]) -> None:
+        """Read the lives of these (hash id, statement id): the statements the page's versions name."""
+        wanted = {p for p in pairs if p not in self.known and p[0] not in self.history}
+        if not wanted:
+            return
+        for hash_id, statement_id, life, seq, began in self.visible().filter(
+                hash_id__in={h for h, _ in wanted}, statement_id__in={s for _, s in wanted}).values_list(
+                "hash_id", "statement_id", "life", "life_seq", "life_began"):
+            if life is not None and (hash_id, str(statement_id)) in wanted:
+                self.known[(hash_id, str(statement_id))] = (life, life_start(seq, began))
+        for hash_id in {h for h, s in wanted if (h, s) not in self.known}:
+            self.from_history(hash_id)
+
+    def from_history(self, hash_id: int) -> dict[str, tuple[int, datetime]]:
+        if hash_id not in self.history:
+            found = lives.compute(Corroboration.objects, Event.objects, [hash_id], self.viewer.statement_q("statement__"))
+            self.history[hash_id] = {sid: (life, life_start(seq, began))
+                                     for group in found.values() for sid, (life, seq, began) in group.items()}
+        return self.history[hash_id]
+
+    def of(self, hash_id: int, statements: list[StatementFacts], fallback: datetime) -> tuple[int, datetime]:
+        """The life of the version an event is, named by the reader's statements it shows (all of
+        one life: they were live together): (its number, when it began)."""
         for fact in statements:
-            if fact.id in self.of_statement:
-                return self.of_statement[fact.id]
-        return max(self.count - 1, 0), fallback
+            found = self.known.get((hash_id, fact.id)) or self.history.get(hash_id, {}).get(fact.id)
+            if found is not None:
+                return found
+        return max(self.count(hash_id) - 1, 0), fallback
+
+    def count(self, hash_id: int) -> int:
+        """How many lives the hash has had in the collection: its last one's number + 1, read down
+        the index of lives (corroboration_life)."""
+        rows = self.visible().filter(hash_id=hash_id)
+        if rows.filter(life__isnull=True).exists():
+            return len({life for life, _ in self.from_history(hash_id).values()})
+        last = list(rows.filter(life__isnull=False).order_by("-life").values_list("life", flat=True)[:1])
+        return last[0] + 1 if last else 0
 
 
-def hash_lives(viewer: Viewer, hash_ids: Iterable[int]) -> dict[int, Lives]:
-    """For each hash, its lives as the viewer sees them: corroborations whose spans (creation to
-    retraction) overlap or touch make one life; a gap, when the hash was retracted for the viewer,
-    starts the next. A life begins when its first version was added: the event its first statement
-    caused on the hash."""
-    lives: dict[int, Lives] = {pk: Lives() for pk in hash_ids}
-    if not lives:
-        return lives
-    rows = (Corroboration.objects.filter(viewer.statement_q("statement__"), hash_id__in=list(lives))
-            .order_by("hash_id", "created_at", "id").values_list("hash_id", "statement_id", "created_at", "retracted_at"))
-    life_of: dict[tuple[int, str], int] = {}
-    openers: dict[tuple[int, int], tuple[str, datetime]] = {}  # (hash, life): the statement that began it, when
-    end: dict[int, datetime | None] = {}
-    for hash_id, statement_id, created_at, retracted_at in rows:
-        current = lives[hash_id]
-        if current.count == 0 or (end[hash_id] is not None and created_at > end[hash_id]):
-            current.count += 1
-            end[hash_id] = retracted_at
-            openers[(hash_id, current.count - 1)] = (str(statement_id), created_at)
-        elif end[hash_id] is not None:
-            end[hash_id] = None if retracted_at is None else max(end[hash_id], retracted_at)
-        life_of[(hash_id, str(statement_id))] = current.count - 1
-    began: dict[tuple[int, str], datetime] = {}
-    for hash_id, cause_id, seq, occurred_at in (
-            Event.objects.filter(hash_id__in=list(lives), cause_id__in={sid for sid, _ in openers.values()})
-            .order_by("-seq").values_list("hash_id", "cause_id", "seq", "occurred_at")):
-        began[(hash_id, str(cause_id))] = event_date_added(seq, occurred_at)
-    for (hash_id, statement_id), life in life_of.items():
-        opener, created_at = openers[(hash_id, life)]
-        lives[hash_id].of_statement[statement_id] = (life, began.get((hash_id, opener), created_at))
-    return lives
+def life_start(seq: int | None, began: datetime) -> datetime:
+    """When a life began: the date_added of the event that began it (without one, `began` itself)."""
+    return began if seq is None else event_date_added(seq, began)
 
 
 @dataclass
@@ -246,7 +261,7 @@ def object_exists(*, collection: Collection, viewer: Viewer, stix_id: str) -> bo
     hash_id, life = parsed
     if not visible_hashes(viewer).filter(pk=hash_id).exists():
         return False
-    return life < hash_lives(viewer, [hash_id])[hash_id].count
+    return life < LifeBook(viewer).count(hash_id)
 
 
 def collection_page(*, collection: Collection, viewer: Viewer, after: int | None, added_after: datetime | None,
@@ -310,7 +325,7 @@ class PageScan:
     # Indicator versions kept only if they turn out to be the latest of their indicator:
     # hash id -> the entry (match[version]=last).
     last_candidates: dict[int, Entry] = field(default_factory=dict)
-    lives: dict[int, Lives] = field(default_factory=dict)
+    lives: LifeBook | None = None
 
     def add(self, entry: Entry) -> bool:
         """Add an entry unless the page has no room for it left (then it is full)."""
@@ -324,6 +339,8 @@ class PageScan:
         return True
 
     def events(self, wanted: Wanted) -> None:
+        if self.lives is None:
+            self.lives = LifeBook(self.viewer)
         budget = self.limit * FEED_SCAN_FACTOR
         scanned = 0
         while not self.full and scanned < budget:
@@ -335,7 +352,6 @@ class PageScan:
                 return
             facts = statement_facts({i for e in chunk for i in e.refs()}, self.viewer)
             links = visible_links(self.viewer, {e.hash_id for e in chunk})
-            self.lives.update(hash_lives(self.viewer, {e.hash_id for e in chunk} - set(self.lives)))
             for event in chunk:
                 rendered = render_event(event, self.viewer, facts, links)
                 if rendered is not None and not self.take(event, rendered, facts, wanted):
@@ -353,7 +369,9 @@ class PageScan:
         added = event_date_added(event.seq, event.occurred_at)
         statements = (visible_facts(self.viewer, event.statements_after, facts)
                       or visible_facts(self.viewer, event.statements_before, facts))
-        life, began = self.lives[event.hash_id].of(statements, event.occurred_at)
+        if statements:  # the life of the version: one row, that of the first statement it shows
+            self.lives.load({(event.hash_id, statements[0].id)})
+        life, began = self.lives.of(event.hash_id, statements, event.occurred_at)
         stix_id = stix.indicator_id(self.collection.id, event.hash_id, life)
         if not wanted.wants(event.hash_id, life) or not self.filters.wants_id(stix_id):
             return True
