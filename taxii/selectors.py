@@ -4,16 +4,20 @@ feed events as hashes.selectors renders them for that viewer: nothing here reads
 a hash or a corroboration except through the viewer's rule.
 
 Positions: a collection lists the server's own objects first (positions -k to -1, k of them), then
-one version per feed event the reader sees change its hash (position: the event's seq). `next` is
-the last position a page examined, so paging resumes after it and never skips an object; the events
-the reader may not see are examined and passed over, as the feed does."""
+one version per feed event the reader sees change its hash (position: the event's seq). A page
+examines a window of positions; `next` is the window's end, or, on a full page, its last version
+(or the position just before the version that did not fit), so paging resumes after it and never
+skips an object; the events the reader may not see are examined and passed over, as the feed does.
+Non-interference: which positions a page examines, and so `next` and `more`, never depend on what
+the reader may not see, whatever the filters: a window is a range of seqs, whichever hashes its
+events are about, and a filter on ids is narrowed to what the reader sees first (indicator_span)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterable
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -264,13 +268,64 @@ def object_exists(*, collection: Collection, viewer: Viewer, stix_id: str) -> bo
     return life < LifeBook(viewer).count(hash_id)
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where the versions a filter on ids wants can be: events of `hash_ids`, after position
+    `after` and up to `through` (None: to the feed's end). Derived only from what the reader may
+    see (the lives of the hashes in its collection), never from events it may not. Without a
+    filter on ids: every hash (None), the whole feed."""
+
+    hash_ids: list[int] | None
+    after: int
+    through: int | None
+
+
+# A filter on more indicators than this is not narrowed to their lives' span (a few indexed reads
+# each), only to the hashes the reader may see.
+SPAN_MAX_LIVES = 20
+
+
+def indicator_span(viewer: Viewer, wanted: Wanted) -> Span | None:
+    """None: no version of the indicators wanted is, or ever was, in the collection (a hash the
+    reader cannot see is as absent as one that does not exist). A life's versions are the events
+    from the one that began it to the last before the next life began (between lives the hash is
+    retracted for the reader: no event shows it anything); each corroboration of a life recorded
+    where it began, so one row of each life wanted, and of the one after, tells the span."""
+    assert wanted.lives is not None
+    visible = sorted(visible_hashes(viewer).filter(pk__in=wanted.hash_ids).values_list("pk", flat=True))
+    if not visible:
+        return None
+    asked = [(h, life) for h in visible for life in sorted(wanted.lives[h])]
+    rows = Corroboration.objects.filter(viewer.statement_q("statement__"))
+    if len(asked) > SPAN_MAX_LIVES or any(rows.filter(hash_id=h, life__isnull=True).exists() for h in visible):
+        return Span(visible, 0, None)  # (rows the backfill of migration 0012 has not reached: all of it)
+
+    def start(hash_id: int, life: int) -> list[int | None]:
+        """[the seq of the event that began the life] if it has been, else []."""
+        return list(rows.filter(hash_id=hash_id, life=life).values_list("life_seq", flat=True)[:1])
+
+    starts = {key: start(*key) for key in asked}
+    found = [key for key in asked if starts[key]]
+    if not found:
+        return None
+    firsts = [starts[key][0] for key in found]
+    after = 0 if None in firsts else min(firsts) - 1
+    ends = [(start(h, life + 1) or [None])[0] for h, life in found]
+    through = None if None in ends else max(ends) - 1
+    return Span(sorted({h for h, _ in found}), after, through)
+
+
 def collection_page(*, collection: Collection, viewer: Viewer, after: int | None, added_after: datetime | None,
                     limit: int, filters: ObjectFilter, max_bytes: int | None = None) -> Page:
     """Object versions of the collection in date_added order, from position `after` (exclusive) and
     `added_after`, at most `limit` of them and, past the first, about `max_bytes` of JSON.
 
-    A request examines at most `limit` x FEED_SCAN_FACTOR events; it then answers with what it found,
-    `more` and a `next` that resumes where it stopped."""
+    A request examines the events of at most `limit` x FEED_SCAN_FACTOR positions of the feed (seqs:
+    a window that does not depend on which hashes the events are about); it then answers with what
+    it found, `more` and a `next` that resumes where it stopped. What the reader may not see decides
+    nothing it is told: a filter on ids looks only at hashes it may see, in the lives it may see,
+    `next` is the end of a window or a position just before a version it is shown, and `more` says
+    whether the feed (or the wanted lives' span) goes on past `next`."""
     max_bytes = settings.TAXII_MAX_BYTES if max_bytes is None else max_bytes
     statics = server_objects()
     start = -len(statics) - 1 if after is None else after
@@ -290,24 +345,30 @@ def collection_page(*, collection: Collection, viewer: Viewer, after: int | None
             version = stix.parse_timestamp(stix.object_version(obj))
             if filters.wants_version(version, first=True, last=True) and not scan.add(
                     Entry(obj, statics_added, version, json_size(obj))):
+                scan.cursor = position - 1  # this object opens the next page
                 break
         scan.cursor = position
         if scan.full:
             break
 
-    wanted = wanted_indicators(collection, filters)
-    if wanted is not None and not scan.full:
-        scan.cursor = max(scan.cursor, 0)
-        scan.events(wanted)
-    scan.settle_last_versions()
-
     more = scan.cursor < 0 and any(i - len(statics) > scan.cursor for i in range(len(statics)))
-    if wanted is not None and not more and scan.stopped_early:
-        events = Event.objects.filter(seq__gt=max(scan.cursor, 0))
-        if wanted.hash_ids is not None:
-            events = events.filter(hash_id__in=wanted.hash_ids)
-        more = events.exists()
+    wanted = wanted_indicators(collection, filters)
+    span = None
+    if wanted is not None:
+        span = Span(None, 0, None) if wanted.lives is None else indicator_span(viewer, wanted)
+    if span is not None:
+        end = feed_end() if span.through is None else span.through
+        if not scan.full:
+            scan.cursor = max(scan.cursor, span.after)
+            scan.events(wanted, span.hash_ids, end)
+        scan.settle_last_versions(end)
+        more = more or max(scan.cursor, span.after) < end
     return Page(scan.entries, more, str(scan.cursor) if more else None)
+
+
+def feed_end() -> int:
+    """The last position of the feed: its last event's seq."""
+    return Event.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
 
 
 @dataclass
@@ -321,7 +382,6 @@ class PageScan:
     entries: list[Entry] = field(default_factory=list)
     size: int = 0
     full: bool = False
-    stopped_early: bool = False
     # Indicator versions kept only if they turn out to be the latest of their indicator:
     # hash id -> the entry (match[version]=last).
     last_candidates: dict[int, Entry] = field(default_factory=dict)
@@ -330,47 +390,64 @@ class PageScan:
     def add(self, entry: Entry) -> bool:
         """Add an entry unless the page has no room for it left (then it is full)."""
         if self.entries and self.size + entry.size > self.max_bytes:
-            self.full = self.stopped_early = True
+            self.full = True
             return False
         self.entries.append(entry)
         self.size += entry.size
         if len(self.entries) >= self.limit:
-            self.full = self.stopped_early = True
+            self.full = True
         return True
 
-    def events(self, wanted: Wanted) -> None:
-        if self.lives is None:
-            self.lives = LifeBook(self.viewer)
-        budget = self.limit * FEED_SCAN_FACTOR
-        scanned = 0
-        while not self.full and scanned < budget:
-            events = Event.objects.filter(seq__gt=self.cursor)
-            if wanted.hash_ids is not None:
-                events = events.filter(hash_id__in=wanted.hash_ids)
-            chunk = list(events.select_related("hash").order_by("seq")[:min(max(self.limit, 100), budget - scanned)])
+    def window(self, after: int, end: int, hash_ids: list[int] | None) -> Iterable[list[Event]]:
+        """The events (of `hash_ids`, if given) at positions after `after`, up to a page's window
+        (`limit` x FEED_SCAN_FACTOR positions) and `end`, in chunks."""
+        through = min(after + self.limit * FEED_SCAN_FACTOR, end)
+        while after < through:
+            events = Event.objects.filter(seq__gt=after, seq__lte=through)
+            if hash_ids is not None:
+                events = events.filter(hash_id__in=hash_ids)
+            chunk = list(events.select_related("hash").order_by("seq")[:max(self.limit, 100)])
             if not chunk:
                 return
+            yield chunk
+            after = chunk[-1].seq
+
+    def events(self, wanted: Wanted, hash_ids: list[int] | None, end: int) -> None:
+        """Take the versions the filters want from the window after the cursor. The cursor moves to
+        the window's end, or, should the page fill, to the last version taken, or just before the
+        one that did not fit: never to an event the reader may not see."""
+        if self.lives is None:
+            self.lives = LifeBook(self.viewer)
+        through = min(self.cursor + self.limit * FEED_SCAN_FACTOR, end)
+        for chunk in self.window(self.cursor, end, hash_ids):
             facts = statement_facts({i for e in chunk for i in e.refs()}, self.viewer)
             links = visible_links(self.viewer, {e.hash_id for e in chunk})
+            shown = []
             for event in chunk:
                 rendered = render_event(event, self.viewer, facts, links)
-                if rendered is not None and not self.take(event, rendered, facts, wanted):
-                    return  # full: this event opens the next page
-                self.cursor, scanned = event.seq, scanned + 1
-                if self.full:
+                if rendered is not None:
+                    statements = (visible_facts(self.viewer, event.statements_after, facts)
+                                  or visible_facts(self.viewer, event.statements_before, facts))
+                    shown.append((event, rendered, statements))
+            loaded = 0
+            for index, (event, rendered, statements) in enumerate(shown):
+                if index >= loaded:  # the lives of as many versions as the page has room for, at a time
+                    loaded = index + max(self.limit - len(self.entries), 1)
+                    self.lives.load({(e.hash_id, facts_[0].id) for e, _, facts_ in shown[index:loaded] if facts_})
+                if not self.take(event, rendered, statements, wanted):
+                    self.cursor = event.seq - 1  # full: this version opens the next page
                     return
-        self.stopped_early = True
+                if self.full:
+                    self.cursor = event.seq
+                    return
+        self.cursor = max(self.cursor, through)
 
-    def take(self, event: Event, rendered: dict[str, Any], facts: dict[str, StatementFacts], wanted: Wanted) -> bool:
+    def take(self, event: Event, rendered: dict[str, Any], statements: list[StatementFacts], wanted: Wanted) -> bool:
         """Add the indicator version this event is, if the filters want it; False if it did not fit."""
         earlier = self.last_candidates.pop(event.hash_id, None)
         if earlier is not None:  # kept as its indicator's latest version, which this one supersedes
             self.drop(earlier)
         added = event_date_added(event.seq, event.occurred_at)
-        statements = (visible_facts(self.viewer, event.statements_after, facts)
-                      or visible_facts(self.viewer, event.statements_before, facts))
-        if statements:  # the life of the version: one row, that of the first statement it shows
-            self.lives.load({(event.hash_id, statements[0].id)})
         life, began = self.lives.of(event.hash_id, statements, event.occurred_at)
         stix_id = stix.indicator_id(self.collection.id, event.hash_id, life)
         if not wanted.wants(event.hash_id, life) or not self.filters.wants_id(stix_id):
@@ -391,20 +468,17 @@ class PageScan:
         self.entries.remove(entry)
         self.size -= entry.size
 
-    def settle_last_versions(self) -> None:
+    def settle_last_versions(self, end: int) -> None:
         """Drop each version kept only as its indicator's latest that a later event, past this page,
-        supersedes (one the reader sees change the hash). Looked ahead for as many events as a page
-        examines: beyond that a version is kept, and the later one follows on a later page."""
+        supersedes (one the reader sees change the hash). Looked ahead for as many positions as a
+        page examines: beyond that a version is kept, and the later one follows on a later page."""
         pending = dict(self.last_candidates)
-        budget = self.limit * FEED_SCAN_FACTOR
-        scanned, after = 0, self.cursor
-        while pending and scanned < budget:
-            chunk = list(Event.objects.filter(seq__gt=after, hash_id__in=list(pending)).select_related("hash")
-                         .order_by("seq")[:min(max(self.limit, 100), budget - scanned)])
-            if not chunk:
-                return
+        if not pending:
+            return
+        for chunk in self.window(self.cursor, end, list(pending)):
             facts = statement_facts({i for e in chunk for i in e.refs()}, self.viewer)
             for event in chunk:
                 if event.hash_id in pending and render_event(event, self.viewer, facts) is not None:
                     self.drop(pending.pop(event.hash_id))
-                after, scanned = event.seq, scanned + 1
+            if not pending:
+                return
