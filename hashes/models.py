@@ -223,10 +223,19 @@ class Corroboration(models.Model):
     # Few rows have one, and nothing looks rows up by it: not indexed.
     superseded_by = models.ForeignKey(Statement, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
                                       db_index=False, help_text="The member's later statement that replaced it.")
+    # The life of the hash it belongs to in its statement's audience (hashes.lives), set when it is
+    # published: the life's number, and the feed event that began it (its seq and occurred_at; no
+    # seq: no event, occurred_at is then the opener's created_at). Empty on rows published before
+    # migration 0012 until its backfill reaches them.
+    life = models.IntegerField(null=True, blank=True)  # no CHECK: added without a scan of the table
+    life_seq = models.BigIntegerField(null=True, blank=True)
+    life_began = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["hash", "statement"], name="corroboration_unique")]
-        indexes = [models.Index(fields=["hash", "retracted_at"], name="corroboration_live")]
+        indexes = [models.Index(fields=["hash", "retracted_at"], name="corroboration_live"),
+                   # A hash's lives by number: the last one, where one begins (hashes.lives).
+                   models.Index(fields=["hash", "life"], name="corroboration_life")]
 
 
 class HashLink(models.Model):

@@ -4,9 +4,13 @@ feed events as hashes.selectors renders them for that viewer: nothing here reads
 a hash or a corroboration except through the viewer's rule.
 
 Positions: a collection lists the server's own objects first (positions -k to -1, k of them), then
-one version per feed event the reader sees change its hash (position: the event's seq). `next` is
-the last position a page examined, so paging resumes after it and never skips an object; the events
-the reader may not see are examined and passed over, as the feed does."""
+one version per feed event the reader sees change its hash (position: the event's seq). A page
+examines a window of positions; `next` is the window's end, or, on a full page, its last version
+(or the position just before the version that did not fit), so paging resumes after it and never
+skips an object; the events the reader may not see are examined and passed over, as the feed does.
+Non-interference: which positions a page examines, and so `next` and `more`, never depend on what
+the reader may not see, whatever the filters: a window is a range of seqs, whichever hashes its
+events are about, and a filter on ids is narrowed to what the reader sees first (indicator_span)."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from consortium.api.errors import NotFound
+from hashes import lives
 from hashes.models import Corroboration, Event
 from hashes.selectors import FEED_SCAN_FACTOR, StatementFacts, render_event, statement_facts, visible_facts, visible_links
 from hashes.visibility import Viewer, visible_hashes
@@ -160,52 +166,65 @@ def position_after(moment: datetime) -> int:
     return low
 
 
-@dataclass
-class Lives:
-    """A hash's lives in one collection: the spans in which one of its statements the reader sees
-    was live. Each statement's corroboration belongs to one life: (its number, when it began)."""
+class LifeBook:
+    """The lives of hashes in one collection (hashes.lives: each run of a hash's life there is an
+    indicator of its own), as far as the rows a page shows need them: each corroboration recorded
+    its life when it was published, so a page reads one row per version it lists, however long its
+    hashes' histories. A hash with rows published before migration 0014's backfill reached them is
+    worked out from its history, as every page did before."""
 
-    of_statement: dict[str, tuple[int, datetime]] = field(default_factory=dict)
-    count: int = 0
+    def __init__(self, viewer: Viewer) -> None:
+        if viewer.audience is None:
+            raise ValueError("lives are a collection's: the viewer must be narrowed to one audience")
+        self.viewer = viewer
+        self.known: dict[tuple[int, str], tuple[int, datetime]] = {}
+        self.history: dict[int, dict[str, tuple[int, datetime]]] = {}
 
-    def of(self, statements: list[StatementFacts], fallback: datetime) -> tuple[int, datetime]:
+    def visible(self) -> QuerySet[Corroboration]:
+        return Corroboration.objects.filter(self.viewer.statement_q("statement__"))
+
+    def load(self, pairs: set[tuple[int, str]]) -> None:
+        """Read the lives of these (hash id, statement id): the statements the page's versions name."""
+        wanted = {p for p in pairs if p not in self.known and p[0] not in self.history}
+        if not wanted:
+            return
+        for hash_id, statement_id, life, seq, began in self.visible().filter(
+                hash_id__in={h for h, _ in wanted}, statement_id__in={s for _, s in wanted}).values_list(
+                "hash_id", "statement_id", "life", "life_seq", "life_began"):
+            if life is not None and (hash_id, str(statement_id)) in wanted:
+                self.known[(hash_id, str(statement_id))] = (life, life_start(seq, began))
+        for hash_id in {h for h, s in wanted if (h, s) not in self.known}:
+            self.from_history(hash_id)
+
+    def from_history(self, hash_id: int) -> dict[str, tuple[int, datetime]]:
+        if hash_id not in self.history:
+            found = lives.compute(Corroboration.objects, Event.objects, [hash_id], self.viewer.statement_q("statement__"))
+            self.history[hash_id] = {sid: (life, life_start(seq, began))
+                                     for group in found.values() for sid, (life, seq, began) in group.items()}
+        return self.history[hash_id]
+
+    def of(self, hash_id: int, statements: list[StatementFacts], fallback: datetime) -> tuple[int, datetime]:
+        """The life of the version an event is, named by the reader's statements it shows (all of
+        one life: they were live together): (its number, when it began)."""
         for fact in statements:
-            if fact.id in self.of_statement:
-                return self.of_statement[fact.id]
-        return max(self.count - 1, 0), fallback
+            found = self.known.get((hash_id, fact.id)) or self.history.get(hash_id, {}).get(fact.id)
+            if found is not None:
+                return found
+        return max(self.count(hash_id) - 1, 0), fallback
+
+    def count(self, hash_id: int) -> int:
+        """How many lives the hash has had in the collection: its last one's number + 1, read down
+        the index of lives (corroboration_life)."""
+        rows = self.visible().filter(hash_id=hash_id)
+        if rows.filter(life__isnull=True).exists():
+            return len({life for life, _ in self.from_history(hash_id).values()})
+        last = list(rows.filter(life__isnull=False).order_by("-life").values_list("life", flat=True)[:1])
+        return last[0] + 1 if last else 0
 
 
-def hash_lives(viewer: Viewer, hash_ids: Iterable[int]) -> dict[int, Lives]:
-    """For each hash, its lives as the viewer sees them: corroborations whose spans (creation to
-    retraction) overlap or touch make one life; a gap, when the hash was retracted for the viewer,
-    starts the next. A life begins when its first version was added: the event its first statement
-    caused on the hash."""
-    lives: dict[int, Lives] = {pk: Lives() for pk in hash_ids}
-    if not lives:
-        return lives
-    rows = (Corroboration.objects.filter(viewer.statement_q("statement__"), hash_id__in=list(lives))
-            .order_by("hash_id", "created_at", "id").values_list("hash_id", "statement_id", "created_at", "retracted_at"))
-    life_of: dict[tuple[int, str], int] = {}
-    openers: dict[tuple[int, int], tuple[str, datetime]] = {}  # (hash, life): the statement that began it, when
-    end: dict[int, datetime | None] = {}
-    for hash_id, statement_id, created_at, retracted_at in rows:
-        current = lives[hash_id]
-        if current.count == 0 or (end[hash_id] is not None and created_at > end[hash_id]):
-            current.count += 1
-            end[hash_id] = retracted_at
-            openers[(hash_id, current.count - 1)] = (str(statement_id), created_at)
-        elif end[hash_id] is not None:
-            end[hash_id] = None if retracted_at is None else max(end[hash_id], retracted_at)
-        life_of[(hash_id, str(statement_id))] = current.count - 1
-    began: dict[tuple[int, str], datetime] = {}
-    for hash_id, cause_id, seq, occurred_at in (
-            Event.objects.filter(hash_id__in=list(lives), cause_id__in={sid for sid, _ in openers.values()})
-            .order_by("-seq").values_list("hash_id", "cause_id", "seq", "occurred_at")):
-        began[(hash_id, str(cause_id))] = event_date_added(seq, occurred_at)
-    for (hash_id, statement_id), life in life_of.items():
-        opener, created_at = openers[(hash_id, life)]
-        lives[hash_id].of_statement[statement_id] = (life, began.get((hash_id, opener), created_at))
-    return lives
+def life_start(seq: int | None, began: datetime) -> datetime:
+    """When a life began: the date_added of the event that began it (without one, `began` itself)."""
+    return began if seq is None else event_date_added(seq, began)
 
 
 @dataclass
@@ -246,7 +265,54 @@ def object_exists(*, collection: Collection, viewer: Viewer, stix_id: str) -> bo
     hash_id, life = parsed
     if not visible_hashes(viewer).filter(pk=hash_id).exists():
         return False
-    return life < hash_lives(viewer, [hash_id])[hash_id].count
+    return life < LifeBook(viewer).count(hash_id)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where the versions a filter on ids wants can be: events of `hash_ids`, after position
+    `after` and up to `through` (None: to the feed's end). Derived only from what the reader may
+    see (the lives of the hashes in its collection), never from events it may not. Without a
+    filter on ids: every hash (None), the whole feed."""
+
+    hash_ids: list[int] | None
+    after: int
+    through: int | None
+
+
+# A filter on more indicators than this is not narrowed to their lives' span (a few indexed reads
+# each), only to the hashes the reader may see.
+SPAN_MAX_LIVES = 20
+
+
+def indicator_span(viewer: Viewer, wanted: Wanted) -> Span | None:
+    """None: no version of the indicators wanted is, or ever was, in the collection (a hash the
+    reader cannot see is as absent as one that does not exist). A life's versions are the events
+    from the one that began it to the last before the next life began (between lives the hash is
+    retracted for the reader: no event shows it anything); each corroboration of a life recorded
+    where it began, so one row of each life wanted, and of the one after, tells the span."""
+    assert wanted.lives is not None
+    visible = sorted(visible_hashes(viewer).filter(pk__in=wanted.hash_ids).values_list("pk", flat=True))
+    if not visible:
+        return None
+    asked = [(h, life) for h in visible for life in sorted(wanted.lives[h])]
+    rows = Corroboration.objects.filter(viewer.statement_q("statement__"))
+    if len(asked) > SPAN_MAX_LIVES or any(rows.filter(hash_id=h, life__isnull=True).exists() for h in visible):
+        return Span(visible, 0, None)  # (rows the backfill of migration 0014 has not reached: all of it)
+
+    def start(hash_id: int, life: int) -> list[int | None]:
+        """[the seq of the event that began the life] if it has been, else []."""
+        return list(rows.filter(hash_id=hash_id, life=life).values_list("life_seq", flat=True)[:1])
+
+    starts = {key: start(*key) for key in asked}
+    found = [key for key in asked if starts[key]]
+    if not found:
+        return None
+    firsts = [starts[key][0] for key in found]
+    after = 0 if None in firsts else min(firsts) - 1
+    ends = [(start(h, life + 1) or [None])[0] for h, life in found]
+    through = None if None in ends else max(ends) - 1
+    return Span(sorted({h for h, _ in found}), after, through)
 
 
 def collection_page(*, collection: Collection, viewer: Viewer, after: int | None, added_after: datetime | None,
@@ -254,8 +320,12 @@ def collection_page(*, collection: Collection, viewer: Viewer, after: int | None
     """Object versions of the collection in date_added order, from position `after` (exclusive) and
     `added_after`, at most `limit` of them and, past the first, about `max_bytes` of JSON.
 
-    A request examines at most `limit` x FEED_SCAN_FACTOR events; it then answers with what it found,
-    `more` and a `next` that resumes where it stopped."""
+    A request examines the events of at most `limit` x FEED_SCAN_FACTOR positions of the feed (seqs:
+    a window that does not depend on which hashes the events are about); it then answers with what
+    it found, `more` and a `next` that resumes where it stopped. What the reader may not see decides
+    nothing it is told: a filter on ids looks only at hashes it may see, in the lives it may see,
+    `next` is the end of a window or a position just before a version it is shown, and `more` says
+    whether the feed (or the wanted lives' span) goes on past `next`."""
     max_bytes = settings.TAXII_MAX_BYTES if max_bytes is None else max_bytes
     statics = server_objects()
     start = -len(statics) - 1 if after is None else after
@@ -275,24 +345,30 @@ def collection_page(*, collection: Collection, viewer: Viewer, after: int | None
             version = stix.parse_timestamp(stix.object_version(obj))
             if filters.wants_version(version, first=True, last=True) and not scan.add(
                     Entry(obj, statics_added, version, json_size(obj))):
+                scan.cursor = position - 1  # this object opens the next page
                 break
         scan.cursor = position
         if scan.full:
             break
 
-    wanted = wanted_indicators(collection, filters)
-    if wanted is not None and not scan.full:
-        scan.cursor = max(scan.cursor, 0)
-        scan.events(wanted)
-    scan.settle_last_versions()
-
     more = scan.cursor < 0 and any(i - len(statics) > scan.cursor for i in range(len(statics)))
-    if wanted is not None and not more and scan.stopped_early:
-        events = Event.objects.filter(seq__gt=max(scan.cursor, 0))
-        if wanted.hash_ids is not None:
-            events = events.filter(hash_id__in=wanted.hash_ids)
-        more = events.exists()
+    wanted = wanted_indicators(collection, filters)
+    span = None
+    if wanted is not None:
+        span = Span(None, 0, None) if wanted.lives is None else indicator_span(viewer, wanted)
+    if span is not None:
+        end = feed_end() if span.through is None else span.through
+        if not scan.full:
+            scan.cursor = max(scan.cursor, span.after)
+            scan.events(wanted, span.hash_ids, end)
+        scan.settle_last_versions(end)
+        more = more or max(scan.cursor, span.after) < end
     return Page(scan.entries, more, str(scan.cursor) if more else None)
+
+
+def feed_end() -> int:
+    """The last position of the feed: its last event's seq."""
+    return Event.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
 
 
 @dataclass
@@ -306,54 +382,73 @@ class PageScan:
     entries: list[Entry] = field(default_factory=list)
     size: int = 0
     full: bool = False
-    stopped_early: bool = False
     # Indicator versions kept only if they turn out to be the latest of their indicator:
     # hash id -> the entry (match[version]=last).
     last_candidates: dict[int, Entry] = field(default_factory=dict)
-    lives: dict[int, Lives] = field(default_factory=dict)
+    lives: LifeBook | None = None
 
     def add(self, entry: Entry) -> bool:
         """Add an entry unless the page has no room for it left (then it is full)."""
         if self.entries and self.size + entry.size > self.max_bytes:
-            self.full = self.stopped_early = True
+            self.full = True
             return False
         self.entries.append(entry)
         self.size += entry.size
         if len(self.entries) >= self.limit:
-            self.full = self.stopped_early = True
+            self.full = True
         return True
 
-    def events(self, wanted: Wanted) -> None:
-        budget = self.limit * FEED_SCAN_FACTOR
-        scanned = 0
-        while not self.full and scanned < budget:
-            events = Event.objects.filter(seq__gt=self.cursor)
-            if wanted.hash_ids is not None:
-                events = events.filter(hash_id__in=wanted.hash_ids)
-            chunk = list(events.select_related("hash").order_by("seq")[:min(max(self.limit, 100), budget - scanned)])
+    def window(self, after: int, end: int, hash_ids: list[int] | None) -> Iterable[list[Event]]:
+        """The events (of `hash_ids`, if given) at positions after `after`, up to a page's window
+        (`limit` x FEED_SCAN_FACTOR positions) and `end`, in chunks."""
+        through = min(after + self.limit * FEED_SCAN_FACTOR, end)
+        while after < through:
+            events = Event.objects.filter(seq__gt=after, seq__lte=through)
+            if hash_ids is not None:
+                events = events.filter(hash_id__in=hash_ids)
+            chunk = list(events.select_related("hash").order_by("seq")[:max(self.limit, 100)])
             if not chunk:
                 return
+            yield chunk
+            after = chunk[-1].seq
+
+    def events(self, wanted: Wanted, hash_ids: list[int] | None, end: int) -> None:
+        """Take the versions the filters want from the window after the cursor. The cursor moves to
+        the window's end, or, should the page fill, to the last version taken, or just before the
+        one that did not fit: never to an event the reader may not see."""
+        if self.lives is None:
+            self.lives = LifeBook(self.viewer)
+        through = min(self.cursor + self.limit * FEED_SCAN_FACTOR, end)
+        for chunk in self.window(self.cursor, end, hash_ids):
             facts = statement_facts({i for e in chunk for i in e.refs()}, self.viewer)
             links = visible_links(self.viewer, {e.hash_id for e in chunk})
-            self.lives.update(hash_lives(self.viewer, {e.hash_id for e in chunk} - set(self.lives)))
+            shown = []
             for event in chunk:
                 rendered = render_event(event, self.viewer, facts, links)
-                if rendered is not None and not self.take(event, rendered, facts, wanted):
-                    return  # full: this event opens the next page
-                self.cursor, scanned = event.seq, scanned + 1
-                if self.full:
+                if rendered is not None:
+                    statements = (visible_facts(self.viewer, event.statements_after, facts)
+                                  or visible_facts(self.viewer, event.statements_before, facts))
+                    shown.append((event, rendered, statements))
+            loaded = 0
+            for index, (event, rendered, statements) in enumerate(shown):
+                if index >= loaded:  # the lives of as many versions as the page has room for, at a time
+                    loaded = index + max(self.limit - len(self.entries), 1)
+                    self.lives.load({(e.hash_id, facts_[0].id) for e, _, facts_ in shown[index:loaded] if facts_})
+                if not self.take(event, rendered, statements, wanted):
+                    self.cursor = event.seq - 1  # full: this version opens the next page
                     return
-        self.stopped_early = True
+                if self.full:
+                    self.cursor = event.seq
+                    return
+        self.cursor = max(self.cursor, through)
 
-    def take(self, event: Event, rendered: dict[str, Any], facts: dict[str, StatementFacts], wanted: Wanted) -> bool:
+    def take(self, event: Event, rendered: dict[str, Any], statements: list[StatementFacts], wanted: Wanted) -> bool:
         """Add the indicator version this event is, if the filters want it; False if it did not fit."""
         earlier = self.last_candidates.pop(event.hash_id, None)
         if earlier is not None:  # kept as its indicator's latest version, which this one supersedes
             self.drop(earlier)
         added = event_date_added(event.seq, event.occurred_at)
-        statements = (visible_facts(self.viewer, event.statements_after, facts)
-                      or visible_facts(self.viewer, event.statements_before, facts))
-        life, began = self.lives[event.hash_id].of(statements, event.occurred_at)
+        life, began = self.lives.of(event.hash_id, statements, event.occurred_at)
         stix_id = stix.indicator_id(self.collection.id, event.hash_id, life)
         if not wanted.wants(event.hash_id, life) or not self.filters.wants_id(stix_id):
             return True
@@ -373,20 +468,17 @@ class PageScan:
         self.entries.remove(entry)
         self.size -= entry.size
 
-    def settle_last_versions(self) -> None:
+    def settle_last_versions(self, end: int) -> None:
         """Drop each version kept only as its indicator's latest that a later event, past this page,
-        supersedes (one the reader sees change the hash). Looked ahead for as many events as a page
-        examines: beyond that a version is kept, and the later one follows on a later page."""
+        supersedes (one the reader sees change the hash). Looked ahead for as many positions as a
+        page examines: beyond that a version is kept, and the later one follows on a later page."""
         pending = dict(self.last_candidates)
-        budget = self.limit * FEED_SCAN_FACTOR
-        scanned, after = 0, self.cursor
-        while pending and scanned < budget:
-            chunk = list(Event.objects.filter(seq__gt=after, hash_id__in=list(pending)).select_related("hash")
-                         .order_by("seq")[:min(max(self.limit, 100), budget - scanned)])
-            if not chunk:
-                return
+        if not pending:
+            return
+        for chunk in self.window(self.cursor, end, list(pending)):
             facts = statement_facts({i for e in chunk for i in e.refs()}, self.viewer)
             for event in chunk:
                 if event.hash_id in pending and render_event(event, self.viewer, facts) is not None:
                     self.drop(pending.pop(event.hash_id))
-                after, scanned = event.seq, scanned + 1
+            if not pending:
+                return

@@ -71,12 +71,16 @@ def feed_lock_within(seconds: float) -> FeedHead | None:
     return head
 
 
-def events_append(head: FeedHead, events: list[dict[str, Any]]) -> None:
-    """Append events (dicts of Event fields without seq and event_id) in the order given.
+def events_number(head: FeedHead, events: list[dict[str, Any]]) -> None:
+    """Give events (dicts of Event fields without seq and event_id) their seq, event_id and final
+    `occurred_at`, in the order given, before `events_append` writes them: a publisher that records
+    which event began what (a corroboration's life) learns it here. Nothing may be appended between.
 
     `occurred_at` never goes back along seq: an event stamped earlier than the one before it (the
     clocks of two publishing hosts differ by a few milliseconds) takes that one's time, so readers
     that key on time (TAXII's `date_added`, exchanges' checkpoints) can rely on its order."""
+    if not events or "seq" in events[0]:
+        return
     previous = Event.objects.filter(seq=head.last_seq).values_list("occurred_at", flat=True).first()
     for event in events:
         occurred_at = event.setdefault("occurred_at", timezone.now())
@@ -85,6 +89,11 @@ def events_append(head: FeedHead, events: list[dict[str, Any]]) -> None:
         previous = event["occurred_at"]
         head.last_seq += 1
         event["seq"], event["event_id"] = head.last_seq, uuid.uuid4()
+
+
+def events_append(head: FeedHead, events: list[dict[str, Any]]) -> None:
+    """Append events (dicts of Event fields, numbered by `events_number` or not yet) in the order given."""
+    events_number(head, events)
     insert_rows(Event, events)
     FeedHead.objects.filter(pk=head.pk).update(last_seq=head.last_seq)
     last_seq = head.last_seq

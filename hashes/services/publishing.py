@@ -14,12 +14,13 @@ from django.utils import timezone
 
 from consortium.db import AnyOf, insert_rows, update_rows
 
+from .. import lives
 from ..models import Corroboration, Dispute, Event, Feedback, Hash, Statement, removal_covers
 from ..signals.parse import vpdq_digest
 from ..matching import indexes
 from ..visibility import Viewer, viewers_for_ids
 from .families import FamilyPlanner, HashKey, SignalKey, audiences, live_statements
-from .feed import events_append, feed_lock, feed_lock_within
+from .feed import events_append, events_number, feed_lock, feed_lock_within
 from suppression.entries import BenignList
 from members.models import SigningKey
 from suppression.selectors import benign_list
@@ -61,6 +62,12 @@ class Batch:
     feedback_targets: dict[Any, list[int]] = field(default_factory=dict)
     new_feedback: list[dict[str, Any]] = field(default_factory=list)
     ended_feedback: list[tuple[str, int]] = field(default_factory=list)
+    # Lives (hashes.lives): for each corroboration this batch inserts, the statement whose life it
+    # continues (None: it begins one) and the index of the event it caused; the statements this
+    # batch retracted, by (hash, audience): a corroboration of the same audience inserted after
+    # them touches their span, so it continues their life.
+    continues: dict[tuple[int, str], tuple[str | None, int]] = field(default_factory=dict)
+    ended: dict[tuple[int, int | None], str] = field(default_factory=dict)
 
     def governance(self, hash_id: int) -> HashGovernance:
         if hash_id not in self.governance_of:
@@ -182,6 +189,9 @@ def apply_hash_statement(batch: Batch, planner: FamilyPlanner, statement: Statem
         }
         batch.corroborations.append(row)
         batch.inserted[(hash_.pk, sid)] = row
+        same = [s for s in before if batch.audience[s][1] == statement.share_group_id]
+        batch.continues[(hash_.pk, sid)] = (same[0] if same else batch.ended.get((hash_.pk, statement.share_group_id)),
+                                            len(batch.events))
         if hash_.state == Hash.State.RETRACTED:
             hash_.state = Hash.State.ACTIVE
         hash_.updated_at = batch.now
@@ -198,6 +208,7 @@ def apply_retraction(batch: Batch, statement: Statement, target_hash_ids: list[i
             continue
         after = [s for s in before if s != target_id]
         batch.live[hash_.pk] = after
+        batch.ended[(hash_.pk, batch.audience[target_id][1])] = target_id
         if not after:
             hash_.state = Hash.State.RETRACTED
         hash_.updated_at = batch.now
@@ -343,6 +354,8 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
         batch.published.append(statement)
 
     move_merged_clusters(batch, planner)
+    events_number(head, batch.events)  # appended last; numbered now, for the lives the rows record
+    settle_lives(batch)
     insert_rows(Corroboration, batch.corroborations)
     write_superseded(batch)  # before the retractions' write, which ends what is left live
     write_feedback(batch)
@@ -367,6 +380,70 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
     events_append(head, batch.events)
     indexes.mark_stale()  # should this roll back instead, a needless catch-up is all it costs
     return batch
+
+
+def settle_lives(batch: Batch) -> None:
+    """Record on each corroboration inserted its life (hashes.lives): the life of the live (or just
+    retracted) statement of its audience it continues, else a new one, numbered after the hash's
+    last in that audience and begun by the event it caused. What is read is bounded by the batch:
+    the rows continued, and for a life begun on a hash that had rows, its last life's number."""
+    if not batch.corroborations:
+        return
+    stored = {(h, s) for (h, _), (s, _) in batch.continues.items() if s is not None and (h, s) not in batch.inserted}
+    known: dict[tuple[int, str], lives.Life | None] = {}
+    if stored:
+        for hash_id, statement_id, life, seq, began in Corroboration.objects.filter(
+                hash_id__in={h for h, _ in stored}, statement_id__in={s for _, s in stored}).values_list(
+                "hash_id", "statement_id", "life", "life_seq", "life_began"):
+            known[(hash_id, str(statement_id))] = None if life is None else (life, seq, began)
+    begun = {(row["hash"], batch.audience[str(row["statement"])][1]) for row in batch.corroborations
+             if batch.continues[(row["hash"], str(row["statement"]))][0] is None}
+    numbers = last_lives({key for key in begun if key[0] not in batch.created_states})
+    computed: dict[int, dict[tuple[int, int | None], dict[str, lives.Life]]] = {}
+
+    def from_history(hash_id: int) -> dict[tuple[int, int | None], dict[str, lives.Life]]:
+        """Rows published before migration 0012's backfill reached them: the hash's whole history."""
+        if hash_id not in computed:
+            computed[hash_id] = lives.compute(Corroboration.objects, Event.objects, [hash_id])
+        return computed[hash_id]
+
+    for row in batch.corroborations:
+        sid, share_group_id = str(row["statement"]), batch.audience[str(row["statement"])][1]
+        key = (row["hash"], sid)
+        continued, event_index = batch.continues[key]
+        if continued is not None:
+            if (row["hash"], continued) in batch.inserted:
+                other = batch.inserted[(row["hash"], continued)]
+                life = (other["life"], other["life_seq"], other["life_began"])
+            else:
+                life = known.get((row["hash"], continued))
+                if life is None:
+                    life = from_history(row["hash"]).get((row["hash"], share_group_id), {}).get(continued)
+                if life is None:  # cannot be: the statement continued is a stored corroboration of the hash
+                    continued = None
+        if continued is None:
+            audience = (row["hash"], share_group_id)
+            last = numbers.get(audience, -1)
+            if last is None:
+                last = max((n for n, _, _ in from_history(row["hash"]).get(audience, {}).values()), default=-1)
+            numbers[audience] = last + 1
+            event = batch.events[event_index]
+            life = (last + 1, event["seq"], event["occurred_at"])
+        row["life"], row["life_seq"], row["life_began"] = life
+
+
+def last_lives(keys: set[tuple[int, int | None]]) -> dict[tuple[int, int | None], int | None]:
+    """The last life number of each (hash, audience) (-1: it has had none; None: some of its rows
+    were published before migration 0012's backfill reached them): read down the index of lives."""
+    found: dict[tuple[int, int | None], int | None] = {}
+    for hash_id, share_group_id in keys:
+        rows = Corroboration.objects.filter(hash_id=hash_id, statement__share_group_id=share_group_id)
+        if rows.filter(life__isnull=True).exists():
+            found[(hash_id, share_group_id)] = None
+            continue
+        last = list(rows.filter(life__isnull=False).order_by("-life").values_list("life", flat=True)[:1])
+        found[(hash_id, share_group_id)] = last[0] if last else -1
+    return found
 
 
 def superseded(batch: Batch, target: Statement, hash_ids: list[int], superseded_before: set[Any]) -> bool:
