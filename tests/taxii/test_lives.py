@@ -14,7 +14,7 @@ from django.apps import apps as django_apps
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesIterable, ValuesListIterable
 
 from hashes.models import Corroboration, Dispute, Event
-from hashes.services.disputes import dispute_resolve
+from hashes.services.disputes import dispute_resolve, removal_lift
 from taxii import stix
 from tests.factories import md5
 
@@ -88,8 +88,9 @@ def lives_scenario(alice, bob, charlie, homeoffice, trusted_group, pipeline) -> 
     # Removed after a dispute (the server retracts every statement), then shared again: a new life.
     bob.submit(bob.feedback(md5(2), "disagree", reasons=["newsworthy"]))
     pipeline()
-    dispute_resolve(dispute_id=Dispute.objects.get(hash__value=md5(2)["value"]).pk, outcome="removed",
-                    resolution="counter-speech")
+    dispute = Dispute.objects.get(hash__value=md5(2)["value"])
+    dispute_resolve(dispute_id=dispute.pk, outcome="removed", resolution="counter-speech")
+    removal_lift(hash_id=dispute.hash_id, reason="shared again after review")  # a removal holds until lifted
     bob.submit(bob.statement([md5(2)], jti="b1"))
     pipeline()
 
