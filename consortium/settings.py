@@ -406,12 +406,11 @@ PUBLISH_BATCH_SIZE = env_int("PUBLISH_BATCH_SIZE", 500)
 PUBLISH_BATCH_MAX_FRAMES = env_int("PUBLISH_BATCH_MAX_FRAMES", 100_000)  # vPDQ frames per publishing transaction
 # How long a verification task waits for the feed lock to publish what it verified in its own
 # transaction (hashes.services.publishing.publish_just_verified); past it, the statements are stored
-# verified for a later publisher (the next task, or the sweep); 0: never wait. Waiting writes a
-# statement row once less and never reads it back; the process idles meanwhile, and whether that
-# costs more than it saves depends on the host (bench/README.md, Ingest: on 2 shared cores, 1 s gave
-# 1.22x end to end and 10 % less CPU a statement than 0). Checked below, once
+# verified for a later publisher (the next task, or the sweep). 0, the default: never wait. Waiting
+# writes each statement row once less, but a verification process idles while it waits, and on 2
+# cores that cost more than it saved (bench/README.md, Ingest). Checked below, once
 # CELERY_TASK_SOFT_TIME_LIMIT is known: the wait must end well inside the task's own bound.
-PUBLISH_LOCK_WAIT_SECONDS_RAW = env("PUBLISH_LOCK_WAIT_SECONDS", "1")
+PUBLISH_LOCK_WAIT_SECONDS_RAW = env("PUBLISH_LOCK_WAIT_SECONDS", "0")
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 10)
 SWEEP_STALE_AFTER_SECONDS = env_int("SWEEP_STALE_AFTER_SECONDS", 30)
 # New statements whose (unverified) envelope names an active incident are verified on the priority
