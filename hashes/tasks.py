@@ -21,7 +21,10 @@ def verify_statements(ids: list[str]) -> None:
     # queueing behind unverified ones: in verification's own transaction once the feed lock is
     # free (waiting for it a bounded time); if another worker holds it longer, it takes these too.
     # Publish after rejections too: a rejected target releases the retraction waiting for it.
-    if verification.statements_verify(ids=ids, publish=True):
+    # Most tasks have published all there was: one look, without the lock or a transaction, tells
+    # whether anything waits (stored verified while another worker held the lock, and committed
+    # before it let go) before taking the lock and reading a batch.
+    if verification.statements_verify(ids=ids, publish=True) and publishing.publishable().exists():
         publish()
 
 

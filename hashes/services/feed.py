@@ -38,8 +38,14 @@ def feed_lock(*, wait: bool = True) -> FeedHead | None:
     """Take the feed lock for the rest of the current transaction; with wait=False, answer None at
     once if another transaction holds it."""
     assert transaction.get_connection().in_atomic_block, "the feed lock only means something inside a transaction"
-    FeedHead.objects.get_or_create(pk=FEED_HEAD_ID)
-    return FeedHead.objects.select_for_update(skip_locked=not wait).filter(pk=FEED_HEAD_ID).first()
+    locked = FeedHead.objects.select_for_update(skip_locked=not wait).filter(pk=FEED_HEAD_ID)
+    head = locked.first()
+    # None: another transaction holds it, or there is no head row yet (a migration creates it; a
+    # test's flush removes it). Only then is it looked for, and created if missing.
+    if head is None and not FeedHead.objects.filter(pk=FEED_HEAD_ID).exists():
+        FeedHead.objects.get_or_create(pk=FEED_HEAD_ID)
+        head = locked.first()
+    return head
 
 
 # PostgreSQL's lock_not_available (lock_timeout ran out) and deadlock_detected (the wait closed a
