@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from consortium.db import AnyOf
 from members.models import Member, SharingGroup, SigningKey
 
 
@@ -199,6 +200,15 @@ class Hash(models.Model):
 
     def removal_covers(self, share_group_id: int | None) -> bool:
         return removal_covers(self.removal_holds, share_group_id)
+
+
+def of_values(signal_type: str, values: Iterable[str]) -> models.Q:
+    """Hashes of one type with any of these values, in every audience. Each of the two unique
+    indexes (the consortium's, the groups') is partial, so each arm names its audience: PostgreSQL
+    reads the two indexes, where `signal_type = ... AND value = ANY(...)` alone matched neither and
+    scanned the whole table (29 ms at 200,000 hashes, on every publishing batch and exact match)."""
+    same = models.Q(AnyOf(models.F("value"), list(values)), signal_type=signal_type)
+    return (same & models.Q(share_group__isnull=True)) | (same & models.Q(share_group__isnull=False))
 
 
 def removal_covers(holds: list[int | None] | None, share_group_id: int | None) -> bool:

@@ -21,7 +21,7 @@ from suppression.selectors import suppressed_hash_ids
 
 from .matching import indexes
 from .services.feedback import load_governance
-from .models import Corroboration, Dispute, Event, Hash, SignalType, Statement
+from .models import Corroboration, Dispute, Event, Hash, SignalType, Statement, of_values
 from .signals.parse import MatchQuery
 from .signals.vpdq import compare_rows, usable_rows
 from .visibility import Viewer, visible_hashes
@@ -630,8 +630,8 @@ def search_matches(
     exact = [(n, q.signal) for n, q in enumerate(queries) if q.signal.type in ("md5", "sha256")]
     if exact:
         wanted = Q()
-        for _, signal in exact:
-            wanted |= Q(signal_type=signal.type, value=signal.value)
+        for signal_type in {signal.type for _, signal in exact}:
+            wanted |= of_values(signal_type, {signal.value for _, signal in exact if signal.type == signal_type})
         stored: dict[tuple[str, str], list[int]] = {}  # one hash per audience that holds the value
         for pk, t, v in Hash.objects.filter(wanted).values_list("pk", "signal_type", "value"):
             stored.setdefault((t, v), []).append(pk)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from consortium.db import AnyOf, insert_rows, update_rows
 
 from .. import lives
-from ..models import Corroboration, Dispute, Event, Feedback, Hash, Statement, removal_covers
+from ..models import Corroboration, Dispute, Event, Feedback, Hash, Statement, of_values, removal_covers
 from ..signals.parse import vpdq_digest
 from ..matching import indexes
 from ..visibility import Viewer, viewers_for_ids
@@ -117,7 +117,7 @@ def load_hashes(batch: Batch, keys: set[SignalKey], extra_hash_ids: set[int]) ->
     for signal_type, value in keys:
         by_type.setdefault(signal_type, set()).add(value)
     for signal_type, values in by_type.items():
-        for hash_ in Hash.objects.filter(AnyOf(F("value"), values), signal_type=signal_type):
+        for hash_ in Hash.objects.filter(of_values(signal_type, values)):
             batch.hashes[hash_key(hash_)] = hash_
     missing = extra_hash_ids - {h.pk for h in batch.hashes.values()}
     for hash_ in Hash.objects.filter(pk__in=missing):
