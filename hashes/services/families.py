@@ -289,6 +289,8 @@ def live_statements(hash_ids: list[int], audience: dict[str, tuple[int, int | No
     """Each hash's live corroborating statements, oldest first. With `audience`, who made each and
     for whom ({statement id: (member, share group)}) is added to it from the same read."""
     live: dict[int, list[str]] = {pk: [] for pk in hash_ids}
+    if not live:
+        return live  # no read (a batch of new values finds no near duplicate to load)
     rows = Corroboration.objects.filter(AnyOf(F("hash_id"), hash_ids), retracted_at__isnull=True).order_by("id")
     if audience is None:
         for hash_id, statement_id in rows.values_list("hash_id", "statement_id"):

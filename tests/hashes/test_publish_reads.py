@@ -33,6 +33,14 @@ def test_a_batch_on_existing_hashes_reads_as_much_for_thirty_as_for_three(alice,
     assert many == few
 
 
+def test_a_batch_of_new_values_reads_no_live_statements(alice, pipeline):
+    alice.submit(*(alice.statement([md5(i)]) for i in range(5)))
+    with CaptureQueriesContext(connection) as captured:
+        pipeline()
+    assert not [q["sql"] for q in captured.captured_queries if 'FROM "hashes_corroboration"' in q["sql"]
+                and q["sql"].lstrip().startswith("SELECT")]
+
+
 @postgresql_only("the planner's choice of index is PostgreSQL's")
 def test_hashes_are_found_by_value_through_an_index_not_a_scan_of_the_table(alice, bob, trusted_group, pipeline):
     """Publishing looks up the batch's values, and match the exact values asked, in every audience:
