@@ -25,6 +25,7 @@ from consortium_client.statements import StatementSigner, hash_statement
 from hashes.models import Event, Hash, Statement
 from members.models import SigningKey
 from members.services import key_register, key_set_state
+from tests.databases import postgresql_only
 from tests.factories import forge, md5
 
 KEPT = 1024  # hashes.services.verification.REJECTED_RAW_KEPT
@@ -237,3 +238,21 @@ def test_the_admin_shows_who_sent_a_cut_statement_and_why_it_was_refused(admin_c
                   statement[:KEPT]):
         assert shown in text
     assert statement[:KEPT + 1] not in text
+
+
+@postgresql_only("index-only scans are read from PostgreSQL's plan")
+def test_both_quotas_are_counted_from_the_index_alone(alice, settings):
+    """The count and the sum of sizes of a member's last 24 hours need no row of the table: on a
+    member near its quota, reading 100,000 rows (heap pages) to add their sizes cost several times
+    the count alone."""
+    settings.MEMBER_DAILY_STATEMENT_QUOTA = 1000
+    post(alice, alice.statement([md5(1)]))
+    with CaptureQueriesContext(connection) as queries:
+        post(alice, alice.statement([md5(2)]))
+    [quota_query] = [q["sql"] for q in queries.captured_queries if "SUM(" in q["sql"].upper()]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute("EXPLAIN " + quota_query)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Only Scan using statement_member_recent_size" in plan, plan
