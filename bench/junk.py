@@ -1,7 +1,7 @@
 """What a member's junk costs the server, and what receipt costs an ordinary request: this checkout
 against an older one (--before, a git worktree), on PostgreSQL, in-process through the API client.
 
-    .venv/bin/python bench/junk.py --before ../junk-base [--rounds 2] [--recent 100000]
+    .venv/bin/python bench/junk.py --before ../junk-base [--rounds 2] [--recent 100000] [--only-posts]
 
 Per checkout and round, on a freshly created database (--database-url) and the Redis DB of
 --broker-url (purged before and after): a member with --recent statements received in the last 24
@@ -30,7 +30,7 @@ from checkouts import run_child  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(recent: int) -> dict[str, float]:
+def child(recent: int, only_posts: bool = False) -> dict[str, float]:
     import base64
     import random
     import uuid
@@ -76,18 +76,22 @@ def child(recent: int) -> dict[str, float]:
 
     serial = iter(range(10**9))
     out: dict[str, float] = {}
-    for size, repeats in ((1, 200), (100, 20)):
-        times = []
+    for size, repeats in ((1, 300), (100, 40)):
+        times, cpu = [], []
         for _ in range(repeats):
             statements = [loud.statement([md5(next(serial))]) for _ in range(size)]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             post(statements)
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
         with CaptureQueriesContext(connection) as queries:
             post([loud.statement([md5(next(serial))]) for _ in range(size)])
         out[f"post_{size}_ms"] = statistics.median(times) * 1000
+        out[f"post_{size}_cpu_ms"] = statistics.median(cpu) * 1000
         out[f"post_{size}_queries"] = len(queries)
     drain()
+    if only_posts:
+        return out
     from members.models import SigningKey
 
     lookups = []  # the read of the keys table that refuses an unknown kid on receipt (this branch)
@@ -134,10 +138,11 @@ def main() -> None:
     parser.add_argument("--recent", type=int, default=100_000, help="the member's statements of the last 24 hours")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/consortium_junk_bench")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/8")
+    parser.add_argument("--only-posts", action="store_true", help="ordinary requests only, no junk")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.recent)))
+        print(json.dumps(child(args.recent, args.only_posts)))
         return
     checkouts = {"before": args.before.resolve(), "after": ROOT} if args.before else {"after": ROOT}
     env = {"DATABASE_URL": args.database_url, "CELERY_BROKER_URL": args.broker_url, "DJANGO_SECRET_KEY": "bench", "DJANGO_SSL_REDIRECT": "false",
@@ -146,7 +151,8 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, checkout in checkouts.items():
             fresh(args.database_url, args.broker_url)
-            results[name].append(run_child(__file__, checkout, ["--recent", str(args.recent)], env))
+            options = ["--recent", str(args.recent)] + (["--only-posts"] if args.only_posts else [])
+            results[name].append(run_child(__file__, checkout, options, env))
     fresh(args.database_url, args.broker_url)
     keys = list(results["after"][0])
     print(f"{'':32}" + "".join(f"{name:>24}" for name in checkouts) + ("   after/before" if args.before else ""))
