@@ -310,6 +310,9 @@ MEMBER_DAILY_STATEMENT_QUOTA = env_int("MEMBER_DAILY_STATEMENT_QUOTA", 100_000)
 SIGNING_KEY_MAX_PENDING = env_int("SIGNING_KEY_MAX_PENDING", 5)
 if SIGNING_KEY_MAX_PENDING < 1:
     raise ImproperlyConfigured("SIGNING_KEY_MAX_PENDING must be at least 1.")
+# Bytes of new statements (their JWS as sent) a member may submit in any 24 hours (0: no quota): the
+# statement quota alone lets a member send 100,000 statements of STATEMENT_MAX_BYTES, 51 GB, a day.
+MEMBER_DAILY_BYTE_QUOTA = env_int("MEMBER_DAILY_BYTE_QUOTA", 1024 * 1024 * 1024)
 REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 32 * 1024 * 1024)
 # DRF reads a JSON body through request.body, which Django caps at this (refusing an over-long
 # Content-Length before reading): the documented limit, not Django's 2.5 MB. It also caps a form's

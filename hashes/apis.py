@@ -39,6 +39,9 @@ from .visibility import Viewer
 class StatementOutputSerializer(serializers.ModelSerializer):
     member = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     statement = serializers.CharField(source="raw")
+    statement_truncated = serializers.SerializerMethodField(
+        help_text="True when `statement` is only the start of the JWS received: a statement that no active key of "
+                  "yours signed (rejected with a key code or signature_invalid) keeps its first 1024 characters.")
     labels = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
     incident = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     signals = SignalsField(read_only=True)
@@ -54,9 +57,13 @@ class StatementOutputSerializer(serializers.ModelSerializer):
         model = Statement
         fields = [
             "id", "jti", "kind", "state", "rejection_code", "rejection_message", "member", "statement",
+            "statement_truncated",
             "received_at", "verified_at", "published_at", "retracted_at", "content_type", "signals",
             "labels", "incident", "share", "retracts", "target", "verdict", "reasons", "superseded",
         ]
+
+    def get_statement_truncated(self, obj: Statement) -> bool:
+        return obj.size is not None and len(obj.raw) < obj.size
 
     def get_share(self, obj: Statement) -> str | None:
         if obj.state in (Statement.State.RECEIVED, Statement.State.REJECTED):

@@ -71,12 +71,19 @@ class Statement(models.Model):
         REJECTED = "rejected"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # Not indexed alone: statement_member_recent and statement_jti_unique_per_member both lead with it.
+    # Not indexed alone: statement_member_recent_size and statement_jti_unique_per_member lead with it.
     member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="statements", db_index=False)
     jti = models.CharField(max_length=200)
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    # The JWS as received. Of a statement that no active key of its member signed (rejected with a key
+    # code or signature_invalid) only the first REJECTED_RAW_KEPT characters stay: `digest` and `size`
+    # still identify the whole (hashes.services.verification).
     raw = models.TextField()
     digest = models.CharField(max_length=64, help_text="SHA-256 of the raw JWS, to tell a resubmission from a replay.")
+    size = models.IntegerField(
+        null=True, blank=True,
+        help_text="Length of the JWS as received, in bytes (what the daily byte quota counts). Empty: received "
+                  "before sizes were recorded.")
     state = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
     rejection_code = models.CharField(max_length=64, blank=True)  # indexed where set: statement_rejected
     rejection_message = models.CharField(max_length=500, blank=True)
@@ -124,7 +131,9 @@ class Statement(models.Model):
             models.Index(fields=["-priority", "received_at"], name="statement_verified",
                          condition=models.Q(state="verified")),
             models.Index(fields=["queued_at"], name="statement_received_queued", condition=models.Q(state="received")),
-            models.Index(fields=["member", "-received_at"], name="statement_member_recent"),
+            # A member's statements by time, with their sizes: the daily quotas count and add them up
+            # from the index alone (an index-only scan), and the member's list pages through it.
+            models.Index(fields=["member", "-received_at", "size"], name="statement_member_recent_size"),
             # Columns that few statements fill (or none until verified) are indexed where filled.
             # Queries name a value (`= x`, `IN`), which implies the condition.
             models.Index(fields=["rejection_code"], name="statement_rejected", condition=~models.Q(rejection_code="")),

@@ -90,18 +90,18 @@ def test_every_change_page_loads(admin_client, everything, model):
 
 
 def test_statements_can_be_filtered_by_rejection_code(admin_client, alice, pipeline):
-    stranger = StatementSigner(generate_private_key(), "nobody-knows-this-kid")
-    unknown_kid = stranger.sign(hash_statement(iss="alice", signals=[md5(2)], content_type="photo"))
-    alice.submit(alice.statement([md5(1)]), unknown_kid)
+    forger = StatementSigner(generate_private_key(), alice.key.kid)
+    forged = forger.sign(hash_statement(iss="alice", signals=[md5(2)], content_type="photo"))
+    alice.submit(alice.statement([md5(1)]), forged)
     pipeline()
     rejected = Statement.objects.get(state="rejected")
 
-    response = admin_client.get(url(Statement, "changelist"), {"rejection_code": "key_unknown"})
+    response = admin_client.get(url(Statement, "changelist"), {"rejection_code": "signature_invalid"})
 
     assert [s.pk for s in response.context["cl"].queryset] == [rejected.pk]
     choices = [c["display"] for spec in response.context["cl"].filter_specs if spec.title == "rejection code"
                for c in spec.choices(response.context["cl"])]
-    assert choices == ["All", "key_unknown"]  # the codes statements have, not an empty one
+    assert choices == ["All", "signature_invalid"]  # the codes statements have, not an empty one
 
 
 def test_the_rejection_code_filter_reads_only_rejected_statements(admin_client, alice, pipeline):

@@ -45,7 +45,7 @@ def server_statement(payload: dict[str, Any], *, now, **fields: Any) -> Statemen
     key = server_signing_key()
     raw = jws.sign(key, public_jwk(key)["kid"], payload)
     return Statement.objects.create(
-        member=server_member(), jti=payload["jti"], kind=payload["kind"], raw=raw,
+        member=server_member(), jti=payload["jti"], kind=payload["kind"], raw=raw, size=len(raw),
         digest=hashlib.sha256(raw.encode()).hexdigest(), state=Statement.State.PUBLISHED, received_at=now,
         queued_at=now, verified_at=now, published_at=now, issued_at=now, target=payload.get("target"),
         retract_reason=payload.get("reason", ""), **fields,

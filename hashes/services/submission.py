@@ -12,6 +12,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, F, Sum, Window
+from django.db.models.expressions import RowRange
 from django.utils import timezone
 
 from audit.services import audit_record
@@ -19,7 +21,7 @@ from consortium.api.errors import TooManyRequests
 from consortium.db import insert_rows
 from consortium.ratelimit import window_hit
 from consortium_client import jws
-from members.models import Member
+from members.models import Member, SigningKey
 
 from ..models import Incident, Statement
 
@@ -47,6 +49,7 @@ class Envelope:
     jti: str
     kind: str
     incident: str | None
+    kid: str
 
 
 # Every field a statement of each kind may carry (DESIGN.md, Signed statements). Anything else is
@@ -92,12 +95,43 @@ def check_envelope(index: int, raw: Any, member: Member) -> Envelope:
     incident = payload.get("incident")
     return Envelope(
         index=index, raw=raw, digest=hashlib.sha256(raw.encode("utf-8")).hexdigest(), jti=jti, kind=kind,
-        incident=incident if isinstance(incident, str) else None,
+        incident=incident if isinstance(incident, str) else None, kid=parsed.kid,
     )
 
 
 def rejection(index: int, code: str, message: str) -> dict[str, Any]:
     return {"index": index, "error": {"code": code, "message": message}}
+
+
+# Kids found to name a key. Keys are not deleted (a statement's key protects it), so a kid found once
+# is taken as known for the life of the process, and a request whose kids are all known reads nothing;
+# one not found is looked up again at each request (a key registered meanwhile is found). Were a key
+# deleted after all, its kid's statements would be stored and rejected `key_unknown` by verification,
+# as they all were before this check. Bounded: emptied when full (only kids of real keys enter it).
+_known_kids: set[str] = set()
+KNOWN_KIDS_MAX = 10_000
+
+
+def refuse_unknown_kids(envelopes: list[Envelope], result: SubmitResult) -> list[Envelope]:
+    """The envelopes whose kid names a key; the others are refused `key_unknown` here, as verification
+    would refuse them, but before they are stored: bytes that no key can ever verify are neither
+    stored nor verified nor counted. At most one read of the keys table (its unique kid index) per
+    request, none once the kids are known. Whose key it is, and whether it may sign, stays
+    verification's to say (key_wrong_member, key_pending, ...), as does the signature."""
+    kids = {envelope.kid for envelope in envelopes} - _known_kids
+    if not kids:
+        return envelopes
+    found = set(SigningKey.objects.filter(kid__in=kids).values_list("kid", flat=True))
+    if len(_known_kids) + len(found) > KNOWN_KIDS_MAX:
+        _known_kids.clear()
+    _known_kids.update(found)
+    unknown = kids - found
+    if not unknown:
+        return envelopes
+    for envelope in envelopes:
+        if envelope.kid in unknown:
+            result.rejected.append(rejection(envelope.index, "key_unknown", "No key has this kid."))
+    return [envelope for envelope in envelopes if envelope.kid not in unknown]
 
 
 def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
@@ -112,6 +146,7 @@ def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
             envelopes.append(check_envelope(index, raw, member))
         except EnvelopeError as exc:
             result.rejected.append(rejection(index, exc.code, exc.message))
+    envelopes = refuse_unknown_kids(envelopes, result)
 
     active_incidents = set(
         Incident.objects.filter(slug__in={e.incident for e in envelopes if e.incident}, state=Incident.State.ACTIVE)
@@ -129,9 +164,9 @@ def statements_submit(*, member: Member, statements: list[Any]) -> SubmitResult:
                 new_rows[envelope.jti] = {
                     **defaults, "id": uuid.uuid4(), "member": member.pk, "jti": envelope.jti, "kind": envelope.kind,
                     "raw": envelope.raw, "digest": envelope.digest, "received_at": received_at,
-                    "queued_at": received_at,
+                    "queued_at": received_at, "size": len(envelope.raw),
                 }
-        check_daily_quota(member, jtis=list(new_rows))
+        check_daily_quota(member, rows=new_rows)
         # Concurrent submissions of one jti race here; the unique constraint settles it, and the
         # read below tells each caller which row won.
         # Inserted in jti order, so that two requests carrying the same jtis lock them in one order
@@ -184,20 +219,37 @@ def incident_fast_lane(member: Member, candidates: list[uuid.UUID]) -> set[uuid.
     return set(candidates[:room])
 
 
-def check_daily_quota(member: Member, *, jtis: list[str]) -> None:
+def check_daily_quota(member: Member, *, rows: dict[str, dict[str, Any]]) -> None:
     """Refuse the whole request (429 quota_exceeded, nothing stored) if its new statements would take
-    the member past MEMBER_DAILY_STATEMENT_QUOTA statements received in the last 24 hours. A jti
-    already stored (a resubmission, or a conflict rejected below) is not new. Runs in the
-    submission's transaction with the member's row locked, so concurrent requests of one member
-    are counted one after the other; other members never wait on it."""
-    quota = settings.MEMBER_DAILY_STATEMENT_QUOTA
-    if quota <= 0 or not jtis:
+    the member past MEMBER_DAILY_STATEMENT_QUOTA statements, or past MEMBER_DAILY_BYTE_QUOTA bytes of
+    statements (their JWS as sent), received in the last 24 hours. A jti already stored (a
+    resubmission, or a conflict rejected below) is not new. `rows` are the statements to store, by
+    jti. Runs in the submission's transaction with the member's row locked, so concurrent requests of
+    one member are counted one after the other; other members never wait on it. Both quotas are read
+    from the index statement_member_recent_size alone."""
+    quota, byte_quota = settings.MEMBER_DAILY_STATEMENT_QUOTA, settings.MEMBER_DAILY_BYTE_QUOTA
+    if (quota <= 0 and byte_quota <= 0) or not rows:
         return
     list(Member.objects.select_for_update().filter(pk=member.pk).values_list("pk"))
-    new = len(jtis) - Statement.objects.filter(member=member, jti__in=jtis).count()
+    known = set(Statement.objects.filter(member=member, jti__in=list(rows)).values_list("jti", flat=True))
+    new = len(rows) - len(known)
+    if new <= 0:
+        return
     now = timezone.now()
     recent = Statement.objects.filter(member=member, received_at__gt=now - QUOTA_WINDOW)
-    used = recent.count()  # the (member, -received_at) index
+    if byte_quota > 0:  # COUNT(*), not of a column: the index holds what both need
+        usage = recent.aggregate(count=Count("*"), size=Sum("size"))
+        used, used_bytes = usage["count"], usage["size"] or 0
+    else:
+        used, used_bytes = recent.count(), 0
+    if quota > 0:
+        check_statement_quota(quota, used, new, recent, now)
+    if byte_quota > 0:
+        requested = sum(row["size"] for jti, row in rows.items() if jti not in known)
+        check_byte_quota(byte_quota, used_bytes, requested, recent, now)
+
+
+def check_statement_quota(quota: int, used: int, new: int, recent, now) -> None:
     if new <= 0 or used + new <= quota:
         return
     # The window frees a statement 24 hours after it was received: wait until as many as must go
@@ -213,5 +265,29 @@ def check_daily_quota(member: Member, *, jtis: list[str]) -> None:
         f"This request's {new} new statements would pass the member's quota of {quota} statements "
         f"in 24 hours ({used} used).{too_large}",
         retry_after,
-        {"quota": quota, "used": used, "requested": new, "window_seconds": int(QUOTA_WINDOW.total_seconds())},
+        {"quota": quota, "used": used, "requested": new, "unit": "statements",
+         "window_seconds": int(QUOTA_WINDOW.total_seconds())},
+    )
+
+
+def check_byte_quota(quota: int, used: int, requested: int, recent, now) -> None:
+    if used + requested <= quota:
+        return
+    # As above, by bytes: wait until the oldest statements whose sizes add up to what must go have
+    # left the window (a running sum, computed only for a refusal).
+    must_free = min(used + requested - quota, used)
+    frees_at = now
+    if must_free > 0:
+        freed = Window(Sum("size"), order_by=F("received_at").asc(), frame=RowRange(start=None, end=0))
+        frees_at = (recent.annotate(freed=freed).filter(freed__gte=must_free).order_by("received_at")
+                    .values_list("received_at", flat=True).first()) or now
+    retry_after = max(1, math.ceil((frees_at + QUOTA_WINDOW - now).total_seconds()))
+    too_large = f" A request may bring at most {quota} bytes of new statements." if requested > quota else ""
+    raise TooManyRequests(
+        "quota_exceeded",
+        f"This request's {requested} bytes of new statements would pass the member's quota of {quota} bytes "
+        f"in 24 hours ({used} used).{too_large}",
+        retry_after,
+        {"quota": quota, "used": used, "requested": requested, "unit": "bytes",
+         "window_seconds": int(QUOTA_WINDOW.total_seconds())},
     )

@@ -306,6 +306,16 @@ def statements_verify(*, ids: Iterable[str], publish: bool = False) -> int:
 
 
 REJECTED_COLUMNS = ("state", "rejection_code", "rejection_message", "verified_at", "priority")
+# A statement that no active key of its member signed (check_key's codes) says nothing on anyone's
+# behalf: a stolen token alone, or any junk, makes one. Its JWS is kept only as far as an auditor
+# needs to see who sent what (the header with its kid, the start of the payload with iss, jti and
+# kind): the first REJECTED_RAW_KEPT characters. Its member, jti, kind, digest (SHA-256 of the whole
+# JWS as received), size, code, message and times stay. Other rejections are of statements an active
+# key of the member signed, evidence of what that member said: kept whole (the byte quota bounds them).
+UNSIGNED_CODES = frozenset({"key_unknown", "key_wrong_member", "key_pending", "key_revoked", "key_retired",
+                            "signature_invalid"})
+REJECTED_RAW_KEPT = 1024
+REJECTED_CUT_COLUMNS = REJECTED_COLUMNS + ("raw",)
 VERIFIED_COLUMNS = ("state", "verified_at", "key", "issued_at")
 # The foreign keys verification fills, by the column each is written to.
 RELATED_COLUMNS = {"incident": "incident_id", "retracts": "retracts_id"}
@@ -373,7 +383,10 @@ def _verify_batch(ids: list[str], *, publish: bool) -> int:
                 statement.state = Statement.State.REJECTED
                 statement.rejection_code, statement.rejection_message = exc.code, exc.message[:500]
                 statement.verified_at, statement.priority = now, False
-                written.setdefault(REJECTED_COLUMNS, []).append(statement)
+                columns = REJECTED_COLUMNS
+                if exc.code in UNSIGNED_CODES and len(statement.raw) > REJECTED_RAW_KEPT:
+                    statement.raw, columns = statement.raw[:REJECTED_RAW_KEPT], REJECTED_CUT_COLUMNS
+                written.setdefault(columns, []).append(statement)
                 continue
             statement.state, statement.verified_at = Statement.State.VERIFIED, now
             # Foreign keys by their columns: nothing reads the related objects afterwards, and setting

@@ -38,9 +38,12 @@ def assert_rejected(actor, statement, pipeline, code):
     assert api_view["state"] == "rejected" and api_view["rejection_code"] == code
 
 
-def test_an_unknown_kid_is_rejected(alice, pipeline):
+def test_an_unknown_kid_is_rejected_on_receipt(alice, pipeline):
+    """Bytes that no key can ever verify are not stored (tests/hashes/test_junk.py)."""
     stranger = StatementSigner(keys.generate_private_key(), "no-such-key")
-    assert_rejected(alice, stranger.sign(payload(alice)), pipeline, "key_unknown")
+    body = alice.submit(stranger.sign(payload(alice)))
+    assert body["accepted"] == [] and [r["error"]["code"] for r in body["rejected"]] == ["key_unknown"]
+    assert not Statement.objects.exists()
 
 
 def test_another_members_kid_is_rejected(alice, bob, pipeline):

@@ -26,7 +26,7 @@ where_set = importlib.import_module("transparency.migrations.0002_statistics_ind
 
 # Every index of the statement table that has no condition: what identifies a statement, and a
 # member's statements by time (the daily quota, the member's list).
-UNCONDITIONAL = {"hashes_statement_pkey", "statement_jti_unique_per_member", "statement_member_recent"}
+UNCONDITIONAL = {"hashes_statement_pkey", "statement_jti_unique_per_member", "statement_member_recent_size"}
 
 
 class Catalogue(Recorder):

@@ -56,7 +56,7 @@ WEBHOOK_VISIBILITY = (INVARIANTS, "tests/distribution/test_rendering.py", "tests
                       "tests/hashes/test_non_interference.py", "tests/distribution/test_isolation.py")
 TRANSPORT = ("tests/delivery/test_transport.py", "tests/distribution/test_retries.py")
 RECEIPT = ("tests/hashes/test_submit_api.py", "tests/hashes/test_amplification.py", "tests/hashes/test_quota.py",
-           "tests/hashes/test_hostile_input.py")
+           "tests/hashes/test_hostile_input.py", "tests/hashes/test_junk.py")
 GOVERNANCE = ("tests/members/test_keys_api.py", "tests/test_admin_permissions.py", "tests/test_admin.py",
               "tests/members/test_commands.py", "tests/test_audit.py")
 
@@ -229,7 +229,8 @@ MUTANTS: list[Mutant] = [
     mutant("verify.iss-unchecked", VER,
            '    if payload.get("iss") != member.slug:', "    if False:", VERIFY,
            equivalent="receipt refuses iss_mismatch (submission.check_envelope) and a stored statement's raw "
-                      "never changes, so no statement reaches verification with another member's iss"),
+                      "never changes before it is verified, so no statement reaches verification with another "
+                      "member's iss"),
     mutant("verify.suspended-member-verified", VER,
            "    if not member.is_active:", "    if False:", VERIFY),
     mutant("verify.iat-window-ten-times", VER,
@@ -511,6 +512,14 @@ MUTANTS: list[Mutant] = [
            "    if len(raw) > settings.STATEMENT_MAX_BYTES:", "    if False:", RECEIPT),
     mutant("receipt.quota-off-by-one", SUBM,
            "    if new <= 0 or used + new <= quota:", "    if new <= 0 or used + new <= quota + 1:", RECEIPT),
+    mutant("receipt.byte-quota-unchecked", SUBM,
+           "    if used + requested <= quota:", "    if True:", RECEIPT),
+    mutant("receipt.unknown-kid-stored", SUBM,
+           "    if not unknown:\n        return envelopes", "    if True:\n        return envelopes", RECEIPT),
+    mutant("verify.unsigned-rejection-kept-whole", VER,
+           "if exc.code in UNSIGNED_CODES and len(statement.raw) > REJECTED_RAW_KEPT:",
+           "if False and exc.code in UNSIGNED_CODES and len(statement.raw) > REJECTED_RAW_KEPT:",
+           ("tests/hashes/test_junk.py",)),
     mutant("receipt.unsigned-envelope-gets-priority", SUBM,
            '"raw": envelope.raw, "digest": envelope.digest, "received_at": received_at,',
            '"raw": envelope.raw, "digest": envelope.digest, "received_at": received_at,'
