@@ -211,7 +211,9 @@ def _field_changes(subscription: Subscription, changes: dict[str, Any]) -> dict[
 
 def _state_change(subscription: Subscription, changes: dict[str, Any]) -> str | None:
     """The state a member asks for, if it differs. What an administrator paused only an
-    administrator resumes; a member may re-enable what the server disabled and resume its own pause."""
+    administrator resumes, and what a revoked token set up only an administrator re-enables (no
+    state change of the member's, not even a pause, lifts it); a member may re-enable what the server
+    disabled and resume its own pause."""
     if "state" not in changes:
         return None
     state = changes["state"]
@@ -222,7 +224,7 @@ def _state_change(subscription: Subscription, changes: dict[str, Any]) -> str | 
     if state == Subscription.State.ACTIVE and subscription.state_reason == Subscription.Reason.ADMIN:
         raise Conflict("paused_by_admin", "An administrator paused this subscription; only an administrator "
                        "can resume it.")
-    if state == Subscription.State.ACTIVE and subscription.state_reason == Subscription.Reason.TOKEN_REVOKED:
+    if subscription.state_reason == Subscription.Reason.TOKEN_REVOKED:  # paused first, then resumed, too
         raise Conflict("disabled_by_token_revocation", "The API token that set this subscription's URL was revoked; "
                        "only an administrator can re-enable it.")
     return state

@@ -56,9 +56,11 @@ def removal_payload(statement: Statement) -> dict[str, Any]:
     }
 
 
-def withdraw_batch(*, key_id: int, limit: int) -> int | None:
-    """Withdraw up to `limit` of the key's statements in one transaction under the feed lock; returns
-    how many, or None when nothing was left (the key is then marked finished and audited)."""
+def withdraw_batch(*, key_id: int, limit: int, after: Any = None) -> tuple[int, Any] | None:
+    """Withdraw up to `limit` of the key's statements in one transaction under the feed lock, in id
+    order from `after` (the id the previous batch ended at: each batch reads its own rows through
+    the index statement_key_id, not all of the key's again); returns how many and the last id, or
+    None when nothing was left (the key is then marked finished and audited)."""
     from .publishing import Batch, hash_key
 
     with transaction.atomic():
@@ -67,8 +69,11 @@ def withdraw_batch(*, key_id: int, limit: int) -> int | None:
         if key is None or key.state != SigningKey.State.REVOKED or key.withdrawn_at is not None:
             return None
         now = timezone.now()
-        statements = list(withdrawable(key).select_related("member").order_by("received_at", "id")[:limit])
+        remaining = withdrawable(key) if after is None else withdrawable(key).filter(pk__gt=after)
+        statements = list(remaining.select_related("member").order_by("id")[:limit])
         if not statements:
+            if after is not None and withdrawable(key).exists():  # published meanwhile below `after`
+                return 0, None
             key.withdrawn_at = now
             key.save(update_fields=["withdrawn_at"])
             withdrawn = Statement.objects.filter(key_id=key.pk, rejection_code=WITHDRAWN).count()
@@ -112,12 +117,15 @@ def withdraw_batch(*, key_id: int, limit: int) -> int | None:
         events_append(head, batch.events)
         if batch.events:
             indexes.mark_stale()
-    return len(statements)
+    return len(statements), statements[-1].pk
 
 
 def withdraw_key_statements(*, key_id: int, batch_size: int, max_batches: int = 20) -> bool:
     """Withdraw in batches; True when finished, False when it stopped at max_batches with work left."""
+    after = None
     for _ in range(max_batches):
-        if withdraw_batch(key_id=key_id, limit=batch_size) is None:
+        done = withdraw_batch(key_id=key_id, limit=batch_size, after=after)
+        if done is None:
             return True
+        after = done[1]
     return False

@@ -153,3 +153,18 @@ def test_an_expired_token_leaves_its_subscriptions_delivering(alice, bob, receiv
 
     assert Subscription.objects.get(pk=created["id"]).state == "active"
     assert hashes_received(receiver) == [md5(2)["value"]]
+
+
+def test_a_member_cannot_re_enable_a_token_revoked_subscription_by_pausing_it_first(alice, receiver_factory):
+    """Found by review: pausing set the reason to the member's, and resuming then succeeded."""
+    thief_token, thief = second_token(alice)
+    stolen = thief.post("/api/v1/subscriptions/", {"url": receiver_factory().url}, format="json").json()
+    token_revoke(token=thief_token)
+    path = f"/api/v1/subscriptions/{stolen['id']}/"
+
+    paused = alice.api.patch(path, {"state": "paused"}, format="json")
+    resumed = alice.api.patch(path, {"state": "active"}, format="json")
+
+    assert (paused.status_code, resumed.status_code) == (409, 409)
+    assert paused.json()["error"]["code"] == "disabled_by_token_revocation"
+    assert Subscription.objects.get(pk=stolen["id"]).state == Subscription.State.DISABLED

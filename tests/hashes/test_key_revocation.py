@@ -13,6 +13,7 @@ from unittest import mock
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -26,6 +27,7 @@ from hashes.models import Corroboration, Event, Hash, Statement
 from hashes.visibility import Viewer
 from members.models import SigningKey
 from members.services import key_register, key_set_state
+from tests.databases import postgresql_only
 from tests.factories import md5
 from tests.hashes.test_non_interference import IAT, normalise, observe, reset
 
@@ -166,7 +168,7 @@ def test_a_crash_midway_and_a_rerun_finish_the_job_without_double_events(alice, 
     key_set_state(key=alice.key, state=SigningKey.State.REVOKED)  # its task is lost (never committed here)
     first = Event.objects.order_by("-seq").first().seq
 
-    assert revocation.withdraw_batch(key_id=alice.key.pk, limit=2) == 2
+    assert revocation.withdraw_batch(key_id=alice.key.pk, limit=2)[0] == 2
     with mock.patch.object(revocation, "events_append", side_effect=RuntimeError("worker died")):
         with pytest.raises(RuntimeError):  # the second batch dies before it commits
             revocation.withdraw_batch(key_id=alice.key.pk, limit=2)
@@ -263,3 +265,33 @@ def test_a_groups_withdrawn_statements_are_seen_only_by_the_group(
     # ...and charlie reads exactly what it read when the group shared nothing.
     assert seen[True] == seen[False]
     assert any(e["type"] == "hash.retracted" for e in seen[True]["feed"])
+
+
+def rows_read(plan: dict) -> int:
+    own = plan.get("Actual Rows", 0) * plan.get("Actual Loops", 1) if "Scan" in plan.get("Node Type", "") else 0
+    return own + sum(rows_read(child) for child in plan.get("Plans", ()))
+
+
+@postgresql_only("EXPLAIN ANALYZE is PostgreSQL's")
+def test_a_withdrawal_batch_reads_about_its_own_rows_not_all_of_the_keys(alice, bob):
+    """A batch runs under the feed lock: it reads its rows from where the last one ended, through
+    the index statement_key_id, not every remaining statement of the key again (found by review:
+    quadratic in the key's statements)."""
+    from hashes.services.revocation import withdrawable
+
+    now = timezone.now()
+    Statement.objects.bulk_create([  # the revoked key's 300 among 20,000 of another key's
+        Statement(member=actor.member, jti=f"w{n}", kind="hash", raw="x", digest="0" * 64, size=1,
+                  state="published", key_id=actor.key.pk, received_at=now - timedelta(seconds=n), queued_at=now,
+                  published_at=now) for actor, count in ((alice, 300), (bob, 20_000)) for n in range(count)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE hashes_statement")
+    middle = sorted(Statement.objects.filter(key_id=alice.key.pk).values_list("pk", flat=True))[150]
+    for after in (None, middle):
+        remaining = withdrawable(alice.key) if after is None else withdrawable(alice.key).filter(pk__gt=after)
+        sql, params = remaining.order_by("id")[:10].values_list("id").query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+        plan = plan if isinstance(plan, list) else json.loads(plan)
+        assert rows_read(plan[0]["Plan"]) <= 100, json.dumps(plan, indent=1)
