@@ -295,7 +295,8 @@ def publish_statements(head: Any, statements: list[Statement], *, unwritten: set
     """Publish `statements` under the feed lock `head`, in the current transaction. Rows whose id is
     in `unwritten` are left for the caller to write (see publish_just_verified)."""
     batch = Batch(now=timezone.now())
-    statements = refuse_benign(batch, refuse_revoked_keys(batch, statements))
+    statements = refuse_revoked_keys(batch, statements)
+    statements = refuse_benign(batch, statements)
     retract_targets = [s.retracts_id for s in statements if s.kind == Statement.Kind.RETRACT]
     target_hashes: dict[Any, list[int]] = {}
     for statement_id, hash_id in Corroboration.objects.filter(

@@ -150,7 +150,7 @@ def test_member_revoke_key_withdraws_what_it_signed_from_compromised_since(alice
     since = (timezone.now() - timedelta(days=1)).isoformat()
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert run("member", "revoke-key", alice.key.kid, "--compromised-since", since) == f"{alice.key.kid}\n"
+        assert run("member", "revoke-key", "--compromised-since", since, "--", alice.key.kid) == f"{alice.key.kid}\n"
 
     assert SigningKey.objects.get(pk=alice.key.pk).state == "revoked"
     codes = dict(Statement.objects.filter(member__in=[alice.member, bob.member]).values_list("jti", "rejection_code"))
@@ -159,7 +159,7 @@ def test_member_revoke_key_withdraws_what_it_signed_from_compromised_since(alice
 
 @pytest.mark.parametrize("since", ["yesterday", "2026-11-30T18:00:00", "2999-01-01T00:00:00Z"])
 def test_member_revoke_key_refuses_a_bad_time_and_changes_nothing(alice, since):
-    assert refused("member", "revoke-key", alice.key.kid, "--compromised-since", since).startswith(
+    assert refused("member", "revoke-key", "--compromised-since", since, "--", alice.key.kid).startswith(
         "compromised_since_invalid:")
     assert SigningKey.objects.get(pk=alice.key.pk).state == "active"
 

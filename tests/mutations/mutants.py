@@ -194,8 +194,8 @@ MUTANTS: list[Mutant] = [
 
     # --- the feed lock and the log ------------------------------------------------------------------
     mutant("feed.lock-not-taken", LOG,
-           "return FeedHead.objects.select_for_update(skip_locked=not wait).filter(pk=FEED_HEAD_ID).first()",
-           "return FeedHead.objects.filter(pk=FEED_HEAD_ID).first()", FEED_LOCK, postgresql=True),
+           "locked = FeedHead.objects.select_for_update(skip_locked=not wait).filter(pk=FEED_HEAD_ID)",
+           "locked = FeedHead.objects.filter(pk=FEED_HEAD_ID)", FEED_LOCK, postgresql=True),
     mutant("feed.head-not-saved", LOG,
            "    FeedHead.objects.filter(pk=head.pk).update(last_seq=head.last_seq)\n", "", FEED),
 
@@ -599,6 +599,9 @@ MUTANTS: list[Mutant] = [
            ".union(\n            event.labels_override or (), event.labels_override_before or ())", "", OUTCOMES),
     mutant("suppression.publish-unchecked", PUB,
            "    statements = refuse_benign(batch, statements)\n", "", SUPPRESSION),
+    # A statement verified before its key was revoked, published after the withdrawal (second review).
+    mutant("keyrevoke.publish-unchecked", PUB, "    statements = refuse_revoked_keys(batch, statements)\n", "",
+           ("tests/hashes/test_key_revocation.py",)),
     # An administrator's decision holds until an administrator changes it (review findings 5, 6).
     mutant("corrections.removal-unchecked", PUB, "    statements = refuse_removed(batch, statements)\n", "",
            CORRECTIONS),
@@ -636,9 +639,9 @@ MUTANTS: list[Mutant] = [
     mutant("taxii.collection-not-narrowed", TXS,
            "            return collection, viewer.within(collection.share_group_id)",
            "            return collection, viewer", TAXII),
-    mutant("taxii.lives-never-end", TXS,
-           "        if current.count == 0 or (end[hash_id] is not None and created_at > end[hash_id]):",
-           "        if current.count == 0:", TAXII),
+    mutant("taxii.lives-never-end", "hashes/lives.py",
+           "        if not openers or (end is not None and created_at > end):",
+           "        if not openers:", (*TAXII, "tests/taxii/test_lives.py")),
     mutant("taxii.last-version-unchecked", TXS,
            "                    self.drop(pending.pop(event.hash_id))", "                    pending.pop(event.hash_id)",
            TAXII),

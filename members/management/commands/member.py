@@ -3,7 +3,8 @@
     python manage.py member add <slug> --name "<name>" --kind platform|government|ngo
     python manage.py member token <slug> --scopes submit,read,match [--name N] [--expires-days D]
     python manage.py member key <slug> --jwk '<public JWK JSON>' [--approve]
-    python manage.py member revoke-key <kid> [--compromised-since 2026-11-30T18:00:00Z]
+    python manage.py member revoke-key [--compromised-since 2026-11-30T18:00:00Z] [--] <kid>
+    (`--` before a kid that begins with `-`, as a thumbprint may)
 """
 
 from __future__ import annotations
