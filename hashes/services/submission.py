@@ -8,7 +8,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import transaction
@@ -258,16 +258,7 @@ def check_statement_quota(quota: int, used: int, new: int, recent, now) -> None:
     frees_at = now
     if must_free:
         frees_at = recent.order_by("received_at").values_list("received_at", flat=True)[must_free - 1]
-    retry_after = max(1, math.ceil((frees_at + QUOTA_WINDOW - now).total_seconds()))
-    too_large = f" A request may bring at most {quota} new statements." if new > quota else ""
-    raise TooManyRequests(
-        "quota_exceeded",
-        f"This request's {new} new statements would pass the member's quota of {quota} statements "
-        f"in 24 hours ({used} used).{too_large}",
-        retry_after,
-        {"quota": quota, "used": used, "requested": new, "unit": "statements",
-         "window_seconds": int(QUOTA_WINDOW.total_seconds())},
-    )
+    refuse_over_quota("statements", quota, used, new, frees_at, now)
 
 
 def check_byte_quota(quota: int, used: int, requested: int, recent, now) -> None:
@@ -281,13 +272,18 @@ def check_byte_quota(quota: int, used: int, requested: int, recent, now) -> None
         freed = Window(Sum("size"), order_by=F("received_at").asc(), frame=RowRange(start=None, end=0))
         frees_at = (recent.annotate(freed=freed).filter(freed__gte=must_free).order_by("received_at")
                     .values_list("received_at", flat=True).first()) or now
-    retry_after = max(1, math.ceil((frees_at + QUOTA_WINDOW - now).total_seconds()))
-    too_large = f" A request may bring at most {quota} bytes of new statements." if requested > quota else ""
+    refuse_over_quota("bytes", quota, used, requested, frees_at, now)
+
+
+def refuse_over_quota(unit: str, quota: int, used: int, requested: int, frees_at, now) -> NoReturn:
+    """429 quota_exceeded, with Retry-After the time the window has freed enough at `frees_at`."""
+    what = "new statements" if unit == "statements" else "bytes of new statements"
+    too_large = f" A request may bring at most {quota} {what}." if requested > quota else ""
     raise TooManyRequests(
         "quota_exceeded",
-        f"This request's {requested} bytes of new statements would pass the member's quota of {quota} bytes "
+        f"This request's {requested} {what} would pass the member's quota of {quota} {unit} "
         f"in 24 hours ({used} used).{too_large}",
-        retry_after,
-        {"quota": quota, "used": used, "requested": requested, "unit": "bytes",
+        max(1, math.ceil((frees_at + QUOTA_WINDOW - now).total_seconds())),
+        {"quota": quota, "used": used, "requested": requested, "unit": unit,
          "window_seconds": int(QUOTA_WINDOW.total_seconds())},
     )

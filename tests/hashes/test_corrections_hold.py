@@ -15,13 +15,13 @@ import importlib
 from typing import Any, Callable
 
 import pytest
-from django.contrib.auth.models import Group
 
 from audit.models import AuditEvent
 from consortium.api.errors import Conflict
 from hashes.models import Dispute, Event, Feedback, Hash, Statement
 from hashes.services.disputes import dispute_resolve, removal_lift
 from tests.factories import BASE_PDQ, flip, md5, pdq, pdq_value
+from tests.governance.test_disputes import onlooker, reviewer  # noqa: F401  (fixtures)
 from tests.hashes.test_non_interference import IAT, normalise, observe, reset
 
 
@@ -156,20 +156,6 @@ def test_removals_made_before_the_upgrade_hold_after_it(alice, bob, charlie, pip
 
     assert Hash.objects.get(pk=still.pk).removal_holds == [None]
     assert Hash.objects.get(pk=back.pk).removal_holds is None and Hash.objects.get(pk=back.pk).state == "active"
-
-
-@pytest.fixture
-def reviewer(django_user_model):
-    user = django_user_model.objects.create_user("reviewer", password="pw-reviewer-1", is_staff=True)
-    user.groups.add(Group.objects.get(name="Dispute review"))
-    return user
-
-
-@pytest.fixture
-def onlooker(django_user_model):
-    user = django_user_model.objects.create_user("onlooker", password="pw-onlooker-1", is_staff=True)
-    user.groups.add(Group.objects.get(name="Auditor"))
-    return user
 
 
 def test_only_dispute_review_lifts_a_removal_in_the_admin(alice, bob, pipeline, client, reviewer, onlooker):
