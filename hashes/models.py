@@ -93,7 +93,7 @@ class Statement(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     published_at = models.DateTimeField(null=True, blank=True)
 
-    # Filled in by verification, from the signed payload. Indexed where set: statement_key_id.
+    # Filled in by verification, from the signed payload. Indexed where set: statement_key_received.
     key = models.ForeignKey(SigningKey, null=True, blank=True, on_delete=models.PROTECT, db_index=False)
     issued_at = models.DateTimeField(null=True, blank=True)
     content_type = models.CharField(max_length=16, blank=True)
@@ -137,7 +137,8 @@ class Statement(models.Model):
             # Columns that few statements fill (or none until verified) are indexed where filled.
             # Queries name a value (`= x`, `IN`), which implies the condition.
             models.Index(fields=["rejection_code"], name="statement_rejected", condition=~models.Q(rejection_code="")),
-            models.Index(fields=["key", "id"], name="statement_key_id", condition=models.Q(key__isnull=False)),
+            models.Index(fields=["key", "received_at"], name="statement_key_received",
+                         condition=models.Q(key__isnull=False)),
             models.Index(fields=["share_group"], name="statement_share_group",
                          condition=models.Q(share_group__isnull=False)),
             models.Index(fields=["incident"], name="statement_incident", condition=models.Q(incident__isnull=False)),

@@ -57,10 +57,11 @@ def removal_payload(statement: Statement) -> dict[str, Any]:
 
 
 def withdraw_batch(*, key_id: int, limit: int, after: Any = None) -> tuple[int, Any] | None:
-    """Withdraw up to `limit` of the key's statements in one transaction under the feed lock, in id
-    order from `after` (the id the previous batch ended at: each batch reads its own rows through
-    the index statement_key_id, not all of the key's again); returns how many and the last id, or
-    None when nothing was left (the key is then marked finished and audited)."""
+    """Withdraw up to `limit` of the key's statements in one transaction under the feed lock, in the
+    order they were received, from `after` (when the last statement the previous batch withdrew was
+    received: each batch reads its own rows through the index statement_key_received, not all of
+    the key's again; those it withdrew leave the set); returns how many and when the last of them
+    was received, or None when nothing was left (the key is then marked finished and audited)."""
     from .publishing import Batch, hash_key
 
     with transaction.atomic():
@@ -69,8 +70,8 @@ def withdraw_batch(*, key_id: int, limit: int, after: Any = None) -> tuple[int, 
         if key is None or key.state != SigningKey.State.REVOKED or key.withdrawn_at is not None:
             return None
         now = timezone.now()
-        remaining = withdrawable(key) if after is None else withdrawable(key).filter(pk__gt=after)
-        statements = list(remaining.select_related("member").order_by("id")[:limit])
+        remaining = withdrawable(key) if after is None else withdrawable(key).filter(received_at__gte=after)
+        statements = list(remaining.select_related("member").order_by("received_at", "id")[:limit])
         if not statements:
             if after is not None and withdrawable(key).exists():  # published meanwhile below `after`
                 return 0, None
@@ -117,7 +118,7 @@ def withdraw_batch(*, key_id: int, limit: int, after: Any = None) -> tuple[int, 
         events_append(head, batch.events)
         if batch.events:
             indexes.mark_stale()
-    return len(statements), statements[-1].pk
+    return len(statements), statements[-1].received_at
 
 
 def withdraw_key_statements(*, key_id: int, batch_size: int, max_batches: int = 20) -> bool:

@@ -98,7 +98,7 @@ def test_the_migrations_run_forwards_backwards_and_again_after_an_interruption()
     admin = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
     admin.autocommit = True
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SECRET_KEY": "migration-test"}
-    new = {"statement_received", "statement_verified", "statement_received_queued", "statement_key_id", "statement_share_group",
+    new = {"statement_received", "statement_verified", "statement_received_queued", "statement_key_received", "statement_share_group",
            "transparency_statement_published_set"}
     old = {"statement_work_queue", "statement_sweep", *waiting.DROPPED, "transparency_statement_published"}
     try:
